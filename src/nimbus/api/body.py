@@ -1,0 +1,54 @@
+"""Reading request bodies and query strings into checked Python values, with Lambda's errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import pydantic
+from starlette.requests import Request
+
+from nimbus.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes without reading it all into memory first."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"Request must be smaller than {limit} bytes for the operation.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"Request must be smaller than {limit} bytes for the operation.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object from a request body; an empty body is `{}`."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidRequestContent("Could not parse request body into json: expected a JSON object")
+    return value
+
+
+def validate(model: type[M], data: Any) -> M:
+    """Validate `data` against a pydantic model, turning its errors into one Lambda-style message."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err["loc"]) or "body"
+            problems.append(f"Value at '{where}' failed to satisfy constraint: {err['msg']}")
+        n = exc.error_count()
+        raise InvalidParameterValue(f"{n} validation error{'s' if n > 1 else ''} detected: " + "; ".join(problems)) from None

@@ -1,0 +1,45 @@
+"""Maps every exception to Lambda's error shape, once: `x-amzn-ErrorType` header, JSON body with `Type`
+and `message`, the right status. Bad input never becomes a 500 or a stack trace."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from nimbus.errors import LambdaError, ServiceError, UnknownOperation, UnsupportedMediaType
+
+log = logging.getLogger("nimbus.api")
+
+
+def error_response(exc: LambdaError) -> Response:
+    return Response(
+        json.dumps(exc.body()),
+        status_code=exc.status,
+        headers=exc.headers(),
+        media_type="application/json",
+    )
+
+
+async def on_lambda_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LambdaError)
+    return error_response(exc)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(UnknownOperation(f"Method {request.method} is not allowed on {request.url.path}"))
+    if exc.status_code == 415:
+        return error_response(UnsupportedMediaType(str(exc.detail)))
+    if exc.status_code == 404:
+        return error_response(UnknownOperation(f"Unknown operation: {request.method} {request.url.path}"))
+    return error_response(ServiceError(str(exc.detail)))
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(ServiceError("An internal error occurred. See the server log."))

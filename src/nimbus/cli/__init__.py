@@ -1,0 +1,1 @@
+"""The `nimbus` command. Except for `nimbus server`, it speaks only the HTTP API, like any client."""

@@ -1,0 +1,49 @@
+"""`nimbus` console script: server, deploy, invoke, functions, delete, logs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="nimbus: self-hosted AWS Lambda.")
+
+
+@app.command()
+def server(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [NIMBUS_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [NIMBUS_PORT]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where state and code live [NIMBUS_DATA_DIR]")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL, e.g. postgresql+psycopg://... [NIMBUS_DATABASE_URL]")
+    ] = None,
+    isolation: Annotated[
+        str | None, typer.Option(help="auto | namespaces | process [NIMBUS_ISOLATION]")
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="Region in ARNs [NIMBUS_REGION]")] = None,
+    account_id: Annotated[str | None, typer.Option(help="12-digit account id [NIMBUS_ACCOUNT_ID]")] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Seconds an idle environment is kept [NIMBUS_IDLE_TIMEOUT]")
+    ] = None,
+) -> None:
+    """Start the whole platform in one process on embedded defaults."""
+    from nimbus.config import Settings
+    from nimbus.server import run
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "host": host,
+            "port": port,
+            "data_dir": data_dir,
+            "database_url": database_url,
+            "isolation": isolation,
+            "region": region,
+            "account_id": account_id,
+            "idle_timeout": idle_timeout,
+        }.items()
+        if v is not None
+    }
+    settings = Settings(**overrides)
+    run(settings)

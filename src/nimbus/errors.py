@@ -1,0 +1,118 @@
+"""The one exception hierarchy of nimbus. Every error a client can see is a `LambdaError` subclass that
+knows its wire name and HTTP status; `api/` maps them to Lambda's error shape in exactly one place."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class LambdaError(Exception):
+    """An error answered to the client in AWS Lambda's shape.
+
+    The body carries `Type` ("User" for client faults, "Service" for ours) and the message under both
+    `message` and `Message`, because botocore's models spell it one way or the other per error type.
+    """
+
+    status: ClassVar[int] = 400
+    error_type: ClassVar[str] = "InvalidParameterValueException"
+    fault: ClassVar[str] = "User"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"Type": self.fault, "message": self.message, "Message": self.message, **self.extra}
+
+    def headers(self) -> dict[str, str]:
+        return {"x-amzn-ErrorType": self.error_type}
+
+
+class InvalidParameterValue(LambdaError):
+    status = 400
+    error_type = "InvalidParameterValueException"
+
+
+class InvalidRequestContent(LambdaError):
+    status = 400
+    error_type = "InvalidRequestContentException"
+
+
+class ValidationError(LambdaError):
+    """AWS answers schema violations (lengths, patterns, enums) with this type."""
+
+    status = 400
+    error_type = "ValidationException"
+
+
+class UnsupportedMediaType(LambdaError):
+    status = 415
+    error_type = "UnsupportedMediaTypeException"
+
+
+class ResourceNotFound(LambdaError):
+    status = 404
+    error_type = "ResourceNotFoundException"
+
+
+class UnknownOperation(LambdaError):
+    status = 404
+    error_type = "UnknownOperationException"
+
+
+class ResourceConflict(LambdaError):
+    status = 409
+    error_type = "ResourceConflictException"
+
+
+class ResourceInUse(LambdaError):
+    status = 400
+    error_type = "ResourceInUseException"
+
+
+class PreconditionFailed(LambdaError):
+    status = 412
+    error_type = "PreconditionFailedException"
+
+
+class RequestTooLarge(LambdaError):
+    status = 413
+    error_type = "RequestTooLargeException"
+
+
+class PolicyLengthExceeded(LambdaError):
+    status = 400
+    error_type = "PolicyLengthExceededException"
+
+
+class TooManyRequests(LambdaError):
+    """A throttle. `reason` is one of AWS's ThrottleReason values."""
+
+    status = 429
+    error_type = "TooManyRequestsException"
+
+    def __init__(self, message: str, reason: str, retry_after: int = 1) -> None:
+        super().__init__(message, Reason=reason)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Retry-After": str(self.retry_after)}
+
+
+class ServiceError(LambdaError):
+    status = 500
+    error_type = "ServiceException"
+    fault = "Service"
+
+
+class ResourceNotReady(LambdaError):
+    status = 502
+    error_type = "ResourceNotReadyException"
+    fault = "Service"
+
+
+class InvalidRuntime(LambdaError):
+    status = 502
+    error_type = "InvalidRuntimeException"
+    fault = "Service"

@@ -1,0 +1,54 @@
+"""`nimbus server`: the whole platform in one process, served by uvicorn. SIGTERM/SIGINT stop taking new
+connections, let in-flight requests finish (up to a grace period), then stop the platform cleanly."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from rich.console import Console
+
+from nimbus.api.app import create_app
+from nimbus.config import Settings
+from nimbus.observe import serverlog
+from nimbus.platform import build_platform
+
+log = logging.getLogger("nimbus.server")
+
+
+def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
+    """Build the platform, announce it, and serve until a signal arrives."""
+    serverlog.configure()
+    platform = build_platform(settings)
+    console = Console(stderr=True)
+    console.print(f"[bold]nimbus[/] listening on [cyan]{settings.base_url()}[/]")
+    console.print(f"  data dir:  {settings.data_dir.resolve()}")
+    console.print(f"  database:  {settings.resolved_database_url().split('@')[-1]}")
+    console.print(f"  isolation: [bold]{platform.sandbox.backend_name}[/] ({platform.sandbox.backend_reason})")
+    if platform.sandbox.backend_name == "process":
+        console.print(
+            "[bold red]WARNING: functions run as plain processes WITHOUT isolation.[/] "
+            "Do not run untrusted code on this server."
+        )
+    log.info(
+        "nimbus started",
+        extra={
+            "endpoint": settings.base_url(),
+            "data_dir": str(settings.data_dir.resolve()),
+            "isolation": platform.sandbox.backend_name,
+        },
+    )
+    config = uvicorn.Config(
+        create_app(platform),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(graceful_timeout),
+        limit_concurrency=None,
+        backlog=4096,
+    )
+    uvicorn.Server(config).run()
