@@ -7,6 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from nimbus.cli import functions
+from nimbus.cli.logs import logs
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="nimbus: self-hosted AWS Lambda.")
 
 
@@ -47,3 +50,11 @@ def server(
     }
     settings = Settings(**overrides)
     run(settings)
+
+
+
+app.command()(functions.deploy)
+app.command()(functions.invoke)
+app.command("functions")(functions.functions)
+app.command()(functions.delete)
+app.command("logs")(logs)

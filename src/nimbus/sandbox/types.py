@@ -63,3 +63,6 @@ class Sandbox(Protocol):
         (version, revision_id) is not in `keep`; an empty `keep` retires them all."""
 
     def environment_count(self) -> int: ...
+
+    def idle_count(self, pool_key: tuple[str, str, str]) -> int:
+        """Warm environments idle right now for `VersionSpec.pool_key` (0 means the next invoke is cold)."""

@@ -1,0 +1,130 @@
+"""First-invoke latency of a new execution environment (the fresh start path), for an echo function and
+for a function whose INIT takes 300 ms, and the idle memory (USS) of a warm echo environment. The baseline,
+run in the same process: starting a bare interpreter that imports json (what any cold start must pay).
+Goals (issue "Execution engine"): platform overhead (latency - INIT time) <= 25 ms; idle USS <= 15 MB.
+
+Run: .venv/bin/python bench/coldstart.py [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness import create_function, nimbus_server  # noqa: E402
+from nimbus.sandbox.runtimes import available_runtimes  # noqa: E402
+
+RUNTIME = "python3.12"
+ECHO = "def handler(event, context):\n    return event\n"
+SLOW_INIT = "import time\ntime.sleep(0.3)\n\ndef handler(event, context):\n    return event\n"
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def bare_interpreter(runs: int) -> list[float]:
+    exe = str(available_runtimes()[RUNTIME])
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([exe, "-I", "-S", "-c", "import json"], check=True)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def cold_invokes(url: str, name: str, runs: int) -> tuple[list[float], list[float]]:
+    """Latency of `runs` cold invokes; each follows a configuration change that retires warm environments."""
+    client = httpx.Client(base_url=url, timeout=60)
+    latencies, inits = [], []
+    for i in range(runs):
+        r = client.put(f"/2015-03-31/functions/{name}/configuration", json={"Description": f"run {i}"})
+        r.raise_for_status()
+        time.sleep(0.05)  # let the retired environments die so they don't compete for CPU
+        t0 = time.perf_counter()
+        r = client.post(f"/2015-03-31/functions/{name}/invocations", content=b"{}",
+                        headers={"X-Amz-Log-Type": "Tail"})
+        latencies.append((time.perf_counter() - t0) * 1000)
+        r.raise_for_status()
+        tail = base64.b64decode(r.headers["x-amz-log-result"]).decode()
+        m = re.search(r"Init Duration: ([\d.]+) ms", tail)
+        inits.append(float(m.group(1)) if m else float("nan"))
+    return latencies, inits
+
+
+def uss_kb(pid: int) -> int:
+    total = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            total += int(line.split()[1])
+    return total
+
+
+def descendants(pid: int) -> dict[int, tuple[int, str]]:
+    """pid -> (ppid, comm) for every descendant of `pid`."""
+    procs = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+                comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+                ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+                procs[int(d.name)] = (ppid, comm)
+            except (OSError, ValueError):
+                pass
+    out, frontier = {}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, comm) in procs.items():
+            if ppid == parent:
+                out[child] = (ppid, comm)
+                frontier.append(child)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+
+    base = bare_interpreter(args.runs)
+    with nimbus_server({"NIMBUS_IDLE_TIMEOUT": "600"}) as server:
+        create_function(server.url, "echo", ECHO, Runtime=RUNTIME)
+        create_function(server.url, "slowinit", SLOW_INIT, Runtime=RUNTIME)
+        echo_lat, echo_init = cold_invokes(server.url, "echo", args.runs)
+        slow_lat, slow_init = cold_invokes(server.url, "slowinit", args.runs)
+
+        # Idle memory of one warm echo environment: retire everything, then start exactly one.
+        httpx.put(f"{server.url}/2015-03-31/functions/slowinit/configuration", json={"Description": "x"})
+        httpx.post(f"{server.url}/2015-03-31/functions/echo/invocations", content=b"{}")
+        time.sleep(0.5)
+        procs = descendants(server.pid)
+        env_uss = sum(uss_kb(p) for p in procs) / 1024
+        python_uss = [uss_kb(p) / 1024 for p, (_, comm) in procs.items() if comm.startswith("python")]
+
+    print(f"bare interpreter start (python -I -S -c 'import json'): p50 {pct(base, .5):.1f} ms  "
+          f"p99 {pct(base, .99):.1f} ms")
+    for label, lat, init, init_time in (("echo", echo_lat, echo_init, 0.0),
+                                          ("INIT 300 ms", slow_lat, slow_init, 300.0)):
+        overhead = [x - init_time for x in lat]
+        print(f"cold invoke {label:12}: p50 {pct(lat, .5):7.1f} ms  p99 {pct(lat, .99):7.1f} ms  "
+              f"REPORT Init Duration p50 {statistics.median(init):7.1f} ms  "
+              f"platform overhead p50 {pct(overhead, .5):.1f} ms (goal <= 25)  "
+              f"ratio to bare interpreter {pct(overhead, .5) / pct(base, .5):.2f}")
+    print(f"idle warm echo environment: USS {env_uss:.1f} MB for all its processes "
+          f"({len(procs)}: {sorted(c for _, c in procs.values())}); python runtime alone "
+          f"{', '.join(f'{u:.1f}' for u in python_uss)} MB (goal <= 15)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# System packages nimbus uses when present: bubblewrap (namespaces isolation) and libseccomp (seccomp).
+# Installs them with apt when we are root (or have password-less sudo); otherwise says what is missing:
+# nimbus then runs with the `process` backend and says so loudly at start-up.
+set -u
+missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing+=(libseccomp2)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
+  echo "note: ${missing[*]} not installed and no root: functions will run without isolation." >&2
+  exit 0
+fi
+if command -v apt-get >/dev/null 2>&1; then
+  echo "installing ${missing[*]} ..." >&2
+  $SUDO apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
+    || echo "note: could not install ${missing[*]}: functions will run without isolation." >&2
+else
+  echo "note: install ${missing[*]} with your package manager for isolation." >&2
+fi
+exit 0

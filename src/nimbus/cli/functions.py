@@ -1,0 +1,171 @@
+"""`nimbus deploy | invoke | functions | delete`: manage and call functions over the HTTP API."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nimbus.cli.client import ApiError, LambdaClient
+
+console = Console()
+err = Console(stderr=True)
+
+Endpoint = Annotated[
+    str | None, typer.Option("--endpoint", envvar="NIMBUS_ENDPOINT", help="nimbus server URL")
+]
+FN = "/2015-03-31/functions"
+
+
+def fail(exc: ApiError) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {exc.error_type}: {exc.message}", markup=True, highlight=False)
+    return typer.Exit(1)
+
+
+def zip_directory(directory: Path) -> bytes:
+    """Zip a directory's contents (paths relative to it), keeping exec bits, skipping caches."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for root, dirs, files in os.walk(directory):
+            dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", ".git"))
+            for name in sorted(files):
+                path = Path(root) / name
+                zf.write(path, path.relative_to(directory).as_posix())
+    return buf.getvalue()
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--env")
+        env[key] = value
+    return env
+
+
+def deploy(
+    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Directory with the code")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Function name")],
+    handler: Annotated[str, typer.Option("--handler", help="e.g. app.handler")],
+    runtime: Annotated[str, typer.Option("--runtime", help="Runtime id")] = "python3.12",
+    memory: Annotated[int | None, typer.Option("--memory", help="Memory in MB")] = None,
+    timeout: Annotated[int | None, typer.Option("--timeout", help="Timeout in seconds")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable")] = None,
+    role: Annotated[str, typer.Option("--role")] = "arn:aws:iam::000000000000:role/nimbus-function",
+    publish: Annotated[bool, typer.Option("--publish", help="Publish a version")] = False,
+    endpoint: Endpoint = None,
+) -> None:
+    """Zip DIRECTORY and create the function, or update it if it exists; prints its ARN."""
+    client = LambdaClient(endpoint)
+    code = zip_directory(directory)
+    config: dict[str, Any] = {"Runtime": runtime, "Handler": handler, "Role": role}
+    if memory is not None:
+        config["MemorySize"] = memory
+    if timeout is not None:
+        config["Timeout"] = timeout
+    if env is not None:
+        config["Environment"] = {"Variables": parse_env(env)}
+    zipped = base64.b64encode(code).decode()
+    try:
+        try:
+            client.json("GET", f"{FN}/{name}/configuration")
+            exists = True
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            exists = False
+        if exists:
+            client.json("PUT", f"{FN}/{name}/configuration", json=config)
+            result = client.json("PUT", f"{FN}/{name}/code", json={"ZipFile": zipped, "Publish": publish})
+            action = "updated"
+        else:
+            body = {"FunctionName": name, "Code": {"ZipFile": zipped}, "Publish": publish, **config}
+            result = client.json("POST", FN, json=body)
+            action = "created"
+    except ApiError as exc:
+        raise fail(exc) from None
+    err.print(f"{action} [bold]{name}[/] ({len(code)} bytes, version {result.get('Version')})")
+    console.print(result["FunctionArn"], highlight=False)
+
+
+def invoke(
+    name: Annotated[str, typer.Argument(help="Function name or ARN")],
+    payload: Annotated[str | None, typer.Option("--payload", "-p", help="JSON event")] = None,
+    payload_file: Annotated[Path | None, typer.Option("--payload-file", help="File with the JSON event")] = None,
+    qualifier: Annotated[str | None, typer.Option("--qualifier", "-q", help="Version or alias")] = None,
+    is_async: Annotated[bool, typer.Option("--async", help="Invoke asynchronously (Event)")] = False,
+    show_log: Annotated[bool, typer.Option("--log", help="Print the invocation's log tail")] = False,
+    endpoint: Endpoint = None,
+) -> None:
+    """Invoke a function and print its response."""
+    if payload is not None and payload_file is not None:
+        raise typer.BadParameter("give --payload or --payload-file, not both")
+    body = payload_file.read_bytes() if payload_file else (payload or "{}").encode()
+    headers = {"X-Amz-Invocation-Type": "Event" if is_async else "RequestResponse"}
+    if show_log and not is_async:
+        headers["X-Amz-Log-Type"] = "Tail"
+    params = {"Qualifier": qualifier} if qualifier else {}
+    try:
+        response = LambdaClient(endpoint).request(
+            "POST", f"{FN}/{name}/invocations", content=body, headers=headers, params=params
+        )
+    except ApiError as exc:
+        raise fail(exc) from None
+    if show_log and "x-amz-log-result" in response.headers:
+        err.print(base64.b64decode(response.headers["x-amz-log-result"]).decode(errors="replace"),
+                  markup=False, highlight=False, end="")
+    if is_async:
+        err.print(f"accepted (request id {response.headers.get('x-amzn-requestid', '?')})")
+        return
+    sys.stdout.write(response.text + "\n")
+    if response.headers.get("x-amz-function-error"):
+        raise typer.Exit(1)
+
+
+def functions(endpoint: Endpoint = None) -> None:
+    """List functions in a table."""
+    client = LambdaClient(endpoint)
+    rows: list[dict[str, Any]] = []
+    marker: str | None = None
+    try:
+        while True:
+            page = client.json("GET", FN, params={"Marker": marker} if marker else {})
+            rows += page.get("Functions", [])
+            marker = page.get("NextMarker")
+            if not marker:
+                break
+    except ApiError as exc:
+        raise fail(exc) from None
+    table = Table("Name", "Runtime", "Handler", "Memory", "Timeout", "Code size", "Last modified")
+    for fn in rows:
+        table.add_row(
+            fn["FunctionName"], fn.get("Runtime", ""), fn.get("Handler", ""), f"{fn.get('MemorySize')} MB",
+            f"{fn.get('Timeout')} s", str(fn.get("CodeSize")), fn.get("LastModified", ""),
+        )
+    console.print(table)
+
+
+def delete(
+    name: Annotated[str, typer.Argument(help="Function name or ARN")],
+    qualifier: Annotated[str | None, typer.Option("--qualifier", "-q", help="Delete only this version")] = None,
+    endpoint: Endpoint = None,
+) -> None:
+    """Delete a function (or one version of it)."""
+    try:
+        LambdaClient(endpoint).request(
+            "DELETE", f"{FN}/{name}", params={"Qualifier": qualifier} if qualifier else {}
+        )
+    except ApiError as exc:
+        raise fail(exc) from None
+    err.print(f"deleted {name}{':' + qualifier if qualifier else ''}")
+
+

@@ -1,0 +1,236 @@
+"""The invoker: validates an invocation, routes it to a version, admits it against concurrency limits,
+runs it in the sandbox, and records its START/END/REPORT log lines. One instance per server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from nimbus.config import Settings
+from nimbus.control.registry import Registry
+from nimbus.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
+from nimbus.invoke import router
+from nimbus.invoke.concurrency import Concurrency
+from nimbus.observe import report
+from nimbus.observe.logstore import LogStore
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, Sandbox
+
+log = logging.getLogger("nimbus.invoke")
+
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+# AWS's sync limit is 6 MB for requests; responses may carry 100 bytes more (the RIE's 6 MiB + 100).
+RESPONSE_SLACK = 100
+
+
+@dataclass(slots=True)
+class InvokeOutcome:
+    """What the HTTP layer answers."""
+
+    status: int
+    payload: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Invoker:
+    def __init__(self, settings: Settings, registry: Registry, sandbox: Sandbox, logstore: LogStore) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._sandbox = sandbox
+        self._logstore = logstore
+        self._reserved_total: int | None = None
+        self.concurrency = Concurrency(settings, self._cached_reserved_total)
+        self._background: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        registry.subscribe(self._on_function_changed)
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    async def stop(self) -> None:
+        """Give async deliveries in flight a moment to finish; the sandbox then kills what is left."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=5)
+        for task in self._background:
+            task.cancel()
+
+    def _cached_reserved_total(self) -> int:
+        if self._reserved_total is None:
+            self._reserved_total = self._registry.reserved_total()
+        return self._reserved_total
+
+    def _on_function_changed(self, name: str) -> None:
+        # Called from whichever thread committed the change; hop onto the loop that owns the sandbox.
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._retire_stale, name)
+
+    def _retire_stale(self, name: str) -> None:
+        self._reserved_total = None
+        try:
+            snapshot = self._registry.snapshot(name)
+            keep = {(v.version, v.revision_id) for v in snapshot.versions.values()}
+        except Exception:  # deleted (ResourceNotFound) or unreadable: nothing of it stays warm
+            keep = set()
+        self._sandbox.retire(name, keep)
+
+    async def invoke(
+        self,
+        function: str,
+        qualifier: str | None,
+        payload: bytes,
+        invocation_type: str = "RequestResponse",
+        log_type: str = "None",
+        client_context: str | None = None,
+        trace_id: str | None = None,
+    ) -> InvokeOutcome:
+        """Invoke `function` (name or ARN) and describe the HTTP answer."""
+        if invocation_type not in INVOCATION_TYPES:
+            raise InvalidParameterValue(
+                f"1 validation error detected: Value '{invocation_type}' at 'invocationType' failed to "
+                f"satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+            )
+        if log_type not in ("None", "Tail"):
+            raise InvalidParameterValue(
+                f"1 validation error detected: Value '{log_type}' at 'logType' failed to satisfy "
+                "constraint: Member must satisfy enum value set: [Tail, None]"
+            )
+        limit = (
+            self._settings.async_payload_max_bytes
+            if invocation_type == "Event"
+            else self._settings.sync_payload_max_bytes
+        )
+        if len(payload) > limit:
+            raise RequestTooLarge(
+                f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
+            )
+        _check_json(payload)
+        context_json = _decode_client_context(client_context)
+
+        name, arn_qualifier = self._registry.split_qualifier(function)
+        if arn_qualifier and qualifier and arn_qualifier != qualifier:
+            raise InvalidParameterValue(
+                "The derived qualifier from the function name does not match the specified qualifier."
+            )
+        snapshot = self._registry.snapshot(name)
+        target = router.resolve(snapshot, qualifier or arn_qualifier)
+        spec = target.spec
+        headers = {"X-Amz-Executed-Version": spec.version}
+
+        if invocation_type == "DryRun":
+            return InvokeOutcome(204, b"", headers)
+
+        if invocation_type == "Event":
+            lease = self.concurrency.acquire(snapshot.name, snapshot.reserved_concurrency, False)
+            request = self._request(target, payload, context_json, trace_id)
+            task = asyncio.create_task(self._run_event(target, request, lease))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return InvokeOutcome(202, b"", {"x-amzn-RequestId": request.request_id})
+
+        cold = self._sandbox.idle_count(spec.pool_key) == 0
+        lease = self.concurrency.acquire(snapshot.name, snapshot.reserved_concurrency, cold)
+        try:
+            request = self._request(target, payload, context_json, trace_id)
+            result = await self._sandbox.invoke(spec, request)
+        finally:
+            self.concurrency.release(lease)
+        lines = self._record(target, request, result)
+        body = result.payload
+        if result.function_error:
+            headers["X-Amz-Function-Error"] = result.function_error
+        elif len(body) > self._settings.sync_payload_max_bytes + RESPONSE_SLACK:
+            body = json.dumps(
+                {
+                    "errorMessage": "Response payload size exceeded maximum allowed payload size "
+                    f"({self._settings.sync_payload_max_bytes + RESPONSE_SLACK} bytes).",
+                    "errorType": "Function.ResponseSizeTooLarge",
+                }
+            ).encode()
+            headers["X-Amz-Function-Error"] = "Unhandled"
+        if log_type == "Tail":
+            headers["X-Amz-Log-Result"] = report.tail(lines, self._settings.log_tail_bytes)
+        headers["x-amzn-RequestId"] = request.request_id
+        return InvokeOutcome(200, body, headers)
+
+    def _request(
+        self, target: router.Target, payload: bytes, client_context: str | None, trace_id: str | None
+    ) -> InvokeRequest:
+        request_id = str(uuid.uuid4())
+        return InvokeRequest(
+            request_id=request_id,
+            payload=payload,
+            deadline_ms=int(time.time() * 1000) + target.spec.timeout * 1000,
+            invoked_arn=target.invoked_arn,
+            client_context=client_context,
+            trace_id=trace_id or _new_trace_id(),
+        )
+
+    async def _run_event(self, target: router.Target, request: InvokeRequest, lease: object) -> None:
+        """One delivery of an `Event` invocation (retries and destinations are the async pipeline's)."""
+        try:
+            request.deadline_ms = int(time.time() * 1000) + target.spec.timeout * 1000
+            result = await self._sandbox.invoke(target.spec, request)
+            self._record(target, request, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("async invocation failed", extra={"request_id": request.request_id})
+        finally:
+            self.concurrency.release(lease)  # type: ignore[arg-type]
+
+    def _record(self, target: router.Target, request: InvokeRequest, result: InvokeResult) -> list[str]:
+        spec = target.spec
+        rid = request.request_id
+        lines = [report.start_line(rid, spec.version)]
+        lines += [text for _, text in result.logs]
+        lines.append(report.end_line(rid))
+        lines.append(
+            report.report_line(
+                rid,
+                result.duration_ms,
+                spec.memory_size,
+                result.max_memory_mb,
+                result.init_duration_ms,
+                result.extra_report or None,
+            )
+        )
+        now = int(time.time() * 1000)
+        stamped = [(now, lines[0]), *result.logs, (now, lines[-2]), (now, lines[-1])]
+        self._logstore.append(spec.log_group, result.log_stream, stamped)
+        return lines
+
+
+def _check_json(payload: bytes) -> None:
+    if not payload:
+        return
+    try:
+        json.loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequestContent(
+            f"Could not parse request body into json: Could not parse payload into json: {exc}"
+        ) from None
+
+
+def _decode_client_context(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        text = base64.b64decode(value, validate=True).decode()
+        if not isinstance(json.loads(text), dict):
+            raise ValueError
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidParameterValue("Client context must be a valid Base64-encoded JSON object.") from None
+    if len(value) > 3583:
+        raise InvalidParameterValue("Client context must be at most 3583 bytes, base64-encoded.")
+    return text
+
+
+def _new_trace_id() -> str:
+    return f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+
+
