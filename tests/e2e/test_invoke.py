@@ -127,10 +127,10 @@ def test_concurrent_invokes_get_separate_environments(lam: Any) -> None:
 def test_update_retires_old_environments(lam: Any) -> None:
     name = create(lam)
     first = call(lam, name)[1]
-    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"V": "2"}})
+    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"V2": "2"}})
     second = call(lam, name)[1]
     assert second["env_id"] != first["env_id"]
-    assert second["env"]["V"] == "2"
+    assert second["env"]["V2"] == "2"
     lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": "def handler(e, c):\n    return 'v3'\n"}))
     assert call(lam, name)[1] == "v3"
 

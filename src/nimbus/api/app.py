@@ -61,5 +61,7 @@ def create_app(platform: Platform) -> Starlette:
             Exception: errors.on_unexpected,
         },
     )
+    # AWS has no trailing-slash redirects: a wrong path is an unknown operation, not a 307.
+    app.router.redirect_slashes = False
     app.state.platform = platform
     return app

@@ -34,7 +34,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidRequestContent("Could not parse request body into json: expected a JSON object")
@@ -51,4 +51,5 @@ def validate(model: type[M], data: Any) -> M:
             where = ".".join(str(p) for p in err["loc"]) or "body"
             problems.append(f"Value at '{where}' failed to satisfy constraint: {err['msg']}")
         n = exc.error_count()
-        raise InvalidParameterValue(f"{n} validation error{'s' if n > 1 else ''} detected: " + "; ".join(problems)) from None
+        plural = "s" if n > 1 else ""
+        raise InvalidParameterValue(f"{n} validation error{plural} detected: " + "; ".join(problems)) from None

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nimbus.cli.client import ApiError, LambdaClient
@@ -26,7 +27,7 @@ FN = "/2015-03-31/functions"
 
 
 def fail(exc: ApiError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc.error_type}: {exc.message}", markup=True, highlight=False)
+    err.print(f"[bold red]error:[/] {escape(exc.error_type)}: {escape(exc.message)}", highlight=False)
     return typer.Exit(1)
 
 

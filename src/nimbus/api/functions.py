@@ -1,0 +1,296 @@
+"""The Lambda control-plane REST API at botocore's paths: functions, versions, aliases, tags, concurrency,
+resource policies and account settings, plus the download route behind GetFunction's Code.Location.
+Handlers parse and check JSON types, then run the registry call in a worker thread (database work never
+blocks the event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from nimbus.api import shapes
+from nimbus.api.body import parse_json_object, read_body, validate
+from nimbus.control.registry import Registry
+from nimbus.control.validation import constraint
+from nimbus.errors import InvalidRequestContent, ResourceNotFound
+
+T = TypeVar("T")
+S = TypeVar("S", bound=shapes.Shape)
+
+
+def _registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.platform.registry
+    return registry
+
+
+async def _call(request: Request, fn: Callable[..., T], *args: Any) -> T:
+    """Run a registry operation off the event loop."""
+    return await asyncio.to_thread(fn, *args)
+
+
+async def _body(request: Request, model: type[S]) -> S:
+    limit: int = request.app.state.platform.settings.request_body_max_bytes
+    return validate(model, parse_json_object(await read_body(request, limit)))
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return JSONResponse(data, status_code=status)
+
+
+def _no_content() -> Response:
+    return Response(status_code=204)
+
+
+def _decode_zip(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequestContent(
+            "Could not parse request body into json: Could not parse payload into json: ZipFile is not valid base64"
+        ) from None
+
+
+def _qualifier(request: Request) -> str | None:
+    return request.query_params.get("Qualifier")
+
+
+def _max_items(request: Request) -> int | None:
+    raw = request.query_params.get("MaxItems")
+    if raw is None:
+        return None
+    if not re.fullmatch(r"-?\d{1,10}", raw):
+        raise constraint(raw, "maxItems", "Member must be an integer")
+    value = int(raw)
+    if not 1 <= value <= 10000:
+        raise constraint(
+            value, "maxItems",
+            "Member must have value less than or equal to 10000" if value > 1 else
+            "Member must have value greater than or equal to 1",
+        )
+    return value
+
+
+# ------------------------------------------------------------------------------------------- functions
+
+
+async def create_function(request: Request) -> Response:
+    body = await _body(request, shapes.CreateFunction)
+    fields = body.fields()
+    zip_bytes = _decode_zip(body.Code.ZipFile)
+    return _json(await _call(request, _registry(request).create_function, fields, zip_bytes), 201)
+
+
+async def list_functions(request: Request) -> Response:
+    version = request.query_params.get("FunctionVersion")
+    if version is not None and version != "ALL":
+        raise constraint(version, "functionVersion", "Member must satisfy enum value set: [ALL]")
+    reg = _registry(request)
+    result = await _call(request, reg.list_functions, request.query_params.get("Marker"), _max_items(request),
+                         version == "ALL")
+    return _json(result)
+
+
+async def get_function(request: Request) -> Response:
+    reg = _registry(request)
+    return _json(await _call(request, reg.get_function, request.path_params["name"], _qualifier(request)))
+
+
+async def delete_function(request: Request) -> Response:
+    reg = _registry(request)
+    await _call(request, reg.delete_function, request.path_params["name"], _qualifier(request))
+    return _no_content()
+
+
+async def get_configuration(request: Request) -> Response:
+    reg = _registry(request)
+    name = request.path_params["name"]
+    return _json(await _call(request, reg.get_function_configuration, name, _qualifier(request)))
+
+
+async def update_configuration(request: Request) -> Response:
+    body = await _body(request, shapes.UpdateFunctionConfiguration)
+    reg = _registry(request)
+    return _json(await _call(request, reg.update_function_configuration, request.path_params["name"], body.fields()))
+
+
+async def update_code(request: Request) -> Response:
+    body = await _body(request, shapes.UpdateFunctionCode)
+    fields = body.fields()
+    fields.pop("ZipFile", None)
+    zip_bytes = _decode_zip(body.ZipFile)
+    reg = _registry(request)
+    return _json(await _call(request, reg.update_function_code, request.path_params["name"], fields, zip_bytes))
+
+
+# -------------------------------------------------------------------------------------------- versions
+
+
+async def publish_version(request: Request) -> Response:
+    body = await _body(request, shapes.PublishVersion)
+    reg = _registry(request)
+    return _json(await _call(request, reg.publish_version, request.path_params["name"], body.fields()), 201)
+
+
+async def list_versions(request: Request) -> Response:
+    reg = _registry(request)
+    result = await _call(request, reg.list_versions, request.path_params["name"],
+                         request.query_params.get("Marker"), _max_items(request))
+    return _json(result)
+
+
+# --------------------------------------------------------------------------------------------- aliases
+
+
+async def create_alias(request: Request) -> Response:
+    body = await _body(request, shapes.CreateAlias)
+    reg = _registry(request)
+    return _json(await _call(request, reg.create_alias, request.path_params["name"], body.fields()), 201)
+
+
+async def list_aliases(request: Request) -> Response:
+    reg = _registry(request)
+    result = await _call(request, reg.list_aliases, request.path_params["name"],
+                         request.query_params.get("FunctionVersion"), request.query_params.get("Marker"),
+                         _max_items(request))
+    return _json(result)
+
+
+async def get_alias(request: Request) -> Response:
+    reg = _registry(request)
+    p = request.path_params
+    return _json(await _call(request, reg.get_alias, p["name"], p["alias"]))
+
+
+async def update_alias(request: Request) -> Response:
+    body = await _body(request, shapes.UpdateAlias)
+    reg = _registry(request)
+    p = request.path_params
+    return _json(await _call(request, reg.update_alias, p["name"], p["alias"], body.fields()))
+
+
+async def delete_alias(request: Request) -> Response:
+    reg = _registry(request)
+    p = request.path_params
+    await _call(request, reg.delete_alias, p["name"], p["alias"])
+    return _no_content()
+
+
+# ------------------------------------------------------------------------------------------------ tags
+
+
+async def tag_resource(request: Request) -> Response:
+    body = await _body(request, shapes.TagResource)
+    await _call(request, _registry(request).tag_resource, request.path_params["resource"], body.Tags)
+    return _no_content()
+
+
+async def untag_resource(request: Request) -> Response:
+    keys = request.query_params.getlist("tagKeys")
+    await _call(request, _registry(request).untag_resource, request.path_params["resource"], keys)
+    return _no_content()
+
+
+async def list_tags(request: Request) -> Response:
+    tags = await _call(request, _registry(request).list_tags, request.path_params["resource"])
+    return _json({"Tags": tags})
+
+
+# ----------------------------------------------------------------------------------------- concurrency
+
+
+async def put_concurrency(request: Request) -> Response:
+    body = await _body(request, shapes.PutFunctionConcurrency)
+    reg = _registry(request)
+    name = request.path_params["name"]
+    return _json(await _call(request, reg.put_concurrency, name, body.ReservedConcurrentExecutions))
+
+
+async def get_concurrency(request: Request) -> Response:
+    return _json(await _call(request, _registry(request).get_concurrency, request.path_params["name"]))
+
+
+async def delete_concurrency(request: Request) -> Response:
+    await _call(request, _registry(request).delete_concurrency, request.path_params["name"])
+    return _no_content()
+
+
+# -------------------------------------------------------------------------------------------- policies
+
+
+async def add_permission(request: Request) -> Response:
+    body = await _body(request, shapes.AddPermission)
+    reg = _registry(request)
+    name = request.path_params["name"]
+    return _json(await _call(request, reg.add_permission, name, _qualifier(request), body.fields()), 201)
+
+
+async def remove_permission(request: Request) -> Response:
+    reg = _registry(request)
+    p = request.path_params
+    await _call(request, reg.remove_permission, p["name"], p["sid"], _qualifier(request),
+                request.query_params.get("RevisionId"))
+    return _no_content()
+
+
+async def get_policy(request: Request) -> Response:
+    reg = _registry(request)
+    return _json(await _call(request, reg.get_policy, request.path_params["name"], _qualifier(request)))
+
+
+# ---------------------------------------------------------------------------------------- account, code
+
+
+async def account_settings(request: Request) -> Response:
+    return _json(await _call(request, _registry(request).account_settings))
+
+
+async def download_code(request: Request) -> Response:
+    """The zip behind GetFunction's Code.Location."""
+    digest = request.path_params["digest"]
+    codestore = request.app.state.platform.codestore
+    if not codestore.exists(digest):
+        raise ResourceNotFound("The code you requested does not exist.")
+    return FileResponse(codestore.zip_path(digest), media_type="application/zip")
+
+
+_F = "/2015-03-31/functions"
+
+routes: list[BaseRoute] = [
+    Route(_F, create_function, methods=["POST"]),
+    Route(_F, list_functions, methods=["GET"]),
+    Route(_F + "/", list_functions, methods=["GET"]),
+    Route(_F + "/{name}", get_function, methods=["GET"]),
+    Route(_F + "/{name}", delete_function, methods=["DELETE"]),
+    Route(_F + "/{name}/configuration", get_configuration, methods=["GET"]),
+    Route(_F + "/{name}/configuration", update_configuration, methods=["PUT"]),
+    Route(_F + "/{name}/code", update_code, methods=["PUT"]),
+    Route(_F + "/{name}/versions", publish_version, methods=["POST"]),
+    Route(_F + "/{name}/versions", list_versions, methods=["GET"]),
+    Route(_F + "/{name}/aliases", create_alias, methods=["POST"]),
+    Route(_F + "/{name}/aliases", list_aliases, methods=["GET"]),
+    Route(_F + "/{name}/aliases/{alias}", get_alias, methods=["GET"]),
+    Route(_F + "/{name}/aliases/{alias}", update_alias, methods=["PUT"]),
+    Route(_F + "/{name}/aliases/{alias}", delete_alias, methods=["DELETE"]),
+    Route(_F + "/{name}/policy", add_permission, methods=["POST"]),
+    Route(_F + "/{name}/policy", get_policy, methods=["GET"]),
+    Route(_F + "/{name}/policy/{sid}", remove_permission, methods=["DELETE"]),
+    Route("/2017-03-31/tags/{resource:path}", tag_resource, methods=["POST"]),
+    Route("/2017-03-31/tags/{resource:path}", untag_resource, methods=["DELETE"]),
+    Route("/2017-03-31/tags/{resource:path}", list_tags, methods=["GET"]),
+    Route("/2017-10-31/functions/{name}/concurrency", put_concurrency, methods=["PUT"]),
+    Route("/2017-10-31/functions/{name}/concurrency", delete_concurrency, methods=["DELETE"]),
+    Route("/2019-09-30/functions/{name}/concurrency", get_concurrency, methods=["GET"]),
+    Route("/2016-08-19/account-settings", account_settings, methods=["GET"]),
+    Route("/2016-08-19/account-settings/", account_settings, methods=["GET"]),
+    Route("/nimbus/v1/code/{digest}", download_code, methods=["GET"]),
+]

@@ -1,0 +1,96 @@
+"""Tags, reserved concurrency and account settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from nimbus.control import validation as v
+from nimbus.control.core import TOTAL_CODE_SIZE_LIMIT, RegistryCore
+from nimbus.control.models import FunctionRow, VersionRow
+from nimbus.errors import InvalidParameterValue
+
+
+class AccountOps(RegistryCore):
+    """TagResource/UntagResource/ListTags, Put/Get/DeleteFunctionConcurrency, GetAccountSettings."""
+
+    # ---------------------------------------------------------------- tags
+
+    def _tagged(self, resource: str) -> str:
+        """The function name a taggable ARN names (an unqualified function ARN only)."""
+        pattern = (r"arn:(aws[a-zA-Z-]*):lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:"
+                   r"function:[a-zA-Z0-9-_]+(:(\$LATEST|[a-zA-Z0-9-_]+))?")
+        v.check_pattern(resource, pattern, "resource", max_len=256, min_len=1)
+        loc = self.locate(resource)
+        if loc.qualifier is not None:
+            raise InvalidParameterValue(
+                "Tags on function aliases and versions are not supported. Please specify a function ARN."
+            )
+        return loc.name
+
+    def tag_resource(self, resource: str, tags: dict[str, str]) -> None:
+        name = self._tagged(resource)
+        with self._write(name) as s:
+            fn = self._function(s, name)
+            v.check_tags(tags, len(set(fn.tags) - set(tags)))
+            fn.tags = {**fn.tags, **tags}
+
+    def untag_resource(self, resource: str, keys: list[str]) -> None:
+        name = self._tagged(resource)
+        with self._write(name) as s:
+            fn = self._function(s, name)
+            fn.tags = {k: x for k, x in fn.tags.items() if k not in set(keys)}
+
+    def list_tags(self, resource: str) -> dict[str, str]:
+        name = self._tagged(resource)
+        with Session(self.engine) as s:
+            return dict(self._function(s, name).tags)
+
+    # ---------------------------------------------------------------- concurrency
+
+    def put_concurrency(self, function_name: str, reserved: int) -> dict[str, int]:
+        name = self._unqualified(function_name)
+        v.check_range(reserved, "reservedConcurrentExecutions", 0, 2**31 - 1)
+        with self._write(name) as s:
+            fn = self._function(s, name)
+            others = s.scalar(select(func.coalesce(func.sum(FunctionRow.reserved_concurrency), 0))
+                              .where(FunctionRow.name != name)) or 0
+            minimum = self.settings.min_unreserved_concurrency
+            if self.settings.account_concurrency - (int(others) + reserved) < minimum:
+                raise InvalidParameterValue(
+                    "Specified ReservedConcurrentExecutions for function decreases account's "
+                    f"UnreservedConcurrentExecution below its minimum value of [{minimum}]."
+                )
+            fn.reserved_concurrency = reserved
+        return {"ReservedConcurrentExecutions": reserved}
+
+    def get_concurrency(self, function_name: str) -> dict[str, int]:
+        name = self._unqualified(function_name)
+        with Session(self.engine) as s:
+            fn = self._function(s, name)
+            return {} if fn.reserved_concurrency is None else {"ReservedConcurrentExecutions": fn.reserved_concurrency}
+
+    def delete_concurrency(self, function_name: str) -> None:
+        name = self._unqualified(function_name)
+        with self._write(name) as s:
+            self._function(s, name).reserved_concurrency = None
+
+    # ---------------------------------------------------------------- account
+
+    def account_settings(self) -> dict[str, Any]:
+        with Session(self.engine) as s:
+            count = s.scalar(select(func.count()).select_from(FunctionRow)) or 0
+            sizes = [int(c.get("CodeSize", 0)) for c in s.scalars(select(VersionRow.config)).all()]
+        reserved = self.reserved_total()
+        return {
+            "AccountLimit": {
+                "TotalCodeSize": TOTAL_CODE_SIZE_LIMIT,
+                "CodeSizeUnzipped": self.settings.unzipped_max_bytes,
+                "CodeSizeZipped": self.settings.zip_max_bytes,
+                "ConcurrentExecutions": self.settings.account_concurrency,
+                "UnreservedConcurrentExecutions": self.settings.account_concurrency - reserved,
+            },
+            "AccountUsage": {"TotalCodeSize": sum(sizes), "FunctionCount": int(count)},
+        }
