@@ -8,6 +8,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -200,7 +201,11 @@ class Invoker:
             )
         )
         now = int(time.time() * 1000)
-        stamped = [(now, lines[0]), *result.logs, (now, lines[-2]), (now, lines[-1])]
+        # START is stamped when the handler began, so it sorts before the function's own lines.
+        started = now - math.ceil(result.duration_ms)
+        if result.logs:
+            started = min(started, result.logs[0][0])
+        stamped = [(started, lines[0]), *result.logs, (now, lines[-2]), (now, lines[-1])]
         self._logstore.append(spec.log_group, result.log_stream, stamped)
         return lines
 

@@ -1,0 +1,309 @@
+"""CloudWatch Logs filter patterns (the `filterPattern` of FilterLogEvents), compiled to predicates over a
+log message. Supported subset:
+
+- empty pattern: every event matches;
+- terms, all of which must occur (case-sensitive substring): `ERROR timeout`;
+- quoted phrases, for text with spaces or punctuation: `"Task timed out"`;
+- `?term` / `?"phrase"`: at least one of the `?` terms must occur: `?ERROR ?WARN`;
+- `-term` / `-"phrase"`: the term must not occur: `ERROR -healthcheck`;
+- `%regex%`: a (Python `re`) regular expression search, e.g. `%ERROR|WARN%`;
+- JSON patterns on messages that are JSON objects: `{ $.level = "ERROR" }`, `{ $.latency > 500 }`,
+  `{ $.user.id != 42 }`, `{ $.a[0].b = "x*" }` (`*` is a wildcard in strings), `&&`, `||`, parentheses,
+  `IS TRUE` / `IS FALSE` / `IS NULL`, `EXISTS` / `NOT EXISTS`.
+
+Space-delimited patterns (`[ip, user, ...]`) are not supported and rejected as invalid.
+`SqlTerms` lists the plain required terms so a store can narrow candidates in SQL first.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nimbus.errors import InvalidParameterValue
+
+Predicate = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class CompiledPattern:
+    """A compiled filter pattern: `matches(message)`, plus terms every match must contain."""
+
+    matches: Predicate
+    required_terms: tuple[str, ...] = field(default=())
+
+
+def _invalid(pattern: str, why: str) -> InvalidParameterValue:
+    return InvalidParameterValue(f"Invalid filter pattern {pattern!r}: {why}")
+
+
+def compile_pattern(pattern: str | None) -> CompiledPattern:
+    """Compile a filter pattern; raises InvalidParameterValue when it cannot be parsed."""
+    text = (pattern or "").strip()
+    if not text or text == '""':
+        return CompiledPattern(lambda _m: True)
+    if text.startswith("{"):
+        return CompiledPattern(_compile_json(text))
+    if text.startswith("["):
+        raise _invalid(text, "space-delimited patterns are not supported by nimbus")
+    return _compile_terms(text)
+
+
+# ---------------------------------------------------------------------------------------------- terms
+
+
+def _compile_terms(text: str) -> CompiledPattern:
+    required: list[str] = []
+    optional: list[Predicate] = []
+    excluded: list[Predicate] = []
+    all_of: list[Predicate] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        prefix = ""
+        if text[i] in "?-" and i + 1 < n and not text[i + 1].isspace():
+            prefix, i = text[i], i + 1
+        if text[i] == '"':
+            j, buf = i + 1, []
+            while j < n and text[j] != '"':
+                if text[j] == "\\" and j + 1 < n:
+                    j += 1
+                buf.append(text[j])
+                j += 1
+            if j >= n:
+                raise _invalid(text, "unterminated quoted term")
+            term, i, regex = "".join(buf), j + 1, False
+        elif text[i] == "%":
+            j = text.find("%", i + 1)
+            if j < 0:
+                raise _invalid(text, "unterminated %regex%")
+            term, i, regex = text[i + 1 : j], j + 1, True
+        else:
+            j = i
+            while j < n and not text[j].isspace():
+                j += 1
+            term, i, regex = text[i:j], j, False
+        if regex:
+            try:
+                rx = re.compile(term)
+            except re.error as exc:
+                raise _invalid(text, f"bad regular expression: {exc}") from None
+            pred = _regex_predicate(rx)
+        else:
+            pred = _term_predicate(term)
+        if prefix == "?":
+            optional.append(pred)
+        elif prefix == "-":
+            excluded.append(pred)
+        else:
+            all_of.append(pred)
+            if not regex and term:
+                required.append(term)
+
+    def matches(message: str) -> bool:
+        if not all(p(message) for p in all_of):
+            return False
+        if optional and not any(p(message) for p in optional):
+            return False
+        return not any(p(message) for p in excluded)
+
+    return CompiledPattern(matches, tuple(required))
+
+
+def _regex_predicate(rx: re.Pattern[str]) -> Predicate:
+    return lambda message: rx.search(message) is not None
+
+
+def _term_predicate(term: str) -> Predicate:
+    return lambda message: term in message
+
+
+# ---------------------------------------------------------------------------------------------- JSON
+
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<op>\(|\)|&&|\|\||!=|<=|>=|=|<|>)|(?P<str>"(?:[^"\\]|\\.)*")|(?P<word>[^\s=!<>()&|"]+))"""
+)
+_SEGMENT = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+_MISSING = object()
+JsonPred = Callable[[Any], bool]
+
+
+def _tokenize(body: str, pattern: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(body):
+        if body[pos:].strip() == "":
+            break
+        m = _TOKEN.match(body, pos)
+        if not m or m.end() == pos:
+            raise _invalid(pattern, f"unexpected text at {body[pos:]!r}")
+        kind = m.lastgroup or ""
+        tokens.append((kind, m.group(kind)))
+        pos = m.end()
+    return tokens
+
+
+def _selector(path: str, pattern: str) -> Callable[[Any], Any]:
+    if not path.startswith("$"):
+        raise _invalid(pattern, f"a selector must start with $, got {path!r}")
+    steps: list[str | int] = []
+    rest = path[1:]
+    while rest:
+        m = _SEGMENT.match(rest)
+        if not m:
+            raise _invalid(pattern, f"bad selector {path!r}")
+        steps.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        rest = rest[m.end() :]
+
+    def get(doc: Any) -> Any:
+        cur = doc
+        for step in steps:
+            if isinstance(step, int):
+                if not isinstance(cur, list) or step >= len(cur):
+                    return _MISSING
+                cur = cur[step]
+            else:
+                if not isinstance(cur, dict) or step not in cur:
+                    return _MISSING
+                cur = cur[step]
+        return cur
+
+    return get
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _comparison(get: Callable[[Any], Any], op: str, kind: str, raw: str, pattern: str) -> JsonPred:
+    if kind == "str":
+        value: str = json.loads(raw)
+        number = None
+    else:
+        value = raw
+        number = _number(raw)
+    if op in ("<", ">", "<=", ">="):
+        if number is None:
+            raise _invalid(pattern, f"{op} needs a number, got {raw!r}")
+        limit = number
+        cmp: Callable[[float], bool] = {
+            "<": lambda a: a < limit,
+            ">": lambda a: a > limit,
+            "<=": lambda a: a <= limit,
+            ">=": lambda a: a >= limit,
+        }[op]
+
+        def numeric(doc: Any) -> bool:
+            v = get(doc)
+            return isinstance(v, int | float) and not isinstance(v, bool) and cmp(v)
+
+        return numeric
+
+    def equal(v: Any) -> bool:
+        if isinstance(v, bool) or v is None or v is _MISSING or isinstance(v, dict | list):
+            return False
+        if isinstance(v, int | float):
+            return number is not None and v == number
+        return fnmatch.fnmatchcase(v, value) if "*" in value else v == value
+
+    if op == "=":
+        return lambda doc: equal(get(doc))
+
+    def not_equal(doc: Any) -> bool:
+        v = get(doc)
+        return v is not _MISSING and not equal(v)
+
+    return not_equal
+
+
+class _JsonParser:
+    def __init__(self, tokens: list[tuple[str, str]], pattern: str) -> None:
+        self.tokens, self.pos, self.pattern = tokens, 0, pattern
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        tok = self.peek()
+        if tok is None:
+            raise _invalid(self.pattern, "unexpected end of pattern")
+        self.pos += 1
+        return tok
+
+    def expr(self) -> JsonPred:
+        parts = [self.conj()]
+        while self.peek() == ("op", "||"):
+            self.pos += 1
+            parts.append(self.conj())
+        return parts[0] if len(parts) == 1 else (lambda doc: any(p(doc) for p in parts))
+
+    def conj(self) -> JsonPred:
+        parts = [self.atom()]
+        while self.peek() == ("op", "&&"):
+            self.pos += 1
+            parts.append(self.atom())
+        return parts[0] if len(parts) == 1 else (lambda doc: all(p(doc) for p in parts))
+
+    def atom(self) -> JsonPred:
+        kind, text = self.take()
+        if (kind, text) == ("op", "("):
+            inner = self.expr()
+            if self.take() != ("op", ")"):
+                raise _invalid(self.pattern, "expected )")
+            return inner
+        if kind != "word":
+            raise _invalid(self.pattern, f"expected a selector, got {text!r}")
+        get = _selector(text, self.pattern)
+        kind, op = self.take()
+        if kind == "word" and op.upper() == "IS":
+            what = self.take()[1].upper()
+            expected: dict[str, Any] = {"TRUE": True, "FALSE": False, "NULL": None}
+            if what not in expected:
+                raise _invalid(self.pattern, f"IS must be followed by TRUE, FALSE or NULL, not {what}")
+            want = expected[what]
+            return lambda doc: (v := get(doc)) is not _MISSING and v is want
+        if kind == "word" and op.upper() == "NOT":
+            if self.take()[1].upper() != "EXISTS":
+                raise _invalid(self.pattern, "expected EXISTS after NOT")
+            return lambda doc: get(doc) is _MISSING
+        if kind == "word" and op.upper() == "EXISTS":
+            return lambda doc: get(doc) is not _MISSING
+        if kind != "op" or op not in ("=", "!=", "<", ">", "<=", ">="):
+            raise _invalid(self.pattern, f"expected a comparison operator, got {op!r}")
+        vkind, raw = self.take()
+        if vkind == "op":
+            raise _invalid(self.pattern, f"expected a value, got {raw!r}")
+        return _comparison(get, op, vkind, raw, self.pattern)
+
+
+def _compile_json(text: str) -> Predicate:
+    if not text.endswith("}"):
+        raise _invalid(text, "a JSON pattern must end with }")
+    tokens = _tokenize(text[1:-1], text)
+    if not tokens:
+        raise _invalid(text, "empty JSON pattern")
+    parser = _JsonParser(tokens, text)
+    pred = parser.expr()
+    if parser.peek() is not None:
+        raise _invalid(text, f"unexpected {parser.peek()[1]!r}")  # type: ignore[index]
+
+    def matches(message: str) -> bool:
+        start = message.find("{")
+        if start < 0:
+            return False
+        try:
+            doc = json.loads(message[start:])
+        except ValueError:
+            return False
+        return isinstance(doc, dict) and pred(doc)
+
+    return matches

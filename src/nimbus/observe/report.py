@@ -1,0 +1,78 @@
+"""Lambda's platform log lines (START / END / REPORT), log stream names and the `X-Amz-Log-Result` tail,
+exactly as AWS prints them. Pure functions: no I/O, no clock unless one is passed in."""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+
+def start_line(request_id: str, version: str) -> str:
+    """`START RequestId: <id> Version: <version>` (space-separated, unlike REPORT)."""
+    return f"START RequestId: {request_id} Version: {version}"
+
+
+def end_line(request_id: str) -> str:
+    """`END RequestId: <id>`."""
+    return f"END RequestId: {request_id}"
+
+
+def billed_duration_ms(duration_ms: float) -> int:
+    """Billed duration: the duration rounded up to the next whole millisecond, at least 1 ms."""
+    return max(1, math.ceil(duration_ms))
+
+
+def report_line(
+    request_id: str,
+    duration_ms: float,
+    memory_size_mb: int,
+    max_memory_mb: int,
+    init_duration_ms: float | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> str:
+    """The REPORT line: tab-separated fields, each followed by a tab (AWS ends the line with one too).
+
+    Order as in CloudWatch: Duration, Billed Duration, Memory Size, Max Memory Used, then Init Duration
+    (cold starts only), then any `extra` fields in the given order (e.g. `Status: timeout`).
+    """
+    fields = [
+        f"REPORT RequestId: {request_id}",
+        f"Duration: {duration_ms:.2f} ms",
+        f"Billed Duration: {billed_duration_ms(duration_ms)} ms",
+        f"Memory Size: {memory_size_mb} MB",
+        f"Max Memory Used: {max_memory_mb} MB",
+    ]
+    if init_duration_ms is not None:
+        fields.append(f"Init Duration: {init_duration_ms:.2f} ms")
+    for key, value in (extra or {}).items():
+        fields.append(f"{key}: {value}")
+    return "\t".join(fields) + "\t"
+
+
+def log_stream_name(version: str, env_id_hex: str, when: datetime | None = None) -> str:
+    """`YYYY/MM/DD/[<version>]<32 hex>`: one stream per execution environment, dated (UTC) at its creation."""
+    when = when or datetime.now(UTC)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return f"{when:%Y/%m/%d}/[{version}]{env_id_hex}"
+
+
+def log_group_name(function_name: str) -> str:
+    """The log group Lambda writes a function's logs to."""
+    return f"/aws/lambda/{function_name}"
+
+
+def tail(lines: Iterable[str], limit_bytes: int = 4096) -> str:
+    """Base64 of the last `limit_bytes` of the invocation's log text (each line plus a newline), cut on a
+    UTF-8 character boundary, as the `X-Amz-Log-Result` header carries it."""
+    data = "".join(line + "\n" for line in lines).encode("utf-8", errors="replace")
+    if len(data) > limit_bytes:
+        data = data[len(data) - limit_bytes :]
+        # Drop continuation bytes (10xxxxxx) of a character whose start was cut off.
+        skip = 0
+        while skip < len(data) and data[skip] & 0xC0 == 0x80:
+            skip += 1
+        data = data[skip:]
+    return base64.b64encode(data).decode("ascii")
