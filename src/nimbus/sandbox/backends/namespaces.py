@@ -1,0 +1,426 @@
+"""The `namespaces` backend: bubblewrap for user/pid/mount/net/ipc/uts namespaces, a seccomp deny-list and
+a cgroup per environment.
+
+What the function sees: its code read-only at /var/task, the runtime at /var/runtime, the interpreter's
+prefix, /usr (and the /bin, /lib symlinks), a generated minimal /etc, fresh /proc and /dev, a size-limited
+tmpfs /tmp, loopback only, uid/gid 993 (AWS's sbx_user1051), no capabilities, no_new_privs. Nothing else of
+the host: not the data dir, not other functions' code.
+
+Cgroup placement without races: the runtime's first ancestor joins the environment's cgroup BEFORE it
+execs bubblewrap, so bubblewrap, its init and the runtime are limited from their first instruction. Two
+ways, both race-free:
+- direct: a tiny shell launcher (`/bin/sh -c`, dash: ~1 ms) writes its own pid into the cgroup.procs
+  files, then execs bubblewrap (no `preexec_fn`: that would force a full fork() of the server);
+- spare (the usual path once warm): a small Python launcher started earlier in a fresh cgroup (through the
+  same shell step) waits on a socket; launch() sends it bubblewrap's argv/env plus the fds and it execs.
+  Joining a cgroup costs an RCU grace period (~20 ms on this kernel, during which every fork on the host
+  waits), so a spare pays it ahead of the cold start, and is started a little after a launch, not during.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from nimbus.config import Settings
+from nimbus.sandbox.backends import RUNTIME_SRC, Backend, BackendUnavailable, Handle, Launch, describe_signal
+from nimbus.sandbox.cgroups import MB, Cgroup, CgroupError, CgroupManager
+from nimbus.sandbox.runtimes import python_prefix
+from nimbus.sandbox.seccomp import SeccompUnavailable, bpf_fd, deny_list_bpf
+
+LAUNCHER_SHELL = "/bin/sh"
+log = logging.getLogger(__name__)
+BWRAP_CANDIDATES = ("/usr/bin/bwrap", "/usr/local/bin/bwrap")
+SANDBOX_UID = 993  # sbx_user1051 on AWS
+SANDBOX_GID = 990
+ETC_FILES = {
+    "passwd": "root:x:0:0:root:/root:/sbin/nologin\nsbx_user1051:x:993:990::/home/sbx_user1051:/sbin/nologin\n",
+    "group": "root:x:0:\nsbx_user1051:x:990:\n",
+    "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
+    "hostname": "localhost\n",
+    "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
+    "resolv.conf": "",
+}
+# Host /etc content a function may legitimately need (CA certificates for TLS clients), bound read-only.
+ETC_HOST_DIRS = ("ssl", "ca-certificates", "pki")
+TOP_LEVEL_LINKS = ("bin", "sbin", "lib", "lib64", "lib32", "libx32")
+
+
+def find_bwrap() -> str | None:
+    for path in BWRAP_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    return shutil.which("bwrap")
+
+
+# A spare launcher: a small Python process, already inside its environment's cgroup, blocked until the host
+# sends its command over a SOCK_SEQPACKET socket (fd 0): NUL-separated `argc, argv..., KEY=VALUE...` plus
+# three fds (control socket, output pipe, seccomp filter), which it moves to 3, 1+2 and 4 before exec'ing
+# bubblewrap. Everything slow (interpreter start-up, joining the cgroup) happens before the host needs it.
+SPARE_DELAY = 0.25  # seconds after a launch before the next spare is started
+SPARE_CONTROL_FD = 3
+SPARE_SECCOMP_FD = 4
+SPARE_LAUNCHER = """
+import fcntl, os, socket
+s = socket.socket(fileno=0)
+try:
+    data, fds, _, _ = socket.recv_fds(s, 1 << 20, 3)
+except OSError:
+    os._exit(1)
+if not data or len(fds) != 3:
+    os._exit(0)
+s.detach()
+moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in fds]
+for fd in fds:
+    os.close(fd)
+null = os.open("/dev/null", os.O_RDONLY)
+os.dup2(null, 0)
+os.close(null)
+os.dup2(moved[1], 1)
+os.dup2(moved[1], 2)
+os.dup2(moved[0], 3)
+os.dup2(moved[2], 4)
+for fd in moved:
+    os.close(fd)
+items = data.split(b"\\0")
+n = int(items[0])
+env = dict(item.split(b"=", 1) for item in items[1 + n:])
+os.execve(items[1], items[1:1 + n], env)
+"""
+
+
+class _Spare:
+    """A waiting launcher (see SPARE_LAUNCHER)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], cgroup: Cgroup, sock: socket.socket) -> None:
+        self.popen = popen
+        self.cgroup = cgroup
+        self.sock = sock
+
+    def discard(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(OSError):
+            self.popen.kill()
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            self.popen.wait(1)
+        self.cgroup.kill()
+        with contextlib.suppress(OSError):
+            self.cgroup.remove()
+
+
+def launcher_args(cgroup: Cgroup) -> list[str]:
+    """`sh -c` that joins `cgroup` and then execs the rest of the command line."""
+    files = [os.fsdecode(f) for f in cgroup.procs_files]
+    script = "".join(f'echo $$ > "${i + 1}" && ' for i in range(len(files))) + f'shift {len(files)} && exec "$@"'
+    return [LAUNCHER_SHELL, "-c", script, "nimbus-launch", *files]
+
+
+class NamespacesHandle(Handle):
+    def __init__(self, popen: subprocess.Popen[bytes], cgroup: Cgroup, memory_mb: int, tmp_mb: int) -> None:
+        super().__init__(popen)
+        self.cgroup = cgroup
+        self.memory_mb = memory_mb
+        self.tmp_mb = tmp_mb
+        self._watch_fd = -1
+        self._over_memory = False  # killed by the anon-memory watcher
+        self._final: tuple[int, int] | None = None  # (peak bytes, oom kills) read just before removal
+
+    def start_memory_watch(self) -> int:
+        # Only v1 groups leave room for /tmp in their hard limit (see CgroupManager.create).
+        if self.cgroup.version != 1 or self.tmp_mb <= 0:
+            return -1
+        self._watch_fd = self.cgroup.watch_anon(self.memory_mb)
+        return self._watch_fd
+
+    def check_memory(self) -> str:
+        if self._watch_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.eventfd_read(self._watch_fd)
+        if self._over_memory:
+            return "killed"
+        limit = self.memory_mb * MB
+        if self.cgroup.anon_bytes() > limit:
+            self._over_memory = True
+            self.kill()
+            return "killed"
+        return "watch" if self.cgroup.usage_bytes() > limit else "ok"
+
+    def close_memory_watch(self) -> None:
+        if self._watch_fd >= 0:
+            os.close(self._watch_fd)
+            self._watch_fd = -1
+
+    def kill(self) -> None:
+        self.cgroup.kill()
+        with contextlib.suppress(OSError):
+            self.popen.kill()
+
+    def peak_memory_mb(self, reported_rss_kb: int) -> int:
+        peak = self._final[0] if self._final else self.cgroup.peak_bytes()
+        return (peak + MB - 1) // MB if peak else (reported_rss_kb + 1023) // 1024
+
+    def oom_killed(self) -> bool:
+        return self._over_memory or (self._final[1] if self._final else self.cgroup.oom_kills()) > 0
+
+    def after_init(self, memory_mb: int) -> None:
+        self.cgroup.limit_cpu(memory_mb)
+
+    def exit_reason(self) -> str:
+        code = self.popen.returncode
+        if self.oom_killed():
+            return "signal: killed"
+        # bubblewrap exits with 128 + signal when the runtime was killed by a signal.
+        if code is not None and 128 < code <= 128 + 64:
+            return describe_signal(code - 128)
+        return super().exit_reason()
+
+    def cleanup(self) -> bool:
+        if self.cgroup.pids():
+            self.cgroup.kill()
+        if self._final is None:
+            self._final = (self.cgroup.peak_bytes(), self.cgroup.oom_kills())
+        return self.cgroup.remove()
+
+
+class NamespacesBackend(Backend):
+    name = "namespaces"
+    task_root_inside = "/var/task"
+
+    def __init__(self, settings: Settings, bwrap: str, cgroups: CgroupManager) -> None:
+        self.settings = settings
+        self.bwrap = bwrap
+        self.cgroups = cgroups
+        self.etc_dir = Path(tempfile.mkdtemp(prefix="nimbus-etc-"))
+        for name, text in ETC_FILES.items():
+            (self.etc_dir / name).write_text(text)
+        self.host_etc = [d for d in ETC_HOST_DIRS if Path("/etc", d).is_dir()]
+        for d in self.host_etc:
+            (self.etc_dir / d).mkdir()
+        os.chmod(self.etc_dir, 0o755)
+        self.description = (
+            f"namespaces: bubblewrap ({bwrap}) user/pid/mount/net/ipc/uts namespaces, seccomp deny-list, "
+            f"cgroup v{cgroups.version} limits (memory, cpu, pids) under {next(iter(cgroups.parents.values()))}"
+        )
+        self._base_args = self._static_args()
+        self.launcher_python = os.path.realpath(sys.executable)
+        self._spares: list[_Spare] = []
+        self._spare_timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def runtime_dir(self) -> str:
+        return "/var/runtime"
+
+    @classmethod
+    def probe(cls, settings: Settings) -> NamespacesBackend:
+        """A working backend, or BackendUnavailable saying what is missing."""
+        if not sys.platform.startswith("linux"):
+            raise BackendUnavailable(f"not Linux ({sys.platform})")
+        bwrap = find_bwrap()
+        if bwrap is None:
+            raise BackendUnavailable("bubblewrap (bwrap) not installed")
+        try:
+            deny_list_bpf()
+        except SeccompUnavailable as e:
+            raise BackendUnavailable(str(e)) from e
+        try:
+            cgroups = CgroupManager.detect()
+        except CgroupError as e:
+            raise BackendUnavailable(str(e)) from e
+        backend = cls(settings, bwrap, cgroups)
+        try:
+            backend._trial_run()
+        except BackendUnavailable:
+            backend.close()
+            raise
+        return backend
+
+    def _trial_run(self) -> None:
+        args = [*self._base_args, "--ro-bind", str(RUNTIME_SRC), "/var/runtime", "--", "/usr/bin/true"]
+        try:
+            proc = subprocess.run(args, capture_output=True, timeout=20, env={})
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise BackendUnavailable(f"bubblewrap trial run failed: {e}") from e
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip()
+            raise BackendUnavailable(f"bubblewrap trial run failed (exit {proc.returncode}): {err}")
+
+    def _static_args(self) -> list[str]:
+        args = [
+            self.bwrap,
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--uid",
+            str(SANDBOX_UID),
+            "--gid",
+            str(SANDBOX_GID),
+            "--hostname",
+            "localhost",
+            "--ro-bind",
+            "/usr",
+            "/usr",
+        ]
+        for name in TOP_LEVEL_LINKS:
+            path = Path("/", name)
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), str(path)]
+            elif path.is_dir():
+                args += ["--ro-bind", str(path), str(path)]
+        args += ["--ro-bind", str(self.etc_dir), "/etc"]
+        for d in self.host_etc:
+            args += ["--ro-bind", f"/etc/{d}", f"/etc/{d}"]
+        args += ["--proc", "/proc", "--dev", "/dev", "--dir", "/opt"]
+        return args
+
+    def _new_spare(self) -> _Spare:
+        """Start a launcher in a fresh cgroup; it waits for its command (see SPARE_LAUNCHER)."""
+        cgroup = self.cgroups.create(f"spare-{uuid.uuid4().hex}", 0, self.settings.pids_max)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            popen = subprocess.Popen(
+                [*launcher_args(cgroup), self.launcher_python, "-I", "-S", "-c", SPARE_LAUNCHER],
+                stdin=theirs.fileno(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={},
+                close_fds=True,
+            )
+        except BaseException:
+            ours.close()
+            cgroup.remove()
+            raise
+        finally:
+            theirs.close()
+        return _Spare(popen, cgroup, ours)
+
+    def _take_spare(self) -> _Spare | None:
+        while self._spares:
+            spare = self._spares.pop()
+            if spare.popen.poll() is None:
+                return spare
+            spare.discard()
+        return None
+
+    def _schedule_spare(self) -> None:
+        """Start a spare a little later, when this cold start is (probably) done: moving a process into a
+        cgroup holds up every fork on the host for an RCU grace period (~20 ms here)."""
+        if self._spare_timer is not None or self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        def start() -> None:
+            self._spare_timer = None
+            if self._closed or self._spares:
+                return
+            try:
+                self._spares.append(self._new_spare())
+            except OSError as e:
+                log.warning("cannot start a spare launcher: %s", e)
+
+        self._spare_timer = loop.call_later(SPARE_DELAY, start)
+
+    def _command(self, launch: Launch, seccomp_fd: int) -> list[str]:
+        prefix = python_prefix(launch.interpreter)
+        argv = [*self._base_args]
+        if not str(prefix).startswith("/usr/"):
+            argv += ["--ro-bind", str(prefix), str(prefix)]
+        return [
+            *argv,
+            "--perms",
+            "1777",
+            "--size",
+            str(launch.ephemeral_mb * MB),
+            "--tmpfs",
+            "/tmp",
+            "--ro-bind",
+            str(launch.code_dir),
+            "/var/task",
+            "--ro-bind",
+            str(RUNTIME_SRC),
+            "/var/runtime",
+            "--chdir",
+            "/var/task",
+            "--seccomp",
+            str(seccomp_fd),
+            "--",
+            str(launch.interpreter),
+            "-I",
+            "-S",
+            "/var/runtime/bootstrap.py",
+        ]
+
+    def launch(self, launch: Launch) -> Handle:
+        """Start the runtime: through a waiting spare launcher when one is ready (it paid for joining its
+        cgroup in advance), else directly through the shell launcher."""
+        spare = self._take_spare()
+        self._schedule_spare()
+        if spare is None:
+            return self._launch_direct(launch)
+        seccomp_fd = -1
+        try:
+            spare.cgroup.set_memory(launch.memory_mb, launch.ephemeral_mb)
+            seccomp_fd = bpf_fd()
+            argv = self._command(launch, SPARE_SECCOMP_FD)
+            environ = {**launch.environ, "_NIMBUS_CONTROL_FD": str(SPARE_CONTROL_FD)}
+            items = [str(len(argv)), *argv, *(f"{k}={v}" for k, v in environ.items())]
+            message = "\0".join(items).encode()
+            (control_fd,) = launch.pass_fds
+            socket.send_fds(spare.sock, [message], [control_fd, launch.stdout_fd, seccomp_fd])
+        except BaseException:
+            spare.discard()
+            raise
+        finally:
+            spare.sock.close()
+            if seccomp_fd >= 0:
+                os.close(seccomp_fd)
+        return NamespacesHandle(spare.popen, spare.cgroup, launch.memory_mb, launch.ephemeral_mb)
+
+    def _launch_direct(self, launch: Launch) -> Handle:
+        cgroup = self.cgroups.create(launch.env_id, launch.memory_mb, self.settings.pids_max, launch.ephemeral_mb)
+        seccomp_fd = -1
+        try:
+            seccomp_fd = bpf_fd()
+            popen = subprocess.Popen(
+                [*launcher_args(cgroup), *self._command(launch, seccomp_fd)],
+                stdin=subprocess.DEVNULL,
+                stdout=launch.stdout_fd,
+                stderr=launch.stdout_fd,
+                env=launch.environ,
+                pass_fds=(*launch.pass_fds, seccomp_fd),
+                close_fds=True,
+            )
+        except BaseException:
+            cgroup.remove()
+            raise
+        finally:
+            if seccomp_fd >= 0:
+                os.close(seccomp_fd)
+        return NamespacesHandle(popen, cgroup, launch.memory_mb, launch.ephemeral_mb)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
+            self._spare_timer = None
+        for spare in self._spares:
+            spare.discard()
+        self._spares.clear()
+        self.cgroups.close()
+        shutil.rmtree(self.etc_dir, ignore_errors=True)

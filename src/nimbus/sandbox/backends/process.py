@@ -1,0 +1,61 @@
+"""The `process` backend: the runtime as a plain subprocess, for machines without namespaces or cgroups.
+
+Same bootstrap and protocol, but NO isolation: the function sees the host's filesystem and network, runs as
+the server's user, and its memory is not limited (only measured). It gets its own session so the whole
+process group can be killed, and best-effort resource limits (open files, core dumps, file size).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+from pathlib import Path
+
+from nimbus.config import Settings
+from nimbus.sandbox.backends import RUNTIME_SRC, Backend, Handle, Launch
+from nimbus.sandbox.cgroups import MB
+
+
+class ProcessHandle(Handle):
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.popen.kill()
+
+    def peak_memory_mb(self, reported_rss_kb: int) -> int:
+        return (reported_rss_kb + 1023) // 1024
+
+
+class ProcessBackend(Backend):
+    name = "process"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    def runtime_dir(self) -> str:
+        return str(RUNTIME_SRC)
+
+    def launch(self, launch: Launch) -> Handle:
+        popen = subprocess.Popen(
+            [str(launch.interpreter), "-I", "-S", str(Path(RUNTIME_SRC) / "bootstrap.py")],
+            stdin=subprocess.DEVNULL,
+            stdout=launch.stdout_fd,
+            stderr=launch.stdout_fd,
+            env=launch.environ,
+            cwd=launch.code_dir,
+            pass_fds=launch.pass_fds,
+            start_new_session=True,
+            close_fds=True,
+        )
+        # Best effort and racy (the runtime may already run): without privileges this is all we have.
+        with contextlib.suppress(OSError, ValueError):
+            resource.prlimit(popen.pid, resource.RLIMIT_NOFILE, (1024, 1024))
+            resource.prlimit(popen.pid, resource.RLIMIT_CORE, (0, 0))
+            storage = launch.ephemeral_mb * MB
+            resource.prlimit(popen.pid, resource.RLIMIT_FSIZE, (storage, storage))
+        return ProcessHandle(popen)

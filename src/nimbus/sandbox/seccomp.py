@@ -1,0 +1,90 @@
+"""The seccomp deny-list applied to every namespaced environment: system calls a function has no business
+making (mounting, tracing, loading kernel code, changing the clock, new namespaces) fail with EPERM.
+
+The filter is compiled once to classic BPF (libseccomp via pyseccomp) and handed to bubblewrap, which
+installs it right before exec'ing the runtime.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import tempfile
+
+DENIED_SYSCALLS: tuple[str, ...] = (
+    "mount",
+    "umount2",
+    "pivot_root",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "setns",
+    "unshare",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "acct",
+    "quotactl",
+    "syslog",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "iopl",
+    "ioperm",
+    "fsopen",
+    "fsmount",
+    "fsconfig",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "lookup_dcookie",
+    "vhangup",
+)
+
+
+class SeccompUnavailable(Exception):
+    """libseccomp (or pyseccomp) is missing."""
+
+
+@functools.cache
+def deny_list_bpf() -> bytes:
+    """The compiled filter: allow everything except DENIED_SYSCALLS, which fail with EPERM."""
+    try:
+        import pyseccomp  # type: ignore[import-untyped]
+    except (ImportError, RuntimeError) as e:
+        raise SeccompUnavailable(f"pyseccomp/libseccomp unavailable: {e}") from e
+    filt = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
+    for name in DENIED_SYSCALLS:
+        try:
+            filt.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
+        except (OSError, ValueError, RuntimeError):
+            continue  # not a system call on this architecture
+    with tempfile.TemporaryFile() as f:
+        filt.export_bpf(f)
+        f.seek(0)
+        data: bytes = f.read()
+    return data
+
+
+def bpf_fd() -> int:
+    """A fresh readable fd holding the filter (bubblewrap reads it to EOF), positioned at the start."""
+    data = deny_list_bpf()
+    fd = os.memfd_create("nimbus-seccomp", os.MFD_CLOEXEC)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
