@@ -34,7 +34,7 @@ def main() -> None:
 
     with nimbus_server({"NIMBUS_IDLE_TIMEOUT": "600"}) as server:
         url = server.url
-        create_function(url, "echo", ECHO, MemorySize=128)
+        create_function(url, "echo", ECHO, MemorySize=1769)  # one full vCPU, as on AWS
         invoke_url = f"{url}/2015-03-31/functions/echo/invocations"
         assert httpx.post(invoke_url, content=PAYLOAD).json() == json.loads(PAYLOAD)
         wrk(invoke_url, args.connections, 3, PAYLOAD)  # warm-up: creates the environments

@@ -12,6 +12,7 @@ from nimbus.api.app import create_app
 from nimbus.config import Settings
 from nimbus.observe import serverlog
 from nimbus.platform import build_platform
+from nimbus.sandbox.backends import BackendUnavailable
 
 log = logging.getLogger("nimbus.server")
 
@@ -21,6 +22,11 @@ def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
     serverlog.configure()
     platform = build_platform(settings)
     console = Console(stderr=True)
+    try:
+        platform.sandbox.prepare()
+    except BackendUnavailable as exc:
+        console.print(f"[bold red]error:[/] isolation backend unavailable: {exc}")
+        raise SystemExit(2) from None
     console.print(f"[bold]nimbus[/] listening on [cyan]{settings.base_url()}[/]")
     console.print(f"  data dir:  {settings.data_dir.resolve()}")
     console.print(f"  database:  {settings.resolved_database_url().split('@')[-1]}")

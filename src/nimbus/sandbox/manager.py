@@ -44,13 +44,21 @@ class SandboxManager:
 
         Raises BackendUnavailable when isolation=namespaces and namespaces cannot work here.
         """
-        backend, reason = await asyncio.to_thread(choose, self.settings)
-        self._backend = backend
-        self.backend_name = backend.name
-        self.backend_reason = reason
+        if self._backend is None:
+            await asyncio.to_thread(self.prepare)
         self._stopping = False
         self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
         log.info("sandbox backend: %s (%s)", self.backend_name, self.backend_reason)
+
+    def prepare(self) -> None:
+        """Choose the isolation backend now (the server announces it before serving).
+
+        Raises BackendUnavailable when isolation=namespaces and namespaces cannot work here.
+        """
+        backend, reason = choose(self.settings)
+        self._backend = backend
+        self.backend_name = backend.name
+        self.backend_reason = reason
 
     async def stop(self) -> None:
         """Kill every environment; in-flight invocations come back as clean errors."""
@@ -73,6 +81,7 @@ class SandboxManager:
         self._draining.clear()
         if self._backend is not None:
             self._backend.close()
+            self._backend = None
 
     def environment_count(self) -> int:
         return sum(1 for env in self._envs if env.alive)
