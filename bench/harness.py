@@ -119,8 +119,8 @@ class WrkResult:
 
 
 def _ms(value: str) -> float:
-    num, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
-    return float(num) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    num, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+    return float(num) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def wrk(url: str, connections: int, seconds: int, body: bytes | None = None, threads: int = 2) -> WrkResult:

@@ -56,5 +56,6 @@ def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
         timeout_graceful_shutdown=int(graceful_timeout),
         limit_concurrency=None,
         backlog=4096,
+        server_header=False,
     )
     uvicorn.Server(config).run()

@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from nimbus.api import errors, functions, invoke, logs
+from nimbus.api import errors, functions, logs
+from nimbus.api.invoke import InvokeApp
 from nimbus.errors import LambdaError, UnknownOperation
 from nimbus.platform import Platform
 
@@ -35,7 +36,7 @@ async def json_protocol(request: Request) -> Response:
     raise UnknownOperation(f"Unknown operation {target or '(no X-Amz-Target)'}")
 
 
-def create_app(platform: Platform) -> Starlette:
+def create_app(platform: Platform) -> InvokeApp:
     """Build the app; the platform is started and stopped with it."""
 
     @asynccontextmanager
@@ -47,7 +48,6 @@ def create_app(platform: Platform) -> Starlette:
             await platform.stop()
 
     routes = [
-        *invoke.routes,
         *functions.routes,
         Route("/", json_protocol, methods=["POST"]),
         Route("/nimbus/v1/health", health, methods=["GET"]),
@@ -64,4 +64,4 @@ def create_app(platform: Platform) -> Starlette:
     # AWS has no trailing-slash redirects: a wrong path is an unknown operation, not a 307.
     app.router.redirect_slashes = False
     app.state.platform = platform
-    return app
+    return InvokeApp(app, platform)

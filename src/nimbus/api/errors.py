@@ -15,9 +15,13 @@ from nimbus.errors import LambdaError, ServiceError, UnknownOperation, Unsupport
 log = logging.getLogger("nimbus.api")
 
 
+def error_body(exc: LambdaError) -> bytes:
+    return json.dumps(exc.body()).encode()
+
+
 def error_response(exc: LambdaError) -> Response:
     return Response(
-        json.dumps(exc.body()),
+        error_body(exc),
         status_code=exc.status,
         headers=exc.headers(),
         media_type="application/json",

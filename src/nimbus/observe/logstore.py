@@ -62,6 +62,7 @@ DAY_MS = 86_400_000
 FILTER_SCAN_BUDGET = 200_000
 FILTER_CHUNK = 5_000
 RETENTION_BATCH = 5_000
+INSERT_CHUNK = 2_000  # rows per INSERT statement (8,000 bound values, under SQLite's limit)
 
 
 def now_ms() -> int:
@@ -244,7 +245,7 @@ class LogStore:
             by_stream.setdefault((group, stream), []).extend(lines)
         ingestion = now_ms()
         with self._db_lock, self.engine.begin() as conn:
-            rows: list[dict[str, Any]] = []
+            rows: list[tuple[int, int, int, str]] = []
             stats: list[dict[str, Any]] = []
             for (group, stream), lines in by_stream.items():
                 sid = self._stream_id(conn, group, stream, ingestion)
@@ -253,11 +254,25 @@ class LogStore:
                     if len(text) > MAX_EVENT_BYTES // 4 and len(text.encode()) > MAX_EVENT_BYTES:
                         text = text.encode()[:MAX_EVENT_BYTES].decode("utf-8", errors="ignore")
                     size += len(text.encode())
-                    rows.append({"stream_id": sid, "timestamp_ms": ts, "ingestion_ms": ingestion, "message": text})
+                    rows.append((sid, ts, ingestion, text))
                 stamps = [ts for ts, _ in lines]
                 stats.append({"sid": sid, "first": min(stamps), "last": max(stamps), "bytes": size})
-            conn.execute(insert(EVENTS), rows)
+            self._insert_events(conn, rows)
             self._update_stream_stats(conn, stats, ingestion)
+
+    def _insert_events(self, conn: Connection, rows: list[tuple[int, int, int, str]]) -> None:
+        # Multi-row INSERTs in chunks: one statement per chunk means the driver drops and retakes the GIL
+        # once per chunk instead of once per row, which would otherwise stall the event loop thread
+        # (a GIL convoy) on every row of a busy server.
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        row_sql = f"({mark}, {mark}, {mark}, {mark})"
+        for start in range(0, len(rows), INSERT_CHUNK):
+            chunk = rows[start : start + INSERT_CHUNK]
+            sql = (
+                "INSERT INTO log_events (stream_id, timestamp_ms, ingestion_ms, message) VALUES "
+                + ", ".join([row_sql] * len(chunk))
+            )
+            conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
 
     def _update_stream_stats(self, conn: Connection, stats: list[dict[str, Any]], ingestion: int) -> None:
         first: Any = bindparam("first")
