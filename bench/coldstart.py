@@ -43,14 +43,14 @@ def bare_interpreter(runs: int) -> list[float]:
     return out
 
 
-def cold_invokes(url: str, name: str, runs: int) -> tuple[list[float], list[float]]:
+def cold_invokes(url: str, name: str, runs: int, gap: float) -> tuple[list[float], list[float]]:
     """Latency of `runs` cold invokes; each follows a configuration change that retires warm environments."""
     client = httpx.Client(base_url=url, timeout=60)
     latencies, inits = [], []
     for i in range(runs):
         r = client.put(f"/2015-03-31/functions/{name}/configuration", json={"Description": f"run {i}"})
         r.raise_for_status()
-        time.sleep(0.05)  # let the retired environments die so they don't compete for CPU
+        time.sleep(gap)  # let retired environments die; cold starts rarely come back to back
         t0 = time.perf_counter()
         r = client.post(f"/2015-03-31/functions/{name}/invocations", content=b"{}",
                         headers={"X-Amz-Log-Type": "Tail"})
@@ -95,14 +95,15 @@ def descendants(pid: int) -> dict[int, tuple[int, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--gap", type=float, default=0.5, help="seconds between cold starts")
     args = parser.parse_args()
 
     base = bare_interpreter(args.runs)
     with nimbus_server({"NIMBUS_IDLE_TIMEOUT": "600"}) as server:
         create_function(server.url, "echo", ECHO, Runtime=RUNTIME)
         create_function(server.url, "slowinit", SLOW_INIT, Runtime=RUNTIME)
-        echo_lat, echo_init = cold_invokes(server.url, "echo", args.runs)
-        slow_lat, slow_init = cold_invokes(server.url, "slowinit", args.runs)
+        echo_lat, echo_init = cold_invokes(server.url, "echo", args.runs, args.gap)
+        slow_lat, slow_init = cold_invokes(server.url, "slowinit", args.runs, args.gap)
 
         # Idle memory of one warm echo environment: retire everything, then start exactly one.
         httpx.put(f"{server.url}/2015-03-31/functions/slowinit/configuration", json={"Description": "x"})
