@@ -122,8 +122,9 @@ def invoke(
     except ApiError as exc:
         raise fail(exc) from None
     if show_log and "x-amz-log-result" in response.headers:
-        err.print(base64.b64decode(response.headers["x-amz-log-result"]).decode(errors="replace"),
-                  markup=False, highlight=False, end="")
+        # Raw, not through rich: log lines must not be wrapped or reinterpreted.
+        sys.stderr.write(base64.b64decode(response.headers["x-amz-log-result"]).decode(errors="replace"))
+        sys.stderr.flush()
     if is_async:
         err.print(f"accepted (request id {response.headers.get('x-amzn-requestid', '?')})")
         return
