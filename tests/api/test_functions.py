@@ -76,10 +76,20 @@ async def test_create_then_get(client: httpx.AsyncClient) -> None:
     got = (await client.get(F + "/fn")).json()
     assert got["Configuration"]["CodeSha256"] == r.json()["CodeSha256"]
     location = got["Code"]["Location"]
-    assert location.startswith("http://127.0.0.1:9000/nimbus/v1/code/")
-    download = await client.get(location.removeprefix("http://127.0.0.1:9000"))
+    # Without a configured public URL, Code.Location points where this client reached the server.
+    assert location.startswith("http://nimbus/nimbus/v1/code/")
+    download = await client.get(location)
     assert download.status_code == 200
     assert base64.b64encode(download.content).decode() == zip_b64()
+    assert r.headers.get("x-amzn-requestid") and download.headers.get("content-type") == "application/zip"
+
+
+async def test_code_location_uses_the_configured_public_url(client: httpx.AsyncClient) -> None:
+    await client.post(F, json=body())
+    platform = client._transport.app.state.platform  # type: ignore[attr-defined]
+    platform.settings.public_url = "https://lambda.example.com/"
+    location = (await client.get(F + "/fn")).json()["Code"]["Location"]
+    assert location.startswith("https://lambda.example.com/nimbus/v1/code/")
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from nimbus.cli.logs import parse_since
 from nimbus.cli.main import app
-from tests.conftest import NimbusServer, free_port
+from tests.conftest import ROLE, NimbusServer, free_port, make_zip
 
 runner = CliRunner()
 
@@ -65,6 +65,32 @@ def test_prints_events_with_time_stream_and_literal_text(server: NimbusServer) -
     assert stream == "2026/01/01/[$LATEST]" + "a" * 32
     assert message == "first line"
     assert lines[1].endswith("[bold]not markup[/bold] and a very long line " + "x" * 200)
+
+
+def test_piped_output_keeps_tabs(server: NimbusServer) -> None:
+    name, group = make_group(server)
+    report = "REPORT RequestId: r1\tDuration: 1.00 ms\tBilled Duration: 1 ms\t"
+    put(server, group, [report])
+    result = run_logs(server, name)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].split(" ", 2)[2] == report.rstrip("\n")
+
+
+def test_function_with_a_custom_log_group(server: NimbusServer) -> None:
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    group = f"/custom/{name}"
+    server.client().create_function(
+        FunctionName=name, Runtime="python3.12", Handler="app.handler", Role=ROLE,
+        Code={"ZipFile": make_zip({"app.py": "def handler(e, c):\n    return e\n"})},
+        LoggingConfig={"LogFormat": "Text", "LogGroup": group},
+    )
+    logs_call(server, "CreateLogGroup", logGroupName=group)
+    logs_call(server, "CreateLogStream", logGroupName=group, logStreamName="s")
+    logs_call(server, "PutLogEvents", logGroupName=group, logStreamName="s",
+              logEvents=[{"timestamp": int(time.time() * 1000), "message": "in the custom group"}])
+    result = run_logs(server, name)
+    assert result.exit_code == 0, result.output
+    assert "in the custom group" in result.output
 
 
 def test_since_limits_how_far_back(server: NimbusServer) -> None:

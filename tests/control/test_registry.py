@@ -202,6 +202,50 @@ def test_list_functions_pages(registry: Registry) -> None:
     assert seen == [f"f{n}" for n in range(5)]
 
 
+def test_list_functions_pages_names_that_prefix_others(registry: Registry) -> None:
+    # "hello" < "hello-cli" as names, but "hello:..." > "hello-cli:..." as marker strings: a page
+    # boundary right after "hello" used to skip "hello-cli".
+    names = ["hello", "hello-cli", "hello_x", "hellp"]
+    for name in names:
+        create(registry, name)
+    for all_versions in (False, True):
+        seen: list[str] = []
+        marker = None
+        while True:
+            page = registry.list_functions(marker, 1, all_versions)
+            seen += [f["FunctionName"] for f in page["Functions"]]
+            marker = page.get("NextMarker")
+            if not marker:
+                break
+        assert seen == names
+
+
+def test_list_pages_hold_at_most_50_items(registry: Registry) -> None:
+    for n in range(52):
+        create(registry, f"f{n:02d}")
+    page = registry.list_functions(None, 1000, False)
+    assert len(page["Functions"]) == 50 and page["NextMarker"]
+    rest = registry.list_functions(page["NextMarker"], 1000, False)
+    assert [f["FunctionName"] for f in rest["Functions"]] == ["f50", "f51"] and "NextMarker" not in rest
+
+
+def test_alias_names_and_version_filters_are_validated(registry: Registry) -> None:
+    create(registry)
+    # AWS checks the alias name pattern on every alias operation, before looking anything up: a
+    # malformed name is a ValidationException, never a 404 or a silent 204.
+    for bad in ("bad name", "123", "a" * 129):
+        with pytest.raises(ValidationError):
+            registry.get_alias("fn", bad)
+        with pytest.raises(ValidationError):
+            registry.update_alias("fn", bad, {})
+        with pytest.raises(ValidationError):
+            registry.delete_alias("fn", bad)
+    with pytest.raises(ValidationError):
+        registry.list_aliases("fn", "nope", None, None)
+    assert registry.list_aliases("fn", "$LATEST", None, None) == {"Aliases": []}
+    registry.delete_alias("fn", "missing")  # a well-formed name that does not exist: 204, as on AWS
+
+
 def test_everything_survives_a_new_instance(tmp_path: Path) -> None:
     reg = open_registry(tmp_path / "d")
     create(reg, Tags={"k": "v"})

@@ -70,8 +70,36 @@ def test_json_patterns() -> None:
 
 @pytest.mark.parametrize(
     "pattern",
-    ['"unterminated', "{ $.a = }", "{ a = 1 }", "{ $.a > x }", "[ip, user]", "%(%", "{ $.a = 1"],
+    ['"unterminated', "{ $.a = }", "{ a = 1 }", "{ $.a > x }", "%(%", "{ $.a = 1",
+     "[ip, user", "[ip,, user]", "[1ip]", "[a, b > x]", "[a, b = c = d]"],
 )
 def test_invalid_patterns_are_rejected(pattern: str) -> None:
     with pytest.raises(InvalidParameterValue):
         compile_pattern(pattern)
+
+
+REPORT = ("REPORT RequestId: 8f5f\tDuration: 120.50 ms\tBilled Duration: 121 ms\tMemory Size: 128 MB\t"
+          "Max Memory Used: 7 MB\t")
+ACCESS = '127.0.0.1 - frank [10/Oct/2000:13:25:15 -0700] "GET /apache_pb.gif HTTP/1.0" 404 2326'
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message", "expected"),
+    [
+        ("[type = REPORT, ...]", REPORT, True),
+        ("[type = START, ...]", REPORT, False),
+        ('[kind, rid_label, rid, d_label = "Duration:", ms > 100, ...]', REPORT, True),
+        ('[kind, rid_label, rid, d_label = "Duration:", ms > 200, ...]', REPORT, False),
+        ("[ip, id, user, timestamp, request, status = 4* || status = 5*, bytes]", ACCESS, True),
+        ("[ip, id, user, timestamp, request = *GET*, status = 404, bytes > 2000]", ACCESS, True),
+        ("[ip, id, user, timestamp, request = *POST*, ...]", ACCESS, False),
+        ("[ip, ..., status != 404, bytes]", ACCESS, False),
+        ("[ip, ..., bytes]", ACCESS, True),
+        ("[..., status = 404, ...]", ACCESS, True),
+        ("[ip, user]", ACCESS, False),  # a field count that differs does not match
+        ('[ip, id, user = frank && ip = "127.*", ...]', ACCESS, True),
+    ],
+)
+def test_space_delimited_patterns(pattern: str, message: str, expected: bool) -> None:
+    # Lambda's own docs filter REPORT lines this way; quoted and bracketed fields count as one field.
+    assert compile_pattern(pattern).matches(message) is expected

@@ -254,7 +254,7 @@ def test_filter_by_streams_time_and_pattern(store: LogStore) -> None:
     with pytest.raises(InvalidParameterValue):
         store.filter_log_events(G, stream_names=[S1], stream_prefix="x")
     with pytest.raises(InvalidParameterValue):
-        store.filter_log_events(G, filter_pattern="[a, b]")
+        store.filter_log_events(G, filter_pattern="[a, b")
 
 
 def test_filter_like_wildcards_in_terms_are_literal(store: LogStore) -> None:

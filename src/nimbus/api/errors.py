@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,7 +24,7 @@ def error_response(exc: LambdaError) -> Response:
     return Response(
         error_body(exc),
         status_code=exc.status,
-        headers=exc.headers(),
+        headers={**exc.headers(), "x-amzn-RequestId": str(uuid.uuid4())},
         media_type="application/json",
     )
 

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import binascii
 import re
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -41,12 +42,17 @@ async def _body(request: Request, model: type[S]) -> S:
     return validate(model, parse_json_object(await read_body(request, limit)))
 
 
+def _request_id() -> dict[str, str]:
+    # Every Lambda API answer carries one; boto3 reports it as ResponseMetadata.RequestId.
+    return {"x-amzn-RequestId": str(uuid.uuid4())}
+
+
 def _json(data: Any, status: int = 200) -> Response:
-    return JSONResponse(data, status_code=status)
+    return JSONResponse(data, status_code=status, headers=_request_id())
 
 
 def _no_content() -> Response:
-    return Response(status_code=204)
+    return Response(status_code=204, headers=_request_id())
 
 
 def _decode_zip(value: str | None) -> bytes | None:
@@ -100,9 +106,18 @@ async def list_functions(request: Request) -> Response:
     return _json(result)
 
 
+def _public_base(request: Request) -> str:
+    """Where clients reach this server: the configured public URL, else the URL this client used (so a
+    server listening on 0.0.0.0 hands a remote client a Code.Location it can download)."""
+    configured: str | None = request.app.state.platform.settings.public_url
+    return configured.rstrip("/") if configured else str(request.base_url).rstrip("/")
+
+
 async def get_function(request: Request) -> Response:
     reg = _registry(request)
-    return _json(await _call(request, reg.get_function, request.path_params["name"], _qualifier(request)))
+    result = await _call(request, reg.get_function, request.path_params["name"], _qualifier(request),
+                         _public_base(request))
+    return _json(result)
 
 
 async def delete_function(request: Request) -> Response:

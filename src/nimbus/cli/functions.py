@@ -18,7 +18,7 @@ from rich.table import Table
 from nimbus.cli.client import ApiError, LambdaClient
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # long error messages stay one line (grep-able, copy-able)
 
 Endpoint = Annotated[
     str | None, typer.Option("--endpoint", envvar="NIMBUS_ENDPOINT", help="nimbus server URL")
@@ -101,7 +101,10 @@ def deploy(
 def invoke(
     name: Annotated[str, typer.Argument(help="Function name or ARN")],
     payload: Annotated[str | None, typer.Option("--payload", "-p", help="JSON event")] = None,
-    payload_file: Annotated[Path | None, typer.Option("--payload-file", help="File with the JSON event")] = None,
+    payload_file: Annotated[
+        Path | None,
+        typer.Option("--payload-file", exists=True, dir_okay=False, readable=True, help="File with the JSON event"),
+    ] = None,
     qualifier: Annotated[str | None, typer.Option("--qualifier", "-q", help="Version or alias")] = None,
     is_async: Annotated[bool, typer.Option("--async", help="Invoke asynchronously (Event)")] = False,
     show_log: Annotated[bool, typer.Option("--log", help="Print the invocation's log tail")] = False,
@@ -147,12 +150,23 @@ def functions(endpoint: Endpoint = None) -> None:
                 break
     except ApiError as exc:
         raise fail(exc) from None
-    table = Table("Name", "Runtime", "Handler", "Memory", "Timeout", "Code size", "Last modified")
-    for fn in rows:
-        table.add_row(
-            fn["FunctionName"], fn.get("Runtime", ""), fn.get("Handler", ""), f"{fn.get('MemorySize')} MB",
-            f"{fn.get('Timeout')} s", str(fn.get("CodeSize")), fn.get("LastModified", ""),
-        )
+    header = ("Name", "Runtime", "Handler", "Memory", "Timeout", "Code size", "Last modified")
+    cells = [
+        (fn["FunctionName"], str(fn.get("Runtime", "")), str(fn.get("Handler", "")), f"{fn.get('MemorySize')} MB",
+         f"{fn.get('Timeout')} s", str(fn.get("CodeSize")), str(fn.get("LastModified", "")))
+        for fn in rows
+    ]
+    if not console.is_terminal:
+        # Piped or redirected: plain aligned columns, never truncated (a table squeezed into 80 columns
+        # cut names short and `nimbus functions | grep NAME` found nothing).
+        widths = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header))]
+        for row in [header, *cells]:
+            sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        return
+    table = Table(*header)
+    table.columns[0].overflow = "fold"  # a name is shown whole, folded if it must be
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
 
 

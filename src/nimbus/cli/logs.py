@@ -5,6 +5,7 @@ Speaks only the HTTP API: CloudWatch Logs' FilterLogEvents in the JSON 1.1 proto
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -77,14 +78,15 @@ class LogsClient:
             raise LogsError(code, str(doc.get("message") or doc.get("Message") or response.text))
         return doc if isinstance(doc, dict) else {}
 
-    def function_timeout_ms(self, name: str) -> int | None:
-        """The function's timeout from the Lambda API, or None when it cannot be read."""
+    def function_config(self, name: str) -> dict[str, Any] | None:
+        """The function's configuration from the Lambda API, or None when it cannot be read (e.g. the
+        function was deleted but its logs remain)."""
         try:
             response = self._http.get(f"/2015-03-31/functions/{name}/configuration")
-            timeout = response.json().get("Timeout") if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, AttributeError):
+            doc = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
             return None
-        return int(timeout) * 1000 if isinstance(timeout, int) else None
+        return doc if isinstance(doc, dict) else None
 
     def filter_events(self, group: str, start_ms: int, pattern: str | None) -> Iterator[dict[str, Any]]:
         """Every event from `start_ms` on, oldest first, across all pages."""
@@ -107,8 +109,22 @@ def format_event(event: dict[str, Any]) -> Text:
     return Text.assemble((when, "dim"), " ", (str(event.get("logStreamName", "")), "cyan"), " ", message)
 
 
+def emit(line: Text) -> None:
+    """Print one event: styled on a terminal, byte for byte otherwise (a console would turn the tabs of
+    REPORT lines into spaces, and `cut -f` on piped output relies on them)."""
+    if out.is_terminal:
+        out.print(line)
+    else:
+        sys.stdout.write(line.plain + "\n")
+        sys.stdout.flush()
+
+
 def logs(
-    name: Annotated[str, typer.Argument(help="Function name (log group /aws/lambda/NAME)")],
+    name: Annotated[
+        str,
+        typer.Argument(help="Function name (logs in its LoggingConfig.LogGroup, /aws/lambda/NAME by default) "
+                       "or a log group starting with /"),
+    ],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C")] = False,
     since: Annotated[str, typer.Option("--since", help="How far back to start: 30s, 10m, 2h, 1d")] = "10m",
     filter_pattern: Annotated[
@@ -127,10 +143,15 @@ def logs(
     newest = start
     lookback = LOOKBACK_MS
     try:
-        if follow and not name.startswith("/"):
-            timeout = client.function_timeout_ms(name)
-            if timeout is not None:
-                lookback = min(LOOKBACK_MAX_MS, max(LOOKBACK_MS, timeout + LOOKBACK_SLACK_MS))
+        config = None if name.startswith("/") else client.function_config(name)
+        if config is not None:
+            # A function's LoggingConfig can send its logs to another group than /aws/lambda/NAME.
+            custom = (config.get("LoggingConfig") or {}).get("LogGroup")
+            if isinstance(custom, str) and custom:
+                group = custom
+            timeout = config.get("Timeout")
+            if follow and isinstance(timeout, int):
+                lookback = min(LOOKBACK_MAX_MS, max(LOOKBACK_MS, timeout * 1000 + LOOKBACK_SLACK_MS))
         while True:
             for event in client.filter_events(group, max(start, newest - lookback), filter_pattern):
                 event_id = str(event.get("eventId") or f"{event.get('timestamp')}/{event.get('message')}")
@@ -139,7 +160,7 @@ def logs(
                 ts = int(event.get("timestamp", 0))
                 seen[event_id] = ts
                 newest = max(newest, ts)
-                out.print(format_event(event))
+                emit(format_event(event))
             if not follow:
                 return
             cutoff = newest - lookback

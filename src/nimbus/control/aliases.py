@@ -74,12 +74,14 @@ class AliasOps(RegistryCore):
 
     def get_alias(self, function_name: str, alias: str) -> dict[str, Any]:
         name = self._unqualified(function_name)
+        v.check_alias_name(alias)
         with Session(self.engine) as s:
             self._function(s, name)
             return self._alias_doc(self._alias(s, name, alias))
 
     def update_alias(self, function_name: str, alias: str, request: dict[str, Any]) -> dict[str, Any]:
         name = self._unqualified(function_name)
+        v.check_alias_name(alias)
         if "FunctionVersion" in request:
             v.check_alias_version(request["FunctionVersion"])
         if "Description" in request:
@@ -102,6 +104,7 @@ class AliasOps(RegistryCore):
 
     def delete_alias(self, function_name: str, alias: str) -> None:
         name = self._unqualified(function_name)
+        v.check_alias_name(alias)
         with self._write(name) as s:
             self._function(s, name)
             row = s.get(AliasRow, (name, alias))
@@ -111,6 +114,8 @@ class AliasOps(RegistryCore):
     def list_aliases(self, function_name: str, version: str | None, marker: str | None,
                      max_items: int | None) -> dict[str, Any]:
         name = self._unqualified(function_name)
+        if version is not None:
+            v.check_alias_version(version)
         with Session(self.engine) as s:
             self._function(s, name)
             rows = [a for a in s.scalars(select(AliasRow).where(AliasRow.function_name == name)).all()

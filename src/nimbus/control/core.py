@@ -254,8 +254,9 @@ class RegistryCore:
             arn_qualifier,
         )
 
-    def _code(self, hex_digest: str) -> dict[str, str]:
-        return {"RepositoryType": "S3", "Location": f"{self.settings.base_url()}/nimbus/v1/code/{hex_digest}"}
+    def _code(self, hex_digest: str, base_url: str | None = None) -> dict[str, str]:
+        base = (base_url or self.settings.base_url()).rstrip("/")
+        return {"RepositoryType": "S3", "Location": f"{base}/nimbus/v1/code/{hex_digest}"}
 
 
     @staticmethod

@@ -27,6 +27,10 @@ from nimbus.errors import InvalidParameterValue, ResourceConflict
 
 __all__ = ["LATEST", "ONLY_LATEST", "Registry", "new_revision"]
 
+# ListFunctions and ListVersionsByFunction return at most 50 items a page, "even if you set the number
+# higher" (AWS API reference); clients follow NextMarker for the rest.
+PAGE_MAX = 50
+
 
 class Registry(AliasOps, AccountOps, PolicyOps):
     """All control-plane state and operations. Thread-safe; API handlers call it from worker threads."""
@@ -73,12 +77,17 @@ class Registry(AliasOps, AccountOps, PolicyOps):
     def _with_code(config: dict[str, Any], blob: CodeBlob) -> dict[str, Any]:
         return {**config, "CodeSha256": blob.sha256_b64, "CodeSize": blob.size}
 
-    def get_function(self, function_name: str, qualifier: str | None) -> dict[str, Any]:
+    def get_function(self, function_name: str, qualifier: str | None, base_url: str | None = None) -> dict[str, Any]:
+        """GetFunction. `base_url` is where the client reached this server (Code.Location points there);
+        None means the configured URL."""
         name, qualifier = self._name_and_qualifier(function_name, qualifier)
         with Session(self.engine) as s:
             row, arn_q = self._resolve(s, name, qualifier)
             fn = self._function(s, name)
-            out: dict[str, Any] = {"Configuration": self._config(row, arn_q), "Code": self._code(row.code_sha256)}
+            out: dict[str, Any] = {
+                "Configuration": self._config(row, arn_q),
+                "Code": self._code(row.code_sha256, base_url),
+            }
             if fn.tags:
                 out["Tags"] = dict(fn.tags)
             if fn.reserved_concurrency is not None:
@@ -97,8 +106,13 @@ class Registry(AliasOps, AccountOps, PolicyOps):
             if not all_versions:
                 query = query.where(VersionRow.version == LATEST)
             rows = list(s.scalars(query).all())
-        rows.sort(key=lambda r: (r.function_name, version_sort_key(r.version)))
-        page, nxt = page_of(rows, marker, max_items, lambda r: f"{r.function_name}:{version_sort_key(r.version)}")
+        # Pages are cut by comparing markers as strings, so rows are ordered by that same string: the
+        # separator sorts before every name character ("hello" < "hello-cli" both ways).
+        def key(r: VersionRow) -> str:
+            return f"{r.function_name} {version_sort_key(r.version)}"
+
+        rows.sort(key=key)
+        page, nxt = page_of(rows, marker, min(max_items or PAGE_MAX, PAGE_MAX), key)
         out: dict[str, Any] = {
             "Functions": [self._config(r, r.version if all_versions else None) for r in page]
         }
@@ -227,7 +241,7 @@ class Registry(AliasOps, AccountOps, PolicyOps):
             self._function(s, name)
             rows = list(s.scalars(select(VersionRow).where(VersionRow.function_name == name)).all())
         rows.sort(key=lambda r: version_sort_key(r.version))
-        page, nxt = page_of(rows, marker, max_items, lambda r: version_sort_key(r.version))
+        page, nxt = page_of(rows, marker, min(max_items or PAGE_MAX, PAGE_MAX), lambda r: version_sort_key(r.version))
         out: dict[str, Any] = {"Versions": [self._config(r, r.version) for r in page]}
         if nxt:
             out["NextMarker"] = nxt

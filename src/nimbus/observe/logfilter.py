@@ -9,9 +9,12 @@ log message. Supported subset:
 - `%regex%`: a (Python `re`) regular expression search, e.g. `%ERROR|WARN%`;
 - JSON patterns on messages that are JSON objects: `{ $.level = "ERROR" }`, `{ $.latency > 500 }`,
   `{ $.user.id != 42 }`, `{ $.a[0].b = "x*" }` (`*` is a wildcard in strings), `&&`, `||`, parentheses,
-  `IS TRUE` / `IS FALSE` / `IS NULL`, `EXISTS` / `NOT EXISTS`.
+  `IS TRUE` / `IS FALSE` / `IS NULL`, `EXISTS` / `NOT EXISTS`;
+- space-delimited patterns over the message's whitespace-separated fields (a field in `"..."` or `[...]`
+  is one field): `[ip, user, ..., status = 5*, bytes > 1000]`, where `...` stands for any number of
+  fields, `=` / `!=` compare strings (`*` wildcard) or numbers, `<`, `>`, `<=`, `>=` compare numbers,
+  and `&&`, `||` and parentheses combine conditions, e.g. `[..., code = 4* || code = 5*, ...]`.
 
-Space-delimited patterns (`[ip, user, ...]`) are not supported and rejected as invalid.
 `SqlTerms` lists the plain required terms so a store can narrow candidates in SQL first.
 """
 
@@ -49,7 +52,7 @@ def compile_pattern(pattern: str | None) -> CompiledPattern:
     if text.startswith("{"):
         return CompiledPattern(_compile_json(text))
     if text.startswith("["):
-        raise _invalid(text, "space-delimited patterns are not supported by nimbus")
+        return CompiledPattern(_compile_space_delimited(text))
     return _compile_terms(text)
 
 
@@ -307,3 +310,131 @@ def _compile_json(text: str) -> Predicate:
         return isinstance(doc, dict) and pred(doc)
 
     return matches
+
+
+# ------------------------------------------------------------------------------------ space-delimited
+
+_FIELD = re.compile(r'"[^"]*"|\[[^\]]*\]|\S+')
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ELLIPSIS = "..."
+FieldPred = Callable[[dict[str, str]], bool]
+
+
+def _message_fields(message: str) -> list[str]:
+    """Whitespace-separated fields; `"a b"` and `[a b]` are one field each, without their delimiters."""
+    return [f[1:-1] if len(f) >= 2 and f[0] + f[-1] in ('""', "[]") else f for f in _FIELD.findall(message)]
+
+
+def _field_comparison(name: str, op: str, kind: str, raw: str, pattern: str) -> FieldPred:
+    value: str = json.loads(raw) if kind == "str" else raw
+    number = _number(value)
+    if op in ("<", ">", "<=", ">="):
+        if number is None:
+            raise _invalid(pattern, f"{op} needs a number, got {raw!r}")
+        limit = number
+        cmp: Callable[[float], bool] = {
+            "<": lambda a: a < limit,
+            ">": lambda a: a > limit,
+            "<=": lambda a: a <= limit,
+            ">=": lambda a: a >= limit,
+        }[op]
+
+        def numeric(fields: dict[str, str]) -> bool:
+            got = _number(fields.get(name, ""))
+            return got is not None and cmp(got)
+
+        return numeric
+
+    def equal(fields: dict[str, str]) -> bool:
+        got = fields.get(name)
+        if got is None:
+            return False
+        if number is not None and "*" not in value:
+            as_number = _number(got)
+            if as_number is not None:
+                return as_number == number
+        return fnmatch.fnmatchcase(got, value) if "*" in value else got == value
+
+    return equal if op == "=" else (lambda fields: name in fields and not equal(fields))
+
+
+class _FieldParser(_JsonParser):
+    """The condition grammar of JSON patterns, over named fields instead of `$.` selectors."""
+
+    def __init__(self, tokens: list[tuple[str, str]], pattern: str, names: set[str]) -> None:
+        super().__init__(tokens, pattern)
+        self.names = names
+
+    def atom(self) -> JsonPred:
+        kind, text = self.take()
+        if (kind, text) == ("op", "("):
+            inner = self.expr()
+            if self.take() != ("op", ")"):
+                raise _invalid(self.pattern, "expected )")
+            return inner
+        if kind != "word" or text not in self.names:
+            raise _invalid(self.pattern, f"expected a field name, got {text!r}")
+        kind, op = self.take()
+        if kind != "op" or op not in ("=", "!=", "<", ">", "<=", ">="):
+            raise _invalid(self.pattern, f"expected a comparison operator, got {op!r}")
+        vkind, raw = self.take()
+        if vkind == "op":
+            raise _invalid(self.pattern, f"expected a value, got {raw!r}")
+        return _field_comparison(text, op, vkind, raw, self.pattern)
+
+
+def _split_specs(body: str, pattern: str) -> list[str]:
+    """The comma-separated field specs of `[...]`, commas inside quotes kept."""
+    specs: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for ch in body:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            specs.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+    if quoted:
+        raise _invalid(pattern, "unterminated quoted value")
+    specs.append("".join(current).strip())
+    if any(not spec for spec in specs):
+        raise _invalid(pattern, "empty field in space-delimited pattern")
+    return specs
+
+
+def _compile_space_delimited(text: str) -> Predicate:
+    if not text.endswith("]"):
+        raise _invalid(text, "a space-delimited pattern must end with ]")
+    specs = _split_specs(text[1:-1], text)
+    names: list[str | None] = []  # None: an ellipsis
+    for spec in specs:
+        if spec == ELLIPSIS:
+            names.append(None)
+            continue
+        name = re.split(r"[\s=!<>&|()]", spec, maxsplit=1)[0]
+        if not _NAME.match(name):
+            raise _invalid(text, f"bad field name {name!r}")
+        names.append(name)
+    known = {n for n in names if n is not None}
+    conditions: list[JsonPred] = []
+    for spec in specs:
+        if spec == ELLIPSIS or _NAME.match(spec):
+            continue
+        parser = _FieldParser(_tokenize(spec, text), text, known)
+        conditions.append(parser.expr())
+        if parser.peek() is not None:
+            raise _invalid(text, f"unexpected {parser.peek()[1]!r}")  # type: ignore[index]
+
+    def bind(i: int, fields: list[str], j: int, bound: dict[str, str]) -> bool:
+        if i == len(names):
+            return j == len(fields) and all(cond(bound) for cond in conditions)
+        name = names[i]
+        if name is None:  # an ellipsis takes any number of fields, fewest first
+            return any(bind(i + 1, fields, k, bound) for k in range(j, len(fields) + 1))
+        if j >= len(fields):
+            return False
+        return bind(i + 1, fields, j + 1, {**bound, name: fields[j]})
+
+    return lambda message: bind(0, _message_fields(message), 0, {})
