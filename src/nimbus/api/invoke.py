@@ -63,7 +63,7 @@ class InvokeApp:
                 trace_id=_text(headers.get(b"x-amzn-trace-id")),
             )
             status, body = outcome.status, outcome.payload
-            out = [JSON, *((k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers.items())]
+            out = [JSON, *[(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers.items()]]
         except LambdaError as exc:
             status, body, out = _error(exc)
         except Exception:

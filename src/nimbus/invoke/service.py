@@ -7,14 +7,16 @@ import asyncio
 import base64
 import binascii
 import json
+import json.scanner
 import logging
 import math
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 
 from nimbus.config import Settings
 from nimbus.control.registry import Registry
+from nimbus.control.specs import FunctionSnapshot, VersionSpec
 from nimbus.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 from nimbus.invoke import router
 from nimbus.invoke.concurrency import Concurrency
@@ -38,6 +40,28 @@ class InvokeOutcome:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class _Route:
+    """A resolved (function, qualifier) with what the hot path derives from it, reused while the
+    function's snapshot is the same object (snapshots are immutable and replaced on every change)."""
+
+    __slots__ = ("snapshot", "target", "spec", "pool_key", "log_group")
+
+    def __init__(self, snapshot: FunctionSnapshot, target: router.Target) -> None:
+        self.snapshot = snapshot
+        self.target = target
+        self.spec: VersionSpec = target.spec
+        self.pool_key = target.spec.pool_key
+        self.log_group = target.spec.log_group
+
+
+def _deterministic(snapshot: FunctionSnapshot, qualifier: str | None) -> bool:
+    """Whether `qualifier` always resolves to the same version (weighted aliases draw per invocation)."""
+    if not qualifier or qualifier == router.LATEST or qualifier.isdigit():
+        return True
+    alias = snapshot.aliases.get(qualifier)
+    return alias is not None and not alias.additional_weights
+
+
 class Invoker:
     def __init__(self, settings: Settings, registry: Registry, sandbox: Sandbox, logstore: LogStore) -> None:
         self._settings = settings
@@ -48,6 +72,7 @@ class Invoker:
         self.concurrency = Concurrency(settings, self._cached_reserved_total)
         self._background: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._routes: dict[tuple[str, str | None], _Route] = {}
         registry.subscribe(self._on_function_changed)
 
     async def start(self) -> None:
@@ -72,6 +97,7 @@ class Invoker:
 
     def _retire_stale(self, name: str) -> None:
         self._reserved_total = None
+        self._routes.clear()  # not needed for correctness (routes check their snapshot); frees old ones
         try:
             snapshot = self._registry.snapshot(name)
             keep = {(v.version, v.revision_id) for v in snapshot.versions.values()}
@@ -110,7 +136,7 @@ class Invoker:
                 f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
             )
         _check_json(payload)
-        context_json = _decode_client_context(client_context)
+        context_json = _decode_client_context(client_context) if client_context else None
 
         name, arn_qualifier = self._registry.split_qualifier(function)
         if arn_qualifier and qualifier and arn_qualifier != qualifier:
@@ -118,8 +144,9 @@ class Invoker:
                 "The derived qualifier from the function name does not match the specified qualifier."
             )
         snapshot = self._registry.snapshot(name)
-        target = router.resolve(snapshot, qualifier or arn_qualifier)
-        spec = target.spec
+        route = self._route(snapshot, name, qualifier or arn_qualifier)
+        target = route.target
+        spec = route.spec
         headers = {"X-Amz-Executed-Version": spec.version}
 
         if invocation_type == "DryRun":
@@ -133,14 +160,14 @@ class Invoker:
             task.add_done_callback(self._background.discard)
             return InvokeOutcome(202, b"", {"x-amzn-RequestId": request.request_id})
 
-        cold = self._sandbox.idle_count(spec.pool_key) == 0
+        cold = self._sandbox.idle_count(route.pool_key) == 0
         lease = self.concurrency.acquire(snapshot.name, snapshot.reserved_concurrency, cold)
         try:
             request = self._request(target, payload, context_json, trace_id)
             result = await self._sandbox.invoke(spec, request)
         finally:
             self.concurrency.release(lease)
-        lines = self._record(target, request, result)
+        lines = self._record(spec, route.log_group, request, result)
         body = result.payload
         if result.function_error:
             headers["X-Amz-Function-Error"] = result.function_error
@@ -158,10 +185,22 @@ class Invoker:
         headers["x-amzn-RequestId"] = request.request_id
         return InvokeOutcome(200, body, headers)
 
+    def _route(self, snapshot: FunctionSnapshot, name: str, qualifier: str | None) -> _Route:
+        key = (name, qualifier)
+        route = self._routes.get(key)
+        if route is not None and route.snapshot is snapshot:
+            return route
+        route = _Route(snapshot, router.resolve(snapshot, qualifier))
+        if _deterministic(snapshot, qualifier):
+            if len(self._routes) >= 4096:
+                self._routes.clear()
+            self._routes[key] = route
+        return route
+
     def _request(
         self, target: router.Target, payload: bytes, client_context: str | None, trace_id: str | None
     ) -> InvokeRequest:
-        request_id = str(uuid.uuid4())
+        request_id = _new_request_id()
         return InvokeRequest(
             request_id=request_id,
             payload=payload,
@@ -176,7 +215,7 @@ class Invoker:
         try:
             request.deadline_ms = int(time.time() * 1000) + target.spec.timeout * 1000
             result = await self._sandbox.invoke(target.spec, request)
-            self._record(target, request, result)
+            self._record(target.spec, target.spec.log_group, request, result)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -184,35 +223,50 @@ class Invoker:
         finally:
             self.concurrency.release(lease)  # type: ignore[arg-type]
 
-    def _record(self, target: router.Target, request: InvokeRequest, result: InvokeResult) -> list[str]:
-        spec = target.spec
+    def _record(self, spec: VersionSpec, log_group: str, request: InvokeRequest, result: InvokeResult) -> list[str]:
         rid = request.request_id
-        lines = [report.start_line(rid, spec.version)]
-        lines += [text for _, text in result.logs]
-        lines.append(report.end_line(rid))
-        lines.append(
-            report.report_line(
-                rid,
-                result.duration_ms,
-                spec.memory_size,
-                result.max_memory_mb,
-                result.init_duration_ms,
-                result.extra_report or None,
-            )
+        start = report.start_line(rid, spec.version)
+        end = report.end_line(rid)
+        report_line = report.report_line(
+            rid,
+            result.duration_ms,
+            spec.memory_size,
+            result.max_memory_mb,
+            result.init_duration_ms,
+            result.extra_report or None,
         )
         now = int(time.time() * 1000)
         # START is stamped when the handler began, so it sorts before the function's own lines.
         started = now - math.ceil(result.duration_ms)
-        if result.logs:
-            started = min(started, result.logs[0][0])
-        stamped = [(started, lines[0]), *result.logs, (now, lines[-2]), (now, lines[-1])]
-        self._logstore.append(spec.log_group, result.log_stream, stamped)
+        logs = result.logs
+        if logs:
+            started = min(started, logs[0][0])
+            stamped = [(started, start), *logs, (now, end), (now, report_line)]
+            lines = [start, *[text for _, text in logs], end, report_line]
+        else:
+            stamped = [(started, start), (now, end), (now, report_line)]
+            lines = [start, end, report_line]
+        self._logstore.append(log_group, result.log_stream, stamped)
         return lines
+
+
+_JSON_WS = " \t\n\r"
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
 def _check_json(payload: bytes) -> None:
     if not payload:
         return
+    # Fast path for the common case (UTF-8 text holding one JSON value): the scanner json.loads ends up
+    # in, without the layers around it. Anything it does not accept gets json.loads' own verdict.
+    try:
+        text = payload.decode()
+        start = len(text) - len(text.lstrip(_JSON_WS))
+        end = _scan_json(text, start)[1]
+        if end == len(text) or not text[end:].strip(_JSON_WS):
+            return
+    except Exception:  # noqa: S110 (json.loads below decides, and words the error)
+        pass
     try:
         json.loads(payload)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
@@ -235,7 +289,38 @@ def _decode_client_context(value: str | None) -> str | None:
     return text
 
 
+class _RandomHex:
+    """Hex digits from the OS's CSPRNG, fetched a few kilobytes at a time: `uuid.uuid4()` makes one
+    getrandom() syscall per id, and ids are minted three times per invocation."""
+
+    __slots__ = ("_hex", "_pos")
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._pos = 0
+
+    def take(self, n: int) -> str:
+        pos = self._pos
+        end = pos + n
+        if end > len(self._hex):
+            self._hex = os.urandom(2048).hex()
+            pos, end = 0, n
+        self._pos = end
+        return self._hex[pos:end]
+
+
+_random_hex = _RandomHex()
+_VARIANT = "89ab"  # RFC 4122 variant: the top two bits of the clock_seq_hi byte are 10
+
+
+def _new_request_id() -> str:
+    """A random (version 4) UUID in its canonical text form, as Lambda's request ids are."""
+    h = _random_hex.take(31)  # 122 random bits, plus 2 more for the variant digit
+    return f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{_VARIANT[int(h[15], 16) & 3]}{h[16:19]}-{h[19:31]}"
+
+
 def _new_trace_id() -> str:
-    return f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+    h = _random_hex.take(40)
+    return f"Root=1-{int(time.time()):08x}-{h[:24]};Parent={h[24:]};Sampled=0"
 
 

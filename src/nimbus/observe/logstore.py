@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -62,7 +63,7 @@ DAY_MS = 86_400_000
 FILTER_SCAN_BUDGET = 200_000
 FILTER_CHUNK = 5_000
 RETENTION_BATCH = 5_000
-INSERT_CHUNK = 2_000  # rows per INSERT statement (8,000 bound values, under SQLite's limit)
+INSERT_CHUNK = 256  # rows per INSERT statement (1,024 bound values; SQLite allows 32,766)
 
 
 def now_ms() -> int:
@@ -240,39 +241,58 @@ class LogStore:
             await asyncio.sleep(self.retention_interval)
 
     def _write_batch(self, batch: Sequence[tuple[str, str, list[tuple[int, str]]]]) -> None:
+        # Runs in a worker thread but holds the GIL for its Python parts, stalling the event loop: keep the
+        # per-line work minimal (one pass, values flattened straight into the INSERT's parameters).
         by_stream: dict[tuple[str, str], list[tuple[int, str]]] = {}
         for group, stream, lines in batch:
-            by_stream.setdefault((group, stream), []).extend(lines)
+            known = by_stream.get((group, stream))
+            if known is None:
+                by_stream[(group, stream)] = list(lines)
+            else:
+                known.extend(lines)
         ingestion = now_ms()
         with self._db_lock, self.engine.begin() as conn:
-            rows: list[tuple[int, int, int, str]] = []
+            values: list[int | str] = []
             stats: list[dict[str, Any]] = []
             for (group, stream), lines in by_stream.items():
                 sid = self._stream_id(conn, group, stream, ingestion)
                 size = 0
                 for ts, text in lines:
-                    if len(text) > MAX_EVENT_BYTES // 4 and len(text.encode()) > MAX_EVENT_BYTES:
-                        text = text.encode()[:MAX_EVENT_BYTES].decode("utf-8", errors="ignore")
-                    size += len(text.encode())
-                    rows.append((sid, ts, ingestion, text))
+                    if text.isascii():
+                        if len(text) > MAX_EVENT_BYTES:
+                            text = text[:MAX_EVENT_BYTES]
+                        size += len(text)
+                    else:
+                        data = text.encode()
+                        if len(data) > MAX_EVENT_BYTES:
+                            text = data[:MAX_EVENT_BYTES].decode("utf-8", errors="ignore")
+                            data = text.encode()
+                        size += len(data)
+                    values += (sid, ts, ingestion, text)
                 stamps = [ts for ts, _ in lines]
                 stats.append({"sid": sid, "first": min(stamps), "last": max(stamps), "bytes": size})
-            self._insert_events(conn, rows)
+            self._insert_events(conn, values)
             self._update_stream_stats(conn, stats, ingestion)
 
-    def _insert_events(self, conn: Connection, rows: list[tuple[int, int, int, str]]) -> None:
-        # Multi-row INSERTs in chunks: one statement per chunk means the driver drops and retakes the GIL
-        # once per chunk instead of once per row, which would otherwise stall the event loop thread
-        # (a GIL convoy) on every row of a busy server.
+    def _insert_events(self, conn: Connection, values: list[int | str]) -> None:
+        """Insert events given as flat (stream_id, timestamp_ms, ingestion_ms, message) values.
+
+        Multi-row INSERTs in chunks: one statement per chunk means the driver drops and retakes the GIL
+        once per chunk instead of once per row, which would otherwise stall the event loop thread (a GIL
+        convoy) on every row of a busy server. Chunks are small, of one size (the driver's statement cache
+        keeps it prepared), and the thread yields the CPU after each: on a small machine a batch written in
+        one go holds a core for milliseconds, which showed up as the p99 latency of invocations."""
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         row_sql = f"({mark}, {mark}, {mark}, {mark})"
-        for start in range(0, len(rows), INSERT_CHUNK):
-            chunk = rows[start : start + INSERT_CHUNK]
+        step = INSERT_CHUNK * 4
+        for start in range(0, len(values), step):
+            chunk = values[start : start + step]
             sql = (
                 "INSERT INTO log_events (stream_id, timestamp_ms, ingestion_ms, message) VALUES "
-                + ", ".join([row_sql] * len(chunk))
+                + ", ".join([row_sql] * (len(chunk) // 4))
             )
-            conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
+            conn.exec_driver_sql(sql, tuple(chunk))
+            os.sched_yield()
 
     def _update_stream_stats(self, conn: Connection, stats: list[dict[str, Any]], ingestion: int) -> None:
         first: Any = bindparam("first")

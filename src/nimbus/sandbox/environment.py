@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import heapq
 import json
 import logging
 import os
@@ -48,6 +49,60 @@ class _Died(Exception):
 
 class _TimedOut(Exception):
     pass
+
+
+class Deadlines:
+    """The timeouts of the waits in flight on one event loop, served by a single armed timer.
+
+    A timer per invocation costs a libuv timer handle created, started, stopped and closed on every warm
+    invoke; here a wait costs a heap push, and the one timer is armed at the earliest deadline. Finished
+    waits stay in the heap until they reach its top or the heap is compacted (when it holds more than
+    twice the waits in flight), so it stays small however long the timeouts are.
+    """
+
+    __slots__ = ("_loop", "_heap", "_live", "_seq", "_timer", "_armed_at")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[tuple[float, int, asyncio.Future[ResultFrame]]] = []
+        self._live = 0
+        self._seq = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_at = float("inf")
+
+    def add(self, when: float, waiter: asyncio.Future[ResultFrame]) -> None:
+        """Fail `waiter` with _TimedOut at loop time `when` unless it is done by then; call `finished`
+        once it is."""
+        self._seq += 1
+        self._live += 1
+        heap = self._heap
+        heapq.heappush(heap, (when, self._seq, waiter))
+        if len(heap) > 2 * self._live + 32:
+            self._heap = heap = [entry for entry in heap if not entry[2].done()]
+            heapq.heapify(heap)
+        if when < self._armed_at:
+            self._arm(when)
+
+    def finished(self) -> None:
+        self._live -= 1
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed_at = when
+        self._timer = self._loop.call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        self._timer = None
+        self._armed_at = float("inf")
+        heap = self._heap
+        now = self._loop.time()
+        while heap and (heap[0][0] <= now or heap[0][2].done()):
+            waiter = heapq.heappop(heap)[2]
+            if not waiter.done():
+                waiter.set_exception(_TimedOut())
+        if heap:
+            self._arm(heap[0][0])
 
 
 def make_log_stream(version: str) -> str:
@@ -195,6 +250,7 @@ class Environment:
         settings: Settings,
         log_sink: LogSink,
         interpreter: Path,
+        deadlines: Deadlines | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.spec = spec
@@ -208,6 +264,7 @@ class Environment:
         self.started = False
         self.busy = False
         self.dead = False
+        self.alive = True  # neither dead nor at EOF: usable for another invocation
         self.invocations = 0
         self.init_duration_ms: float | None = None
         self.last_used = 0.0
@@ -226,6 +283,7 @@ class Environment:
         self._eof = False
         self._grace: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        self._deadlines = deadlines if deadlines is not None else Deadlines(self._loop)
 
     # ---------------------------------------------------------------------------------------------
     # Events from the runtime
@@ -250,6 +308,7 @@ class Environment:
         # The runtime closed its end (it is exiting): never reuse it, but let it exit on its own so its exit
         # status can be reported; _exit_error kills what is left after a grace period.
         self._eof = True
+        self.alive = False
         self._fail_waiter()
         if not self.busy:
             self.kill(self.kill_reason or "exited")
@@ -433,16 +492,12 @@ class Environment:
     async def _wait(self, when: float) -> ResultFrame:
         waiter = self._waiter
         assert waiter is not None
-
-        def expire() -> None:
-            if not waiter.done():
-                waiter.set_exception(_TimedOut())
-
-        timer = self._loop.call_at(when, expire)
+        deadlines = self._deadlines
+        deadlines.add(when, waiter)
         try:
             return await waiter
         finally:
-            timer.cancel()
+            deadlines.finished()
             self._waiter = None
 
     async def invoke(self, request: InvokeRequest) -> InvokeResult:
@@ -541,10 +596,6 @@ class Environment:
         )
 
     @property
-    def alive(self) -> bool:
-        return not (self.dead or self._eof)
-
-    @property
     def closed(self) -> bool:
         """The process tree has exited (or never started)."""
         return self.handle is None or (self._exited is not None and self._exited.done())
@@ -555,6 +606,7 @@ class Environment:
         if self.dead:
             return
         self.dead = True
+        self.alive = False
         self.kill_reason = self.kill_reason or reason
         if self.handle is not None:
             self.handle.kill()

@@ -16,7 +16,7 @@ from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
 from nimbus.errors import InvalidRuntime
 from nimbus.sandbox.backends import Backend, BackendUnavailable, choose
-from nimbus.sandbox.environment import Environment, error_result
+from nimbus.sandbox.environment import Deadlines, Environment, error_result
 from nimbus.sandbox.pool import Pool
 from nimbus.sandbox.runtimes import available_runtimes
 from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink
@@ -37,6 +37,7 @@ class SandboxManager:
         self._draining: set[Pool] = set()  # retired pools with busy environments
         self._envs: set[Environment] = set()  # every environment whose processes may still exist
         self._reaper: asyncio.Task[None] | None = None
+        self._deadlines: Deadlines | None = None  # the timeouts of all environments, on the serving loop
         self._stopping = False
 
     async def start(self) -> None:
@@ -47,7 +48,9 @@ class SandboxManager:
         if self._backend is None:
             await asyncio.to_thread(self.prepare)
         self._stopping = False
-        self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+        loop = asyncio.get_running_loop()
+        self._deadlines = Deadlines(loop)
+        self._reaper = loop.create_task(self._reap_forever())
         log.info("sandbox backend: %s (%s)", self.backend_name, self.backend_reason)
 
     def prepare(self) -> None:
@@ -89,7 +92,7 @@ class SandboxManager:
     def idle_count(self, pool_key: tuple[str, str, str]) -> int:
         """Warm environments idle right now for `pool_key` (0 means the next invoke is cold)."""
         pool = self._pools.get(pool_key)
-        return 0 if pool is None else sum(1 for env in pool.idle if env.alive)
+        return 0 if pool is None else pool.idle_count()
 
     def retire(self, function_name: str, keep: set[tuple[str, str]]) -> None:
         """Shut down environments of `function_name` whose (version, revision_id) is not in `keep`."""
@@ -119,7 +122,9 @@ class SandboxManager:
             pool = self._pools[spec.pool_key] = Pool(spec)
         env = pool.take()
         if env is None:
-            env = Environment(spec, self._backend, self.settings, self.log_sink, self._interpreter(spec))
+            env = Environment(
+                spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines
+            )
             self._envs.add(env)
             pool.add_busy(env)
         keep = False

@@ -28,6 +28,16 @@ class Pool:
                 return env
         return None
 
+    def idle_count(self) -> int:
+        """Idle environments still alive. Dead ones are dropped on the way: an environment that dies
+        while idle has been killed already (see Environment._on_eof), so nothing is left to do for it."""
+        idle = self.idle
+        for env in idle:
+            if not env.alive:
+                self.idle = idle = [e for e in idle if e.alive]
+                break
+        return len(idle)
+
     def add_busy(self, env: Environment) -> None:
         self.busy.add(env)
 

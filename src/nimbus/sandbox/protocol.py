@@ -39,18 +39,27 @@ class ResultFrame:
 
 def encode_invoke(request: InvokeRequest, deadline_ms: int | None = None) -> bytes:
     """The INVOKE frame for `request` (deadline overridable), length prefix included."""
-    fields = (
-        request.request_id.encode(),
-        request.invoked_arn.encode(),
-        (request.client_context or "").encode(),
-        (request.identity or "").encode(),
-        (request.trace_id or "").encode(),
-        request.payload,
-    )
-    pack = _U32.pack
-    body = b"".join([x for f in fields for x in (pack(len(f)), f)])
+    rid = request.request_id.encode()
+    arn = request.invoked_arn.encode()
+    context = request.client_context.encode() if request.client_context else b""
+    identity = request.identity.encode() if request.identity else b""
+    trace = request.trace_id.encode() if request.trace_id else b""
+    payload = request.payload
     deadline = request.deadline_ms if deadline_ms is None else deadline_ms
-    return _INVOKE_HEAD.pack(len(body) + 9, INVOKE, deadline) + body
+    size = 9 + 24 + len(rid) + len(arn) + len(context) + len(identity) + len(trace) + len(payload)
+    pack = _U32.pack
+    # One join, no intermediate tuples: this runs once per invocation.
+    return b"".join(
+        (
+            _INVOKE_HEAD.pack(size, INVOKE, deadline),
+            pack(len(rid)), rid,
+            pack(len(arn)), arn,
+            pack(len(context)), context,
+            pack(len(identity)), identity,
+            pack(len(trace)), trace,
+            pack(len(payload)), payload,
+        )
+    )  # fmt: skip
 
 
 def decode_result(frame: bytes | memoryview) -> ResultFrame:

@@ -202,13 +202,17 @@ class LambdaContext:
          self.function_version) = _ENV_SNAPSHOT or _environment_snapshot()
         self.invoked_function_arn = invoked_function_arn
         self.tenant_id = tenant_id
-        self.client_context = _obj_from_dict(ClientContext, client_context)
-        if self.client_context is not None:
+        if client_context is None:
+            self.client_context = None
+        else:
+            self.client_context = _obj_from_dict(ClientContext, client_context)
             self.client_context.client = _obj_from_dict(Client, self.client_context.client)
-        self.identity = _obj_from_dict(CognitoIdentity, {})
-        if cognito_identity is not None:
-            self.identity.cognito_identity_id = cognito_identity.get("cognitoIdentityId")
-            self.identity.cognito_identity_pool_id = cognito_identity.get("cognitoIdentityPoolId")
+        self.identity = identity = CognitoIdentity()
+        if cognito_identity is None:
+            identity.cognito_identity_id = identity.cognito_identity_pool_id = None
+        else:
+            identity.cognito_identity_id = cognito_identity.get("cognitoIdentityId")
+            identity.cognito_identity_pool_id = cognito_identity.get("cognitoIdentityPoolId")
         self._epoch_deadline_time_in_ms = epoch_deadline_time_in_ms
 
     def get_remaining_time_in_millis(self):
@@ -439,9 +443,15 @@ class Channel:
     start-up): length-prefixed frames, buffered reads (one read per warm invocation)."""
 
     def __init__(self, fd):
+        import select
         import struct
 
         self.fd = fd
+        # Wait in poll(), not in a blocking read: when the host consumes our last frame the kernel wakes
+        # every sleeper on this socket (unix_write_space); a blocked reader would wake for nothing (a context
+        # switch per invocation), a poll waiting for POLLIN is filtered out.
+        self.poller = select.poll()
+        self.poller.register(fd, select.POLLIN)
         self.buf = bytearray()
         self.rbuf = bytearray(256 * 1024)
         self.rview = memoryview(self.rbuf)
@@ -460,6 +470,7 @@ class Channel:
                     del buf[:4 + n]
                     return frame
             try:
+                self.poller.poll()
                 n = os.readv(self.fd, [self.rbuf])  # into a reused buffer: no allocation per read
             except InterruptedError:
                 continue
@@ -469,40 +480,50 @@ class Channel:
 
     def parse_invoke(self, frame):
         kind, deadline = self.invoke_head.unpack_from(frame, 0)
-        pos = self.invoke_head.size
+        pos = 9  # after `u8 kind, i64 deadline_ms`
         fields = []
+        append = fields.append
         unpack = self.u32.unpack_from
         for _ in range(6):
-            (n,) = unpack(frame, pos)
-            pos += 4
-            fields.append(frame[pos:pos + n])
-            pos += n
+            n = unpack(frame, pos)[0] + pos + 4
+            append(frame[pos + 4:n])
+            pos = n
         return deadline, fields
 
     def send_result(self, kind, ok, duration_ns, max_rss_kb, error_type, payload, lines):
         et = error_type.encode() if error_type else b""
         u32 = self.u32.pack
         parts = [b"", u32(len(et)), et, u32(len(payload)), payload, u32(len(lines))]
-        lh = self.line_head.pack
-        for ms, text in lines:
-            data = text.encode("utf-8", "replace")
-            parts.append(lh(ms, len(data)))
-            parts.append(data)
-        size = sum(map(len, parts))
+        size = 12 + len(et) + len(payload)
+        if lines:
+            lh = self.line_head.pack
+            for ms, text in lines:
+                data = text.encode("utf-8", "replace")
+                parts.append(lh(ms, len(data)))
+                parts.append(data)
+                size += 12 + len(data)
         parts[0] = self.result_head.pack(size + 18, kind, 0 if ok else 1, duration_ns, max_rss_kb)
-        data = memoryview(b"".join(parts))
-        while data:
-            data = data[os.write(self.fd, data):]
+        data = b"".join(parts)
+        n = os.write(self.fd, data)
+        if n < len(data):
+            data = memoryview(data)[n:]
+            while data:
+                data = data[os.write(self.fd, data):]
 
 
 _LOGS = LogBuffer()
 
 
-def _max_rss_kb():
-    import resource
+_getrusage = None
 
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+
+def _max_rss_kb():
+    global _getrusage
+    if _getrusage is None:
+        import resource
+
+        _getrusage = resource.getrusage
+    return max(_getrusage(0).ru_maxrss, _getrusage(-1).ru_maxrss)  # RUSAGE_SELF, RUSAGE_CHILDREN
 
 
 def main():
