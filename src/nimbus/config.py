@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     layers_max: int = 5
     sync_payload_max_bytes: int = 6 * MB
     async_payload_max_bytes: int = 256 * 1024
+    async_max_event_age: int = 21600  # seconds an accepted Event may wait for capacity
     log_tail_bytes: int = 4096
 
     # Concurrency

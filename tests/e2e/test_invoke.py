@@ -352,3 +352,43 @@ def test_idle_environments_are_shut_down(tmp_path: Any) -> None:
         assert call(lam, name)[1]["count"] == 1  # a new environment starts on demand
     finally:
         srv.stop()
+
+
+def test_event_is_accepted_even_when_throttled(lam: Any) -> None:
+    name = create(lam)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    out = lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+    assert out["StatusCode"] == 202  # AWS queues it; with reserved 0 it goes to the failure destination
+
+
+def test_every_invoke_answer_has_a_request_id(server: NimbusServer) -> None:
+    import httpx
+
+    missing = httpx.post(f"{server.endpoint}/2015-03-31/functions/nope/invocations", content=b"{}")
+    assert missing.status_code == 404 and missing.headers["x-amzn-requestid"]
+    lam = server.client()
+    name = create(lam)
+    out = lam.invoke(FunctionName=name, InvocationType="DryRun")
+    assert out["ResponseMetadata"]["RequestId"]
+
+
+def test_bad_invocation_type_is_a_validation_error(server: NimbusServer) -> None:
+    import httpx
+
+    lam = server.client()
+    name = create(lam)
+    r = httpx.post(
+        f"{server.endpoint}/2015-03-31/functions/{name}/invocations",
+        content=b"{}",
+        headers={"X-Amz-Invocation-Type": "Sometimes"},
+    )
+    assert r.status_code == 400 and r.headers["x-amzn-errortype"] == "ValidationException"
+
+
+def test_timeout_writes_lambdas_log_line(lam: Any) -> None:
+    name = create(lam, Timeout=1)
+    out, _ = call(lam, name, {"action": "sleep", "seconds": 10}, LogType="Tail")
+    rid = out["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    tail = base64.b64decode(out["LogResult"]).decode()
+    assert f"{rid} Task timed out after 1.00 seconds" in tail
+    assert "Status: timeout" in tail

@@ -8,6 +8,7 @@ warm echo. Errors still go through the one mapping in `api/errors.py`.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -99,4 +100,5 @@ def _text(value: bytes | None) -> str | None:
 
 def _error(exc: LambdaError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     headers: list[Any] = [JSON, *((k.encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers().items())]
+    headers.append((b"x-amzn-requestid", str(uuid.uuid4()).encode()))
     return exc.status, error_body(exc), headers

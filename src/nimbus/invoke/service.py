@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from nimbus.config import Settings
 from nimbus.control.registry import Registry
 from nimbus.control.specs import FunctionSnapshot, VersionSpec
-from nimbus.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
+from nimbus.errors import (
+    InvalidParameterValue,
+    InvalidRequestContent,
+    RequestTooLarge,
+    ResourceNotFound,
+    TooManyRequests,
+    ValidationError,
+)
 from nimbus.invoke import router
 from nimbus.invoke.concurrency import Concurrency
 from nimbus.observe import report
@@ -117,12 +124,12 @@ class Invoker:
     ) -> InvokeOutcome:
         """Invoke `function` (name or ARN) and describe the HTTP answer."""
         if invocation_type not in INVOCATION_TYPES:
-            raise InvalidParameterValue(
+            raise ValidationError(
                 f"1 validation error detected: Value '{invocation_type}' at 'invocationType' failed to "
                 f"satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
             )
         if log_type not in ("None", "Tail"):
-            raise InvalidParameterValue(
+            raise ValidationError(
                 f"1 validation error detected: Value '{log_type}' at 'logType' failed to satisfy "
                 "constraint: Member must satisfy enum value set: [Tail, None]"
             )
@@ -150,12 +157,12 @@ class Invoker:
         headers = {"X-Amz-Executed-Version": spec.version}
 
         if invocation_type == "DryRun":
+            headers["x-amzn-RequestId"] = _new_request_id()
             return InvokeOutcome(204, b"", headers)
 
         if invocation_type == "Event":
-            lease = self.concurrency.acquire(snapshot.name, snapshot.reserved_concurrency, False)
             request = self._request(target, payload, context_json, trace_id)
-            task = asyncio.create_task(self._run_event(target, request, lease))
+            task = asyncio.create_task(self._run_event(route, request))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             return InvokeOutcome(202, b"", {"x-amzn-RequestId": request.request_id})
@@ -210,18 +217,48 @@ class Invoker:
             trace_id=trace_id or _new_trace_id(),
         )
 
-    async def _run_event(self, target: router.Target, request: InvokeRequest, lease: object) -> None:
-        """One delivery of an `Event` invocation (retries and destinations are the async pipeline's)."""
+    async def _run_event(self, route: _Route, request: InvokeRequest) -> None:
+        """One delivery of an accepted `Event` invocation (retries and destinations are the async pipeline's).
+
+        As on AWS, an accepted event is not throttled at the API: when concurrency is exhausted it waits and
+        retries with backoff (1 s doubling to 5 min) until its maximum age; reserved concurrency 0 drops it
+        at once (AWS sends it to the DLQ or on-failure destination, which the async pipeline adds).
+        """
+        target, name = route.target, route.snapshot.name
+        accepted = time.monotonic()
+        delay = 1.0
         try:
-            request.deadline_ms = int(time.time() * 1000) + target.spec.timeout * 1000
-            result = await self._sandbox.invoke(target.spec, request)
-            self._record(target.spec, target.spec.log_group, request, result)
+            while True:
+                try:
+                    reserved = self._registry.snapshot(name).reserved_concurrency
+                except ResourceNotFound:
+                    log.warning("async event dropped: function deleted", extra={"request_id": request.request_id})
+                    return
+                if reserved == 0:
+                    log.warning(
+                        "async event dropped: reserved concurrency is 0", extra={"request_id": request.request_id}
+                    )
+                    return
+                try:
+                    cold = self._sandbox.idle_count(route.pool_key) == 0
+                    lease = self.concurrency.acquire(name, reserved, cold)
+                    break
+                except TooManyRequests:
+                    if time.monotonic() - accepted + delay > self._settings.async_max_event_age:
+                        log.warning("async event dropped: maximum event age", extra={"request_id": request.request_id})
+                        return
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 300.0)
+            try:
+                request.deadline_ms = int(time.time() * 1000) + target.spec.timeout * 1000
+                result = await self._sandbox.invoke(target.spec, request)
+                self._record(target.spec, route.log_group, request, result)
+            finally:
+                self.concurrency.release(lease)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("async invocation failed", extra={"request_id": request.request_id})
-        finally:
-            self.concurrency.release(lease)  # type: ignore[arg-type]
 
     def _record(self, spec: VersionSpec, log_group: str, request: InvokeRequest, result: InvokeResult) -> list[str]:
         rid = request.request_id
@@ -231,7 +268,7 @@ class Invoker:
             rid,
             result.duration_ms,
             spec.memory_size,
-            result.max_memory_mb,
+            min(result.max_memory_mb, spec.memory_size),  # a peak past the limit is the OOM kill itself
             result.init_duration_ms,
             result.extra_report or None,
         )
@@ -239,6 +276,10 @@ class Invoker:
         # START is stamped when the handler began, so it sorts before the function's own lines.
         started = now - math.ceil(result.duration_ms)
         logs = result.logs
+        if result.error_type == "Sandbox.Timedout":
+            # Lambda's own line for a timeout, between the function's output and END.
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now / 1000)) + f".{now % 1000:03d}Z"
+            logs = [*logs, (now, f"{stamp} {rid} Task timed out after {spec.timeout:.2f} seconds")]
         if logs:
             started = min(started, logs[0][0])
             stamped = [(started, start), *logs, (now, end), (now, report_line)]
