@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from nimbus.sandbox.backends import RUNTIME_SRC
+from nimbus.sandbox.backends.runtime_files import RUNTIME_SRC
 from nimbus.sandbox.protocol import READY, RESULT, FrameReader, ProtocolError, decode_result, encode_invoke
 from nimbus.sandbox.types import InvokeRequest
 

@@ -18,9 +18,6 @@ from nimbus.config import Settings
 
 log = logging.getLogger(__name__)
 
-RUNTIME_SRC = Path(__file__).resolve().parent.parent / "runtime"  # holds bootstrap.py
-
-
 class BackendUnavailable(Exception):
     """The requested isolation backend cannot run on this host (the message says why)."""
 

@@ -32,7 +32,8 @@ import uuid
 from pathlib import Path
 
 from nimbus.config import Settings
-from nimbus.sandbox.backends import RUNTIME_SRC, Backend, BackendUnavailable, Handle, Launch, describe_signal
+from nimbus.sandbox.backends import Backend, BackendUnavailable, Handle, Launch, describe_signal
+from nimbus.sandbox.backends.runtime_files import RuntimeFiles
 from nimbus.sandbox.cgroups import MB, Cgroup, CgroupError, CgroupManager
 from nimbus.sandbox.runtimes import python_prefix
 from nimbus.sandbox.seccomp import SeccompUnavailable, bpf_fd, deny_list_bpf
@@ -210,6 +211,7 @@ class NamespacesBackend(Backend):
             f"namespaces: bubblewrap ({bwrap}) user/pid/mount/net/ipc/uts namespaces, seccomp deny-list, "
             f"cgroup v{cgroups.version} limits (memory, cpu, pids) under {next(iter(cgroups.parents.values()))}"
         )
+        self.runtime_files = RuntimeFiles()
         self._base_args = self._static_args()
         self.launcher_python = os.path.realpath(sys.executable)
         self._spares: list[_Spare] = []
@@ -245,7 +247,7 @@ class NamespacesBackend(Backend):
         return backend
 
     def _trial_run(self) -> None:
-        args = [*self._base_args, "--ro-bind", str(RUNTIME_SRC), "/var/runtime", "--", "/usr/bin/true"]
+        args = [*self._base_args, "--ro-bind", str(self.runtime_files.root), "/var/runtime", "--", "/usr/bin/true"]
         try:
             proc = subprocess.run(args, capture_output=True, timeout=20, env={})
         except (OSError, subprocess.TimeoutExpired) as e:
@@ -353,7 +355,7 @@ class NamespacesBackend(Backend):
             str(launch.code_dir),
             "/var/task",
             "--ro-bind",
-            str(RUNTIME_SRC),
+            str(self.runtime_files.root),
             "/var/runtime",
             "--chdir",
             "/var/task",
@@ -363,7 +365,7 @@ class NamespacesBackend(Backend):
             str(launch.interpreter),
             "-I",
             "-S",
-            "/var/runtime/bootstrap.py",
+            "/var/runtime/" + self.runtime_files.script(launch.interpreter, "/var/runtime"),
         ]
 
     def launch(self, launch: Launch) -> Handle:
@@ -423,4 +425,5 @@ class NamespacesBackend(Backend):
             spare.discard()
         self._spares.clear()
         self.cgroups.close()
+        self.runtime_files.close()
         shutil.rmtree(self.etc_dir, ignore_errors=True)

@@ -12,10 +12,10 @@ import os
 import resource
 import signal
 import subprocess
-from pathlib import Path
 
 from nimbus.config import Settings
-from nimbus.sandbox.backends import RUNTIME_SRC, Backend, Handle, Launch
+from nimbus.sandbox.backends import Backend, Handle, Launch
+from nimbus.sandbox.backends.runtime_files import RuntimeFiles
 from nimbus.sandbox.cgroups import MB
 
 
@@ -35,14 +35,19 @@ class ProcessBackend(Backend):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.runtime_files = RuntimeFiles()
 
     @property
     def runtime_dir(self) -> str:
-        return str(RUNTIME_SRC)
+        return str(self.runtime_files.root)
+
+    def close(self) -> None:
+        self.runtime_files.close()
 
     def launch(self, launch: Launch) -> Handle:
         popen = subprocess.Popen(
-            [str(launch.interpreter), "-I", "-S", str(Path(RUNTIME_SRC) / "bootstrap.py")],
+            [str(launch.interpreter), "-I", "-S", str(self.runtime_files.root / self.runtime_files.script(
+                launch.interpreter, self.runtime_dir))],
             stdin=subprocess.DEVNULL,
             stdout=launch.stdout_fd,
             stderr=launch.stdout_fd,
