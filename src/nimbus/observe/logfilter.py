@@ -22,12 +22,21 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from nimbus.errors import InvalidParameterValue
+
+# The numeric operators both pattern kinds accept.
+_ORDER: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt,
+    ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
+}
 
 Predicate = Callable[[str], bool]
 
@@ -187,6 +196,12 @@ def _number(text: str) -> float | None:
         return None
 
 
+def _ordering(op: str, limit: float) -> Callable[[float], bool]:
+    """`value <op> limit` as a predicate, for the numeric operators of both pattern kinds."""
+    compare = _ORDER[op]
+    return lambda value: bool(compare(value, limit))
+
+
 def _comparison(get: Callable[[Any], Any], op: str, kind: str, raw: str, pattern: str) -> JsonPred:
     if kind == "str":
         value: str = json.loads(raw)
@@ -197,13 +212,7 @@ def _comparison(get: Callable[[Any], Any], op: str, kind: str, raw: str, pattern
     if op in ("<", ">", "<=", ">="):
         if number is None:
             raise _invalid(pattern, f"{op} needs a number, got {raw!r}")
-        limit = number
-        cmp: Callable[[float], bool] = {
-            "<": lambda a: a < limit,
-            ">": lambda a: a > limit,
-            "<=": lambda a: a <= limit,
-            ">=": lambda a: a >= limit,
-        }[op]
+        cmp = _ordering(op, number)
 
         def numeric(doc: Any) -> bool:
             v = get(doc)
@@ -331,13 +340,7 @@ def _field_comparison(name: str, op: str, kind: str, raw: str, pattern: str) -> 
     if op in ("<", ">", "<=", ">="):
         if number is None:
             raise _invalid(pattern, f"{op} needs a number, got {raw!r}")
-        limit = number
-        cmp: Callable[[float], bool] = {
-            "<": lambda a: a < limit,
-            ">": lambda a: a > limit,
-            "<=": lambda a: a <= limit,
-            ">=": lambda a: a >= limit,
-        }[op]
+        cmp = _ordering(op, number)
 
         def numeric(fields: dict[str, str]) -> bool:
             got = _number(fields.get(name, ""))
