@@ -392,3 +392,22 @@ def test_timeout_writes_lambdas_log_line(lam: Any) -> None:
     tail = base64.b64decode(out["LogResult"]).decode()
     assert f"{rid} Task timed out after 1.00 seconds" in tail
     assert "Status: timeout" in tail
+
+
+def test_output_before_a_timeout_is_kept(lam: Any) -> None:
+    source = (
+        "import logging, sys, time\n"
+        "def handler(event, context):\n"
+        "    print('printed before the timeout')\n"
+        "    sys.stderr.write('partial line on stderr')\n"
+        "    logging.getLogger().warning('logged before the timeout')\n"
+        "    time.sleep(30)\n"
+    )
+    name = create(lam, source=source, Timeout=1)
+    out, body = call(lam, name, LogType="Tail")
+    assert body["errorType"] == "Sandbox.Timedout"
+    tail = base64.b64decode(out["LogResult"]).decode()
+    assert "printed before the timeout" in tail
+    assert "partial line on stderr" in tail
+    assert "logged before the timeout" in tail
+    assert tail.index("printed before the timeout") < tail.index("Task timed out after 1.00 seconds")

@@ -17,6 +17,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from signal import SIGUSR2
 
 from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
@@ -33,6 +34,9 @@ from nimbus.sandbox.protocol import (
 )
 from nimbus.sandbox.runtimes import python_prefix
 from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogLine, LogSink
+
+FLUSHED = b"\0nimbus-flushed"  # the runtime's last line after SIGUSR2 (runtime/bootstrap.py)
+FLUSH_GRACE = 0.2  # seconds a runtime about to be killed gets to hand over its logs
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +233,9 @@ class _Output(asyncio.Protocol):
         env.stray_bytes += len(data)
         parts = (self.partial + data).split(b"\n")
         self.partial = parts.pop()[:MAX_LINE]
+        if FLUSHED in parts:
+            parts.remove(FLUSHED)
+            env._on_flushed()
         if parts:
             now = time.time_ns() // 1_000_000
             env._stray([(now, p[:MAX_LINE].decode("utf-8", "replace")) for p in parts])
@@ -261,6 +268,7 @@ class Environment:
         self.log_stream = make_log_stream(spec.version)
         self.max_frame = settings.sync_payload_max_bytes + LOG_FRAME_ALLOWANCE
         self.handle: Handle | None = None
+        self._flushed: asyncio.Future[None] | None = None
         self.started = False
         self.busy = False
         self.dead = False
@@ -331,6 +339,24 @@ class Environment:
         # Let the socket drain first: a result written just before exiting still counts.
         self._grace = self._loop.call_later(EXIT_GRACE, self._fail_waiter)
         self._loop.call_soon(self._cleanup, 20)
+
+    def _on_flushed(self) -> None:
+        if self._flushed is not None and not self._flushed.done():
+            self._flushed.set_result(None)
+
+    async def _rescue_logs(self) -> None:
+        """Before a kill on timeout: ask the runtime (SIGUSR2) to hand over what it has logged so far, which
+        it otherwise ships only with its result, and wait briefly for it on the output pipe."""
+        if self.handle is None:
+            return
+        self._flushed = self._loop.create_future()
+        try:
+            if self.handle.notify_runtime(SIGUSR2):
+                await asyncio.wait_for(asyncio.shield(self._flushed), FLUSH_GRACE)
+        except TimeoutError:
+            pass  # stuck in C code: what it logged is lost with it
+        finally:
+            self._flushed = None
 
     def _stray(self, lines: list[LogLine]) -> None:
         if self.busy:
@@ -453,6 +479,7 @@ class Environment:
         try:
             frame = await self._wait(self._loop.time() + timeout)
         except _TimedOut:
+            await self._rescue_logs()
             self.kill("timeout")
             return self._fail(
                 request_id, "Sandbox.Timedout", f"Init timed out after {timeout:.2f} seconds",
@@ -532,6 +559,7 @@ class Environment:
         try:
             frame = await self._wait(loop.time() + max(0.0, remaining))
         except _TimedOut:
+            await self._rescue_logs()
             self.kill("timeout")
             return self._fail(
                 request.request_id, "Sandbox.Timedout", f"Task timed out after {self.spec.timeout:.2f} seconds",

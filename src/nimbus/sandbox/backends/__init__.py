@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -68,6 +69,21 @@ class Handle(abc.ABC):
     @abc.abstractmethod
     def kill(self) -> None:
         """SIGKILL the whole tree (idempotent)."""
+
+    def runtime_pid(self) -> int | None:
+        """The host pid of the runtime process (the process started with the bootstrap)."""
+        return self.pid
+
+    def notify_runtime(self, signum: int) -> bool:
+        """Send `signum` to the runtime process alone; False when it cannot be found."""
+        pid = self.runtime_pid()
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            return False
+        return True
 
     @abc.abstractmethod
     def peak_memory_mb(self, reported_rss_kb: int) -> int:

@@ -165,6 +165,22 @@ class NamespacesHandle(Handle):
         with contextlib.suppress(OSError):
             self.popen.kill()
 
+    def runtime_pid(self) -> int | None:
+        # bwrap (the monitor) forks bwrap (pid 1 of the sandbox), which runs the runtime: the runtime is the
+        # group's one process that is not bwrap and whose parent is bwrap.
+        stats = {}
+        for pid in self.cgroup.pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            stats[pid] = (comm, int(stat[stat.rindex(")") + 2 :].split()[1]))
+        for pid, (comm, ppid) in stats.items():
+            if comm != "bwrap" and stats.get(ppid, ("",))[0] == "bwrap":
+                return pid
+        return None
+
     def peak_memory_mb(self, reported_rss_kb: int) -> int:
         peak = self._final[0] if self._final else self.cgroup.peak_bytes()
         return (peak + MB - 1) // MB if peak else (reported_rss_kb + 1023) // 1024
