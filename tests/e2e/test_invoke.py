@@ -411,3 +411,37 @@ def test_output_before_a_timeout_is_kept(lam: Any) -> None:
     assert "partial line on stderr" in tail
     assert "logged before the timeout" in tail
     assert tail.index("printed before the timeout") < tail.index("Task timed out after 1.00 seconds")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import sys\ndef handler(event, context):\n    print('said before exiting')\n    sys.exit(2)\n",
+        "import sys\nprint('said before exiting')\nsys.exit(2)\ndef handler(event, context):\n    return 1\n",
+    ],
+    ids=["in-handler", "in-init"],
+)
+def test_output_before_sys_exit_is_kept(lam: Any, source: str) -> None:
+    name = create(lam, source=source)
+    out, body = call(lam, name, LogType="Tail")
+    assert out["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Runtime.ExitError"
+    assert "exit status 2" in body["errorMessage"]
+    logs = base64.b64decode(out["LogResult"]).decode()
+    deadline = time.monotonic() + 10
+    while "said before exiting" not in logs and time.monotonic() < deadline:  # INIT output goes to the stream
+        time.sleep(0.2)
+        logs += "".join(
+            e["message"]
+            for e in _logs_client(lam).filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+        )
+    assert "said before exiting" in logs
+
+
+def _logs_client(lam: Any) -> Any:
+    import boto3
+
+    return boto3.client(
+        "logs", endpoint_url=lam.meta.endpoint_url, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    )

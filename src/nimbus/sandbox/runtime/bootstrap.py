@@ -529,22 +529,31 @@ def _max_rss_kb():
 FLUSHED = "\0nimbus-flushed"  # last line of a flush: the host may kill the runtime now
 
 
-def _on_kill_notice(*streams):
-    """On SIGUSR2 (the platform is about to kill this environment, e.g. on a timeout), write what was logged
-    so far to fd 1, which the host reads, so it is not lost with the process. Embedded newlines become \r,
-    as AWS's runtime does, to keep one record per line."""
-    import _signal  # the C module: `signal` imports enum, milliseconds of start-up
-
-    def flush(_signum, _frame):
-        for stream in streams:
-            stream.finish()
-        lines = _LOGS.take()
-        data = "".join(text.replace("\n", "\r") + "\n" for _, text in lines) + FLUSHED + "\n"
-        view = memoryview(data.encode("utf-8", "replace"))
+def hand_over_logs(streams, last_line=""):
+    """Write what was logged but not yet shipped to fd 1, which the host reads: the process is about to be
+    killed or to exit, and its log buffer would die with it. Embedded newlines become \r, as AWS's runtime
+    does, to keep one record per line."""
+    for stream in streams:
+        finish = getattr(stream, "finish", None)  # not ours if the runtime failed before replacing them
+        if finish is not None:
+            finish()
+    lines = _LOGS.take()
+    if not lines and not last_line:
+        return
+    data = "".join(text.replace("\n", "\r") + "\n" for _, text in lines) + (last_line and last_line + "\n")
+    view = memoryview(data.encode("utf-8", "replace"))
+    try:
         while view:
             view = view[os.write(1, view):]
+    except OSError:
+        pass
 
-    _signal.signal(_signal.SIGUSR2, flush)
+
+def _on_kill_notice(*streams):
+    """On SIGUSR2 (the platform is about to kill this environment, e.g. on a timeout), hand over the logs."""
+    import _signal  # the C module: `signal` imports enum, milliseconds of start-up
+
+    _signal.signal(_signal.SIGUSR2, lambda _signum, _frame: hand_over_logs(streams, FLUSHED))
 
 
 def main():
@@ -657,4 +666,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:  # sys.exit() in user code, or a fatal error: keep what the function logged
+        hand_over_logs((sys.stdout, sys.stderr))
