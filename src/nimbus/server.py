@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
+from collections.abc import Callable
 from typing import Any, cast
 
 import uvicorn
@@ -31,23 +33,26 @@ def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
     except BackendUnavailable as exc:
         console.print(f"[bold red]error:[/] isolation backend unavailable: {exc}")
         raise SystemExit(2) from None
-    console.print(f"[bold]nimbus[/] listening on [cyan]{settings.base_url()}[/]")
-    console.print(f"  data dir:  {settings.data_dir.resolve()}")
-    console.print(f"  database:  {settings.resolved_database_url().split('@')[-1]}")
-    console.print(f"  isolation: [bold]{platform.sandbox.backend_name}[/] ({platform.sandbox.backend_reason})")
-    if platform.sandbox.backend_name == "process":
-        console.print(
-            "[bold red]WARNING: functions run as plain processes WITHOUT isolation.[/] "
-            "Do not run untrusted code on this server."
+
+    def announce() -> None:
+        console.print(f"[bold]nimbus[/] listening on [cyan]{settings.base_url()}[/]")
+        console.print(f"  data dir:  {settings.data_dir.resolve()}")
+        console.print(f"  database:  {settings.resolved_database_url().split('@')[-1]}")
+        console.print(f"  isolation: [bold]{platform.sandbox.backend_name}[/] ({platform.sandbox.backend_reason})")
+        if platform.sandbox.backend_name == "process":
+            console.print(
+                "[bold red]WARNING: functions run as plain processes WITHOUT isolation.[/] "
+                "Do not run untrusted code on this server."
+            )
+        log.info(
+            "nimbus started",
+            extra={
+                "endpoint": settings.base_url(),
+                "data_dir": str(settings.data_dir.resolve()),
+                "isolation": platform.sandbox.backend_name,
+            },
         )
-    log.info(
-        "nimbus started",
-        extra={
-            "endpoint": settings.base_url(),
-            "data_dir": str(settings.data_dir.resolve()),
-            "isolation": platform.sandbox.backend_name,
-        },
-    )
+
     app = create_app(platform)
     config = uvicorn.Config(
         app,
@@ -71,5 +76,18 @@ def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(7_000, 10, 10)
-    uvicorn.Server(config).run()
+    _Server(config, announce).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, announcing nimbus once the port is bound (not before: clients wait for that line)."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self._announce()
 

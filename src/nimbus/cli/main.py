@@ -31,6 +31,8 @@ def server(
     ] = None,
 ) -> None:
     """Start the whole platform in one process on embedded defaults."""
+    import pydantic
+
     from nimbus.config import Settings
     from nimbus.server import run
 
@@ -48,7 +50,14 @@ def server(
         }.items()
         if v is not None
     }
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except pydantic.ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            typer.echo(f"error: invalid setting {where} (flag --{where.replace('_', '-')} or "
+                       f"NIMBUS_{where.upper()}): {err['msg']}", err=True)
+        raise typer.Exit(2) from None
     run(settings)
 
 
