@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1024 * 1024
@@ -55,6 +55,12 @@ class Settings(BaseSettings):
 
     # Logs
     log_retention_days: int = 30
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Paths derived from it reach code running elsewhere (sandboxes with their own working directory).
+        return value.expanduser().resolve()
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: the configured one, or SQLite in the data dir."""

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -72,3 +73,34 @@ def test_unreachable_server_is_a_clear_error() -> None:
     )
     assert out.returncode == 1
     assert "cannot reach a nimbus server" in out.stderr
+
+
+def test_relative_data_dir_and_process_backend(tmp_path: Path) -> None:
+    """`make run` starts the server with the default, relative ./data; code paths must still resolve."""
+    import httpx
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nimbus", "server", "--port", str(port), "--isolation", "process"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{endpoint}/nimbus/v1/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        server = NimbusServer.__new__(NimbusServer)
+        server.endpoint = endpoint
+        assert nimbus(server, "deploy", str(HELLO), "--name", "rel", "--handler", "app.handler").returncode == 0
+        out = nimbus(server, "invoke", "rel")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert json.loads(out.stdout)["message"] == "Hello, world!"
+        assert (tmp_path / "data" / "nimbus.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(30)
