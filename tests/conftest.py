@@ -18,6 +18,8 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from nimbus.sandbox.runtimes import available_runtimes
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -107,3 +109,8 @@ def make_zip(files: dict[str, str | bytes]) -> bytes:
 
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
+
+# The Python runtime tests deploy: python3.12 where the host has it, else the newest one it has (as a
+# non-root user, only the system's interpreter may be visible).
+_available = sorted(available_runtimes(), key=lambda r: int(r.split(".")[1]))
+RUNTIME = "python3.12" if "python3.12" in _available else (_available[-1] if _available else "python3.12")

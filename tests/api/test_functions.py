@@ -22,6 +22,7 @@ from nimbus.control.codestore import CodeStore
 from nimbus.control.db import make_engine, migrate
 from nimbus.control.registry import Registry
 from nimbus.errors import LambdaError
+from tests.conftest import RUNTIME
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 F = "/2015-03-31/functions"
@@ -57,7 +58,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def body(**overrides: object) -> dict[str, object]:
-    return {"FunctionName": "fn", "Role": ROLE, "Runtime": "python3.12", "Handler": "app.handler",
+    return {"FunctionName": "fn", "Role": ROLE, "Runtime": RUNTIME, "Handler": "app.handler",
             "Code": {"ZipFile": zip_b64()}, **overrides}
 
 

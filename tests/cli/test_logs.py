@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from nimbus.cli.logs import parse_since
 from nimbus.cli.main import app
-from tests.conftest import ROLE, NimbusServer, free_port, make_zip
+from tests.conftest import ROLE, RUNTIME, NimbusServer, free_port, make_zip
 
 runner = CliRunner()
 
@@ -80,7 +80,7 @@ def test_function_with_a_custom_log_group(server: NimbusServer) -> None:
     name = f"cli-{uuid.uuid4().hex[:8]}"
     group = f"/custom/{name}"
     server.client().create_function(
-        FunctionName=name, Runtime="python3.12", Handler="app.handler", Role=ROLE,
+        FunctionName=name, Runtime=RUNTIME, Handler="app.handler", Role=ROLE,
         Code={"ZipFile": make_zip({"app.py": "def handler(e, c):\n    return e\n"})},
         LoggingConfig={"LogFormat": "Text", "LogGroup": group},
     )

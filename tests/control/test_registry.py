@@ -18,6 +18,7 @@ from nimbus.errors import (
     ResourceNotFound,
     ValidationError,
 )
+from tests.conftest import RUNTIME
 
 from .conftest import ROLE, open_registry
 
@@ -30,7 +31,7 @@ def code(text: str = "def handler(e, c):\n    return e\n") -> bytes:
 
 
 def create(reg: Registry, name: str = "fn", **extra: Any) -> dict[str, Any]:
-    req = {"FunctionName": name, "Role": ROLE, "Runtime": "python3.12", "Handler": "app.handler", **extra}
+    req = {"FunctionName": name, "Role": ROLE, "Runtime": RUNTIME, "Handler": "app.handler", **extra}
     return reg.create_function(req, code())
 
 

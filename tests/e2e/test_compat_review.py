@@ -16,7 +16,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE, NimbusServer, make_zip
+from tests.conftest import ROLE, RUNTIME, NimbusServer, make_zip
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ CODE = make_zip({"app.py": "def handler(event, context):\n    return event\n"})
 
 def create(lam: Any, name: str, **extra: Any) -> dict[str, Any]:
     result: dict[str, Any] = lam.create_function(
-        FunctionName=name, Runtime="python3.12", Handler="app.handler", Role=ROLE, Code={"ZipFile": CODE}, **extra
+        FunctionName=name, Runtime=RUNTIME, Handler="app.handler", Role=ROLE, Code={"ZipFile": CODE}, **extra
     )
     return result
 
@@ -119,6 +119,6 @@ def test_cli_functions_piped_lists_whole_names(server: NimbusServer, lam: Any) -
         )
         assert out.returncode == 0, out.stderr
         line = next(line for line in out.stdout.splitlines() if line.startswith(name))
-        assert line.split()[:3] == [name, "python3.12", "app.handler"]
+        assert line.split()[:3] == [name, RUNTIME, "app.handler"]
     finally:
         lam.delete_function(FunctionName=name)

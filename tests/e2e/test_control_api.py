@@ -21,7 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE, NimbusServer, make_zip
+from tests.conftest import ROLE, RUNTIME, NimbusServer, make_zip
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ def name() -> str:
 
 
 def create(client: Any, name: str, **extra: Any) -> dict[str, Any]:
-    params: dict[str, Any] = {"FunctionName": name, "Runtime": "python3.12", "Role": ROLE,
+    params: dict[str, Any] = {"FunctionName": name, "Runtime": RUNTIME, "Role": ROLE,
                               "Handler": "lambda_function.handler", "Code": {"ZipFile": CODE}, **extra}
     result: dict[str, Any] = client.create_function(**params)
     return result
@@ -317,7 +317,7 @@ BAD_CREATES: list[tuple[dict[str, Any], int, str, str]] = [
     ({"Environment": {"Variables": {"BIG": "x" * 5000}}}, 400, "InvalidParameterValueException", "4KB"),
     ({"Environment": {"Variables": {"1BAD": "x"}}}, 400, "ValidationException", "environment.variables"),
     ({"Runtime": "python2.9"}, 400, "InvalidParameterValueException", "Value python2.9 at 'runtime'"),
-    ({"Runtime": "nodejs20.x"}, 400, "InvalidParameterValueException", "python3.12"),
+    ({"Runtime": "nodejs20.x"}, 400, "InvalidParameterValueException", RUNTIME),
     ({"Handler": "nodot"}, 400, "InvalidParameterValueException", "module.function"),
     ({"Handler": "has space.x"}, 400, "ValidationException", "at 'handler'"),
     ({"Handler": "a." + "b" * 130}, 400, "ValidationException", "at 'handler'"),
@@ -346,7 +346,7 @@ BAD_CREATES: list[tuple[dict[str, Any], int, str, str]] = [
 @pytest.mark.parametrize(("extra", "status", "error_type", "message"), BAD_CREATES)
 def test_create_validation(raw: Any, name: str, extra: dict[str, Any], status: int, error_type: str,
                            message: str) -> None:
-    params: dict[str, Any] = {"FunctionName": name, "Runtime": "python3.12", "Role": ROLE,
+    params: dict[str, Any] = {"FunctionName": name, "Runtime": RUNTIME, "Role": ROLE,
                               "Handler": "lambda_function.handler", "Code": {"ZipFile": CODE}, **extra}
     params = {k: v for k, v in params.items() if v is not None}
     fails(lambda: raw.create_function(**params), status, error_type, message)
@@ -391,7 +391,7 @@ def test_missing_function_errors(lam: Any, name: str) -> None:
 
 def test_oversized_zip_is_refused(raw: Any, name: str) -> None:
     big = make_zip({"blob.bin": os.urandom(51 * 1024 * 1024)})
-    fails(lambda: raw.create_function(FunctionName=name, Runtime="python3.12", Role=ROLE,
+    fails(lambda: raw.create_function(FunctionName=name, Runtime=RUNTIME, Role=ROLE,
                                       Handler="lambda_function.handler", Code={"ZipFile": big}),
           413, "RequestTooLargeException")
 
@@ -414,7 +414,7 @@ def test_aws_cli(server: NimbusServer, tmp_path: Path, name: str) -> None:
         pytest.skip("awscli is not installed in this venv")
     zip_file = tmp_path / "code.zip"
     zip_file.write_bytes(CODE)
-    created = aws(server, "create-function", "--function-name", name, "--runtime", "python3.12", "--role", ROLE,
+    created = aws(server, "create-function", "--function-name", name, "--runtime", RUNTIME, "--role", ROLE,
                   "--handler", "lambda_function.handler", "--zip-file", f"fileb://{zip_file}")
     assert created["CodeSha256"] == b64sha(CODE)
     listed = aws(server, "list-functions")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROLE, NimbusServer, make_zip
+from tests.conftest import ROLE, RUNTIME, NimbusServer, make_zip
 
 PROBE = '''
 import json, os, time, uuid
@@ -55,7 +55,7 @@ def create(lam: Any, source: str = PROBE, **config: Any) -> str:
     name = config.pop("FunctionName", f"fn-{uuid.uuid4().hex[:10]}")
     lam.create_function(
         FunctionName=name,
-        Runtime=config.pop("Runtime", "python3.12"),
+        Runtime=config.pop("Runtime", RUNTIME),
         Handler=config.pop("Handler", "app.handler"),
         Role=ROLE,
         Code={"ZipFile": make_zip({"app.py": source})},
@@ -204,7 +204,7 @@ def test_handler_exception_is_a_function_error(lam: Any) -> None:
 def test_init_errors_have_aws_error_types(lam: Any, files: dict[str, str], handler: str, error_type: str) -> None:
     name = f"fn-{uuid.uuid4().hex[:10]}"
     lam.create_function(
-        FunctionName=name, Runtime="python3.12", Handler=handler, Role=ROLE, Code={"ZipFile": make_zip(files)}
+        FunctionName=name, Runtime=RUNTIME, Handler=handler, Role=ROLE, Code={"ZipFile": make_zip(files)}
     )
     out, body = call(lam, name)
     assert out["FunctionError"] == "Unhandled"

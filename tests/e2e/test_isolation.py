@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROLE, NimbusServer, make_zip
+from tests.conftest import ROLE, RUNTIME, NimbusServer, make_zip
 
 PROBE = r'''
 import errno, json, os, socket, time
@@ -84,7 +84,7 @@ def isolated(server: NimbusServer) -> NimbusServer:
 def probe(isolated: NimbusServer, lam: Any) -> str:
     name = f"iso-{uuid.uuid4().hex[:8]}"
     lam.create_function(
-        FunctionName=name, Runtime="python3.12", Handler="app.handler", Role=ROLE, MemorySize=128,
+        FunctionName=name, Runtime=RUNTIME, Handler="app.handler", Role=ROLE, MemorySize=128,
         Timeout=30, EphemeralStorage={"Size": 512}, Code={"ZipFile": make_zip({"app.py": PROBE})},
     )
     return name
@@ -132,7 +132,7 @@ def test_killed_past_memory_limit(lam: Any, probe: str) -> None:
 def test_fork_bomb_is_contained(lam: Any, isolated: NimbusServer) -> None:
     name = f"bomb-{uuid.uuid4().hex[:8]}"
     lam.create_function(  # a full CPU, so the bomb reaches the pids limit quickly
-        FunctionName=name, Runtime="python3.12", Handler="app.handler", Role=ROLE, MemorySize=1769,
+        FunctionName=name, Runtime=RUNTIME, Handler="app.handler", Role=ROLE, MemorySize=1769,
         Timeout=60, Code={"ZipFile": make_zip({"app.py": PROBE})},
     )
     body, _ = run(lam, name, check="forkbomb")

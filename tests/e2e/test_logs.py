@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROLE, NimbusServer, make_zip
+from tests.conftest import ROLE, RUNTIME, NimbusServer, make_zip
 
 SOURCE = """
 import json
@@ -46,7 +46,7 @@ def create(lam: Any) -> str:
     name = f"logs-{uuid.uuid4().hex[:10]}"
     lam.create_function(
         FunctionName=name,
-        Runtime="python3.12",
+        Runtime=RUNTIME,
         Handler="app.handler",
         Role=ROLE,
         Code={"ZipFile": make_zip({"app.py": SOURCE})},

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROLE, NimbusServer, make_zip
+from tests.conftest import ROLE, RUNTIME, NimbusServer, make_zip
 
 pytestmark = pytest.mark.e2e
 
@@ -18,7 +18,7 @@ NAME = "persisted"
 
 
 def build(lam: Any) -> None:
-    lam.create_function(FunctionName=NAME, Runtime="python3.12", Role=ROLE, Handler="app.handler",
+    lam.create_function(FunctionName=NAME, Runtime=RUNTIME, Role=ROLE, Handler="app.handler",
                         Code={"ZipFile": make_zip({"app.py": "def handler(e, c):\n    return e\n"})},
                         Environment={"Variables": {"KEY": "value"}}, Tags={"team": "core"}, Publish=True)
     lam.update_function_configuration(FunctionName=NAME, MemorySize=256)

@@ -43,6 +43,14 @@ def zip_directory(directory: Path) -> bytes:
     return buf.getvalue()
 
 
+def default_runtime() -> str:
+    """The newest Python runtime this host has (the server usually runs on the same host)."""
+    from nimbus.sandbox.runtimes import available_runtimes
+
+    found = sorted(available_runtimes(), key=lambda r: int(r.split(".")[1]))
+    return found[-1] if found else "python3.12"
+
+
 def parse_env(pairs: list[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for pair in pairs:
@@ -57,7 +65,9 @@ def deploy(
     directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Directory with the code")],
     name: Annotated[str, typer.Option("--name", "-n", help="Function name")],
     handler: Annotated[str, typer.Option("--handler", help="e.g. app.handler")],
-    runtime: Annotated[str, typer.Option("--runtime", help="Runtime id")] = "python3.12",
+    runtime: Annotated[
+        str | None, typer.Option("--runtime", help="Runtime id [default: the newest Python found on this host]")
+    ] = None,
     memory: Annotated[int | None, typer.Option("--memory", help="Memory in MB")] = None,
     timeout: Annotated[int | None, typer.Option("--timeout", help="Timeout in seconds")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable")] = None,
@@ -68,7 +78,7 @@ def deploy(
     """Zip DIRECTORY and create the function, or update it if it exists; prints its ARN."""
     client = LambdaClient(endpoint)
     code = zip_directory(directory)
-    config: dict[str, Any] = {"Runtime": runtime, "Handler": handler, "Role": role}
+    config: dict[str, Any] = {"Runtime": runtime or default_runtime(), "Handler": handler, "Role": role}
     if memory is not None:
         config["MemorySize"] = memory
     if timeout is not None:

@@ -7,6 +7,7 @@ import functools
 import glob
 import os
 import re
+import sys
 from pathlib import Path
 
 PYTHON_IDS = tuple(f"python3.{minor}" for minor in range(8, 15))
@@ -68,6 +69,8 @@ def _candidates(minor_id: str) -> list[str]:
         if directory and not any(directory.endswith(s) for s in _SHIM_DIRS):
             found.append(os.path.join(directory, exe))
     found += ["/usr/local/bin/" + exe, "/usr/bin/" + exe]
+    # The interpreter nimbus itself runs on (through its virtualenv's base): always there, readable.
+    found.append(os.path.join(sys.base_prefix, "bin", exe))
     home = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     found += sorted(glob.glob(f"{home}/versions/{minor_id[6:]}*/bin/{exe}"), reverse=True)
     found += sorted(glob.glob(f"/root/.pyenv/versions/{minor_id[6:]}*/bin/{exe}"), reverse=True)
