@@ -24,7 +24,7 @@ import fnmatch
 import json
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,18 +252,20 @@ class _JsonParser:
         return tok
 
     def expr(self) -> JsonPred:
-        parts = [self.conj()]
-        while self.peek() == ("op", "||"):
-            self.pos += 1
-            parts.append(self.conj())
-        return parts[0] if len(parts) == 1 else (lambda doc: any(p(doc) for p in parts))
+        return self._chain("||", self.conj, any)
 
     def conj(self) -> JsonPred:
-        parts = [self.atom()]
-        while self.peek() == ("op", "&&"):
+        return self._chain("&&", self.atom, all)
+
+    def _chain(
+        self, op: str, operand: Callable[[], JsonPred], combine: Callable[[Iterable[bool]], bool]
+    ) -> JsonPred:
+        """`operand (op operand)*`, combined with any() for || and all() for &&."""
+        parts = [operand()]
+        while self.peek() == ("op", op):
             self.pos += 1
-            parts.append(self.atom())
-        return parts[0] if len(parts) == 1 else (lambda doc: all(p(doc) for p in parts))
+            parts.append(operand())
+        return parts[0] if len(parts) == 1 else (lambda doc: combine(p(doc) for p in parts))
 
     def atom(self) -> JsonPred:
         kind, text = self.take()
