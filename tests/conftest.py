@@ -74,6 +74,10 @@ class NimbusServer:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def http(self, **kw: object) -> httpx.Client:
+        """A raw HTTP client for the server's API (carries credentials once the API requires them)."""
+        return httpx.Client(base_url=self.endpoint, timeout=120, **kw)  # type: ignore[arg-type]
+
     def client(self, service: str = "lambda"):  # type: ignore[no-untyped-def]
         return boto3.client(
             service,
