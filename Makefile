@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 system:
 	@bash scripts/install-system-deps.sh
+	@bash scripts/install-node-ric.sh
 
 install: $(VENV)/.installed system
 

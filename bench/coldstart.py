@@ -3,13 +3,21 @@ for a function whose INIT takes 300 ms, and the idle memory (USS) of a warm echo
 run in the same process: starting a bare interpreter that imports json (what any cold start must pay).
 Goals (issue "Execution engine"): platform overhead (latency - INIT time) <= 25 ms; idle USS <= 15 MB.
 
-Run: .venv/bin/python bench/coldstart.py [--runs 20]
+Snapshot path (issue 5, `--snapshot`, on by default): a new environment of the SAME revision (the warm one
+was reaped: NIMBUS_IDLE_TIMEOUT small, the zygote kept), forked from the version's zygote, against the same
+on a server with NIMBUS_ZYGOTES=false (fresh start), in the same run; goals p50 <= 5 ms, p99 <= 15 ms, >= 10x
+faster. Then a burst of concurrent first invocations of a cold function (one INIT, many forks; goal p99 <= 100
+ms) and the USS of each idle forked environment (goal <= 5 MB), with how many fit in 4 GB.
+
+Run: .venv/bin/python bench/coldstart.py [--runs 20] [--burst 200] [--no-snapshot]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
+import contextlib
 import re
 import statistics
 import subprocess
@@ -92,14 +100,102 @@ def descendants(pid: int) -> dict[int, tuple[int, str]]:
     return out
 
 
+REAP = 0.2  # NIMBUS_IDLE_TIMEOUT of the snapshot-path servers: warm environments go quickly
+
+
+def new_environment_invokes(url: str, name: str, runs: int, gap: float) -> tuple[list[float], list[float]]:
+    """Latency of `runs` invokes that each need a new environment of the same revision (the last one was
+    reaped during the gap)."""
+    client = httpx.Client(base_url=url, timeout=60)
+    client.post(f"/2015-03-31/functions/{name}/invocations", content=b"{}").raise_for_status()  # INIT once
+    latencies, inits = [], []
+    for _ in range(runs):
+        time.sleep(gap)
+        t0 = time.perf_counter()
+        r = client.post(f"/2015-03-31/functions/{name}/invocations", content=b"{}",
+                        headers={"X-Amz-Log-Type": "Tail"})
+        latencies.append((time.perf_counter() - t0) * 1000)
+        r.raise_for_status()
+        tail = base64.b64decode(r.headers["x-amz-log-result"]).decode()
+        m = re.search(r"Init Duration: ([\d.]+) ms", tail)
+        inits.append(float(m.group(1)) if m else float("nan"))
+    return latencies, inits
+
+
+async def burst(url: str, name: str, n: int) -> list[float]:
+    """`n` concurrent first invocations of a function nothing has run yet."""
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        async def one() -> float:
+            t0 = time.perf_counter()
+            r = await client.post(f"/2015-03-31/functions/{name}/invocations", content=b"{}")
+            r.raise_for_status()
+            return (time.perf_counter() - t0) * 1000
+
+        return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+def forked_env_uss(server_pid: int) -> list[float]:
+    """USS (MB) of each forked environment: its runtime plus the small reaper that is its pid 1."""
+    procs = descendants(server_pid)
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    out = []
+    for pid, (ppid, comm) in procs.items():
+        # runtime: a python whose parent (the reaper) is a python whose parent (the zygote) is a python
+        parent = procs.get(ppid)
+        grand = procs.get(parent[0]) if parent else None
+        zyg = procs.get(grand[0]) if grand else None
+        if comm.startswith("python") and parent and parent[1].startswith("python") and grand and \
+                grand[1].startswith("python") and zyg and zyg[1].startswith("python"):
+            with contextlib.suppress(OSError):
+                out.append((uss_kb(pid) + uss_kb(ppid)) / 1024)
+    return out
+
+
+def snapshot_path(runs: int, burst_n: int) -> None:
+    env = {"NIMBUS_IDLE_TIMEOUT": str(REAP), "NIMBUS_ZYGOTE_IDLE_TIMEOUT": "600"}
+    results: dict[str, dict[str, list[float]]] = {}
+    for path, extra in (("fresh", {"NIMBUS_ZYGOTES": "false"}), ("fork", {})):
+        with nimbus_server({**env, **extra}) as server:
+            create_function(server.url, "echo", ECHO, Runtime=RUNTIME)
+            create_function(server.url, "slowinit", SLOW_INIT, Runtime=RUNTIME)
+            results[path] = {
+                "echo": new_environment_invokes(server.url, "echo", runs, 1.0)[0],
+                "INIT 300 ms": new_environment_invokes(server.url, "slowinit", runs, 1.0)[0],
+            }
+            if path == "fork":
+                with nimbus_server({"NIMBUS_IDLE_TIMEOUT": "600"}) as burst_server:
+                    create_function(burst_server.url, "burst", ECHO, Runtime=RUNTIME, MemorySize=128)
+                    lat = asyncio.run(burst(burst_server.url, "burst", burst_n))
+                    time.sleep(1.0)
+                    uss = forked_env_uss(burst_server.pid)
+    for label in ("echo", "INIT 300 ms"):
+        fresh, fork = results["fresh"][label], results["fork"][label]
+        print(f"new environment, {label:12}: fresh p50 {pct(fresh, .5):7.1f} ms p99 {pct(fresh, .99):7.1f} ms | "
+              f"fork p50 {pct(fork, .5):6.1f} ms p99 {pct(fork, .99):6.1f} ms (goals 5 / 15) | "
+              f"fresh/fork p50 {pct(fresh, .5) / pct(fork, .5):5.1f}x (goal >= 10)")
+    print(f"burst of {burst_n} concurrent first invocations (one INIT, forks): p50 {pct(lat, .5):.1f} ms "
+          f"p99 {pct(lat, .99):.1f} ms max {max(lat):.1f} ms (goal p99 <= 100)")
+    if uss:
+        per = statistics.median(uss)
+        print(f"idle forked environments: {len(uss)}, USS median {per:.2f} MB max {max(uss):.2f} MB "
+              f"(goal <= 5) -> {int(4096 / per)} fit in 4 GB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--gap", type=float, default=0.5, help="seconds between cold starts")
+    parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--no-snapshot", action="store_true", help="skip the zygote (snapshot) path")
     args = parser.parse_args()
+    if not args.no_snapshot:
+        snapshot_path(args.runs, args.burst)
 
     base = bare_interpreter(args.runs)
-    with nimbus_server({"NIMBUS_IDLE_TIMEOUT": "600"}) as server:
+    with nimbus_server({"NIMBUS_IDLE_TIMEOUT": "600", "NIMBUS_ZYGOTES": "false"}) as server:
         create_function(server.url, "echo", ECHO, Runtime=RUNTIME)
         create_function(server.url, "slowinit", SLOW_INIT, Runtime=RUNTIME)
         echo_lat, echo_init = cold_invokes(server.url, "echo", args.runs, args.gap)

@@ -65,6 +65,7 @@ def baseline_server() -> Iterator[str]:
 class Server:
     url: str
     pid: int
+    data_dir: str = ""  # holds the admin credentials when the bench runs with authentication
 
 
 @contextmanager
@@ -74,14 +75,15 @@ def nimbus_server(env: dict[str, str] | None = None) -> Iterator[Server]:
     log = open(Path(data).parent / f"nimbus-bench-{port}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "nimbus", "server", "--port", str(port), "--data-dir", data],
-        env={**os.environ, **(env or {})},
+        # Benchmarks drive the API with unsigned requests (wrk): authentication off unless a bench asks for it.
+        env={**os.environ, "NIMBUS_AUTH": "none", **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(url + "/nimbus/v1/health", proc)
-        yield Server(url, proc.pid)
+        yield Server(url, proc.pid, data)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
@@ -126,8 +128,10 @@ def _ms(value: str) -> float:
     return float(num) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(url: str, connections: int, seconds: int, body: bytes | None = None, threads: int = 2) -> WrkResult:
-    """Run wrk (POST with `body` when given) and parse throughput and latency percentiles."""
+def wrk(url: str, connections: int, seconds: int, body: bytes | None = None, threads: int = 2,
+        headers: dict[str, str] | None = None) -> WrkResult:
+    """Run wrk (POST with `body` when given, with extra `headers`) and parse throughput and latency
+    percentiles."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
     args = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency"]
@@ -137,6 +141,8 @@ def wrk(url: str, connections: int, seconds: int, body: bytes | None = None, thr
         lua_body = body.decode().replace("\\", "\\\\").replace('"', '\\"')
         script.write(f'wrk.method = "POST"\nwrk.body = "{lua_body}"\n'
                      'wrk.headers["Content-Type"] = "application/json"\n')
+        for name, value in (headers or {}).items():
+            script.write(f'wrk.headers["{name}"] = "{value}"\n')
         script.close()
         args += ["-s", script.name]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout

@@ -6,6 +6,13 @@ set -u
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing+=(libseccomp2)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the dashboard's browser tests (issue 8)
+# Node.js runtimes: node, npm, and what compiles aws-lambda-ric's native client (scripts/install-node-ric.sh).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+for tool in make g++ cmake autoconf automake libtool; do
+  command -v "$tool" >/dev/null 2>&1 || { [ "$tool" = libtool ] && command -v libtoolize >/dev/null 2>&1; } || missing+=("$tool")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
   echo "note: ${missing[*]} not installed and no root: functions will run without isolation." >&2

@@ -16,8 +16,12 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 
+from nimbus.awscreds import read_credentials_file
 from nimbus.sandbox.runtimes import available_runtimes
 
 
@@ -74,19 +78,56 @@ class NimbusServer:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def credentials(self) -> tuple[str, str]:
+        """The admin key the server made in its data dir on first start (access key id, secret)."""
+        found = read_credentials_file(self.data_dir / "credentials")
+        assert found is not None, f"no admin credentials in {self.data_dir}"
+        return found
+
+    def cli_env(self) -> dict[str, str]:
+        """Environment for a CLI (nimbus or aws) talking to this server with the admin key."""
+        akid, secret = self.credentials
+        return {"NIMBUS_ENDPOINT": self.endpoint, "NIMBUS_ACCESS_KEY_ID": akid, "NIMBUS_SECRET_ACCESS_KEY": secret,
+                "AWS_ACCESS_KEY_ID": akid, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": "us-east-1"}
+
     def http(self, **kw: object) -> httpx.Client:
-        """A raw HTTP client for the server's API (carries credentials once the API requires them)."""
+        """A raw HTTP client for the server's API; every request is SigV4-signed with the admin key."""
+        kw.setdefault("auth", BotoSigV4(*self.credentials))
         return httpx.Client(base_url=self.endpoint, timeout=120, **kw)  # type: ignore[arg-type]
 
     def client(self, service: str = "lambda"):  # type: ignore[no-untyped-def]
+        akid, secret = self.credentials
         return boto3.client(
             service,
             endpoint_url=self.endpoint,
             region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
+            aws_access_key_id=akid,
+            aws_secret_access_key=secret,
             config=Config(retries={"max_attempts": 1}, read_timeout=120),
         )
+
+
+class BotoSigV4(httpx.Auth):
+    """Signs httpx requests with botocore's own SigV4 signer (service `logs` for the JSON protocol at `/`)."""
+
+    requires_request_body = True
+
+    def __init__(self, access_key_id: str, secret: str, token: str | None = None, region: str = "us-east-1") -> None:
+        self.creds = Credentials(access_key_id, secret, token)
+        self.region = region
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        raw_path = request.url.raw_path.partition(b"?")[0]
+        service = "logs" if raw_path == b"/" else "lambda"
+        signed = {k: v for k, v in request.headers.items()
+                  if k.lower() == "content-type" or k.lower().startswith("x-amz-")}
+        aws = AWSRequest(method=request.method, url=str(request.url), data=request.content, headers=signed)
+        SigV4Auth(self.creds, service, self.region).add_auth(aws)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+            if name in aws.headers:
+                request.headers[name] = aws.headers[name]
+        yield request
 
 
 @pytest.fixture(scope="session")
@@ -116,5 +157,5 @@ ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 
 # The Python runtime tests deploy: python3.12 where the host has it, else the newest one it has (as a
 # non-root user, only the system's interpreter may be visible).
-_available = sorted(available_runtimes(), key=lambda r: int(r.split(".")[1]))
+_available = sorted((r for r in available_runtimes() if r.startswith("python")), key=lambda r: int(r.split(".")[1]))
 RUNTIME = "python3.12" if "python3.12" in _available else (_available[-1] if _available else "python3.12")

@@ -74,3 +74,43 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    # Authentication and function URLs (issue 7)
+    auth: Literal["sigv4", "none"] = "sigv4"  # none: the API answers anyone (local experiments only)
+    insecure: bool = False  # allow auth none on a non-loopback address
+    auth_max_skew: int = 900  # seconds a signed request's X-Amz-Date may differ from the server's clock
+    # Where function URLs are reached; `{url_id}`, `{region}` and `{port}` are filled in. Default:
+    # http://{url_id}.lambda-url.{region}.localhost:{port}/ (browsers and curl resolve *.localhost to loopback).
+    function_url_template: str | None = None
+    function_credentials_ttl: int = 43200  # seconds a function environment's credentials stay valid
+
+    # Observability and cost (issue 8)
+    metrics: bool = True  # per-invocation metrics, metering and tracing hooks (false: off, for comparison)
+    metering_flush_interval: float = 5.0  # seconds between writes of metering aggregates to the database
+    tracing_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)  # Active tracing without a caller decision
+    dashboard_session_hours: float = 12.0  # lifetime of a dashboard login
+
+    # Async invocation pipeline (issue 4): durable event queue, dispatcher, retries (see docs/async.md)
+    async_retry_delays: str = Field(default="60,120", pattern=r"^\s*\d+(\.\d+)?(\s*,\s*\d+(\.\d+)?)*\s*$")
+    async_throttle_backoff_min: float = 1.0  # seconds: first requeue delay after a throttle/platform error
+    async_throttle_backoff_max: float = 300.0  # seconds: the backoff's cap
+    async_event_age_min: int = Field(default=60, ge=1)  # lowest MaximumEventAgeInSeconds accepted (AWS: 60)
+    async_max_concurrency: int = Field(default=32, ge=1)  # async deliveries in flight, all functions together
+    async_lease_margin: float = 60.0  # seconds a delivery's lease outlives the function's timeout + INIT
+    async_poll_interval: float = 1.0  # seconds between scans of the queue (due retries, other nodes' events)
+    async_queue_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"  # SQLite; FULL: survive OS crashes too
+    async_busy_intake_rate: float = 1000.0  # events/s accepted above which deliveries yield to the intake
+    async_busy_delivery_rate: float = 500.0  # deliveries started per second at most while the intake is busy
+
+    def async_retry_delay(self, attempt: int) -> float:
+        """Seconds before retry number `attempt` (1-based) after a function error; the last delay repeats."""
+        delays = [float(d) for d in self.async_retry_delays.split(",")]
+        return delays[min(attempt, len(delays)) - 1]
+
+    # Layers and response streaming (issue 6b)
+    stream_response_max_bytes: int = 20 * MB  # per InvokeWithResponseStream response (AWS's soft limit)
+
+    # Snapshot cold starts and provisioned concurrency (issue 5, docs/coldstarts.md)
+    zygotes: bool = True  # Python environments fork from an initialized zygote per version (false: fresh starts)
+    zygote_spares: int = 1  # forks kept ready per zygote (in their cgroups): a cold start skips fork + cgroup move
+    zygote_idle_timeout: float | None = None  # seconds a zygote without environments is kept (None: idle_timeout)

@@ -116,3 +116,38 @@ class InvalidRuntime(LambdaError):
     status = 502
     error_type = "InvalidRuntimeException"
     fault = "Service"
+
+
+# Authentication (issue 7): what AWS answers for unsigned, badly signed and unauthorized requests.
+
+
+class MissingAuthenticationToken(LambdaError):
+    status = 403
+    error_type = "MissingAuthenticationTokenException"
+
+
+class IncompleteSignature(LambdaError):
+    status = 403
+    error_type = "IncompleteSignatureException"
+
+
+class InvalidSignature(LambdaError):
+    status = 403
+    error_type = "InvalidSignatureException"
+
+
+class UnrecognizedClient(LambdaError):
+    status = 403
+    error_type = "UnrecognizedClientException"
+
+
+class AccessDenied(LambdaError):
+    status = 403
+    error_type = "AccessDeniedException"
+
+
+class ProvisionedConcurrencyConfigNotFound(LambdaError):
+    """GetProvisionedConcurrencyConfig on a qualifier without one (issue 5)."""
+
+    status = 404
+    error_type = "ProvisionedConcurrencyConfigNotFoundException"

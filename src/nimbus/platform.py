@@ -9,6 +9,7 @@ from nimbus.config import Settings
 from nimbus.control.codestore import CodeStore
 from nimbus.control.db import make_engine, migrate
 from nimbus.control.registry import Registry
+from nimbus.invoke.asyncpipeline import AsyncPipeline
 from nimbus.invoke.service import Invoker
 from nimbus.observe.logstore import LogStore
 from nimbus.sandbox.manager import SandboxManager
@@ -22,14 +23,17 @@ class Platform:
     logstore: LogStore
     sandbox: SandboxManager
     invoker: Invoker
+    asyncs: AsyncPipeline  # durable queue, event-invoke configs, dispatcher (issue 4)
 
     async def start(self) -> None:
         await self.logstore.start()
         await self.sandbox.start()
         await self.invoker.start()
+        await self.asyncs.start()
 
     async def stop(self) -> None:
         """Stop taking work, fail what is in flight cleanly, flush logs, close the database."""
+        await self.asyncs.stop()  # before the sandbox: deliveries in flight finish or run again after restart
         await self.invoker.stop()
         await self.sandbox.stop()
         await self.logstore.stop()
@@ -45,4 +49,5 @@ def build_platform(settings: Settings) -> Platform:
     logstore = LogStore(settings, engine)
     sandbox = SandboxManager(settings, log_sink=logstore.append)
     invoker = Invoker(settings, registry, sandbox, logstore)
-    return Platform(settings, registry, codestore, logstore, sandbox, invoker)
+    asyncs = AsyncPipeline(settings, engine, registry, invoker, logstore)
+    return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs)

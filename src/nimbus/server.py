@@ -13,6 +13,7 @@ import uvicorn
 from rich.console import Console
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from nimbus.api import auth
 from nimbus.api.app import create_app
 from nimbus.api.http import HttpProtocol
 from nimbus.config import Settings
@@ -26,8 +27,11 @@ log = logging.getLogger("nimbus.server")
 def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
     """Build the platform, announce it, and serve until a signal arrives."""
     serverlog.configure()
-    platform = build_platform(settings)
     console = Console(stderr=True)
+    if (problem := auth.startup_problem(settings)) is not None:
+        console.print(f"[bold red]error:[/] {problem}")
+        raise SystemExit(2)
+    platform = build_platform(settings)
     try:
         platform.sandbox.prepare()
     except BackendUnavailable as exc:
@@ -39,6 +43,7 @@ def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
         console.print(f"  data dir:  {settings.data_dir.resolve()}")
         console.print(f"  database:  {settings.resolved_database_url().split('@')[-1]}")
         console.print(f"  isolation: [bold]{platform.sandbox.backend_name}[/] ({platform.sandbox.backend_reason})")
+        auth.announce(console, app)
         if platform.sandbox.backend_name == "process":
             console.print(
                 "[bold red]WARNING: functions run as plain processes WITHOUT isolation.[/] "
@@ -69,7 +74,8 @@ def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
         server_header=False,
         proxy_headers=False,  # applied below, behind the Invoke fast path, which has no use for it
     )
-    app.app = cast(Any, ProxyHeadersMiddleware(cast(Any, app.app), trusted_hosts=config.forwarded_allow_ips))
+    inner = cast(Any, app.app)  # behind authentication: the Invoke fast path, in front of the router
+    inner.app = ProxyHeadersMiddleware(inner.app, trusted_hosts=config.forwarded_allow_ips)
     # Everything built so far lives as long as the server: keep it out of the collector's full passes, and
     # collect the young generation less often (each invocation allocates a few hundred objects; at the
     # default threshold the collector ran every few requests). Measured: about 5% less CPU per invoke.

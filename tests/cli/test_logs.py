@@ -12,7 +12,6 @@ import time
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -24,11 +23,12 @@ runner = CliRunner()
 
 
 def logs_call(server: NimbusServer, operation: str, **body: Any) -> dict[str, Any]:
-    response = httpx.post(
-        f"{server.endpoint}/",
-        json=body,
-        headers={"X-Amz-Target": f"Logs_20140328.{operation}", "Content-Type": "application/x-amz-json-1.1"},
-    )
+    with server.http() as http:
+        response = http.post(
+            "/",
+            json=body,
+            headers={"X-Amz-Target": f"Logs_20140328.{operation}", "Content-Type": "application/x-amz-json-1.1"},
+        )
     assert response.status_code == 200, response.text
     return response.json() if response.content else {}
 
@@ -50,7 +50,7 @@ def put(server: NimbusServer, group: str, messages: list[str], ts: int | None = 
 
 
 def run_logs(server: NimbusServer, *args: str) -> Any:
-    return runner.invoke(app, ["logs", *args], env={"NIMBUS_ENDPOINT": server.endpoint, "COLUMNS": "60"})
+    return runner.invoke(app, ["logs", *args], env={**server.cli_env(), "COLUMNS": "60"})
 
 
 def test_prints_events_with_time_stream_and_literal_text(server: NimbusServer) -> None:
@@ -151,7 +151,7 @@ def test_follow_prints_new_events_once_and_stops_on_ctrl_c(server: NimbusServer)
     put(server, group, ["before follow"])
     with subprocess.Popen(
         [sys.executable, "-m", "nimbus", "logs", name, "--follow"],
-        env={**os.environ, "NIMBUS_ENDPOINT": server.endpoint},
+        env={**os.environ, **server.cli_env()},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -18,7 +18,7 @@ HELLO = Path(__file__).resolve().parents[2] / "examples" / "hello"
 def nimbus(server: NimbusServer, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nimbus", *args],
-        env={**os.environ, "NIMBUS_ENDPOINT": server.endpoint, "COLUMNS": "200"},
+        env={**os.environ, **server.cli_env(), "COLUMNS": "200"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -96,6 +96,7 @@ def test_relative_data_dir_and_process_backend(tmp_path: Path) -> None:
                 time.sleep(0.05)
         server = NimbusServer.__new__(NimbusServer)
         server.endpoint = endpoint
+        server.data_dir = tmp_path / "data"
         assert nimbus(server, "deploy", str(HELLO), "--name", "rel", "--handler", "app.handler").returncode == 0
         out = nimbus(server, "invoke", "rel")
         assert out.returncode == 0, out.stdout + out.stderr

@@ -63,7 +63,8 @@ def test_control_plane_answers_carry_a_request_id(lam: Any) -> None:
 def test_code_location_points_where_the_client_reached_the_server(server: NimbusServer) -> None:
     client = boto3.client(
         "lambda", endpoint_url=f"http://localhost:{server.port}", region_name="us-east-1",
-        aws_access_key_id="x", aws_secret_access_key="x", config=Config(retries={"max_attempts": 1}),
+        aws_access_key_id=server.credentials[0], aws_secret_access_key=server.credentials[1],
+        config=Config(retries={"max_attempts": 1}),
     )
     name = f"loc-{uuid.uuid4().hex[:8]}"
     create(client, name)
@@ -99,7 +100,7 @@ def test_alias_names_are_validated_on_every_alias_operation(lam: Any) -> None:
 def test_cli_missing_payload_file_is_a_usage_error(server: NimbusServer, tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "nimbus", "invoke", "anything", "--payload-file", str(tmp_path / "missing.json")],
-        env={**os.environ, "NIMBUS_ENDPOINT": server.endpoint, "COLUMNS": "200"},
+        env={**os.environ, **server.cli_env(), "COLUMNS": "200"},
         capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 2
@@ -115,7 +116,7 @@ def test_cli_functions_piped_lists_whole_names(server: NimbusServer, lam: Any) -
         env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
         out = subprocess.run(
             [sys.executable, "-m", "nimbus", "functions"],
-            env={**env, "NIMBUS_ENDPOINT": server.endpoint}, capture_output=True, text=True, timeout=60,
+            env={**env, **server.cli_env()}, capture_output=True, text=True, timeout=60,
         )
         assert out.returncode == 0, out.stderr
         line = next(line for line in out.stdout.splitlines() if line.startswith(name))

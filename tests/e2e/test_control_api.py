@@ -40,8 +40,8 @@ def raw(server: NimbusServer) -> Any:
         "lambda",
         endpoint_url=server.endpoint,
         region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
+        aws_access_key_id=server.credentials[0],
+        aws_secret_access_key=server.credentials[1],
         config=Config(retries={"max_attempts": 1}, parameter_validation=False),
     )
 
@@ -400,8 +400,7 @@ def test_oversized_zip_is_refused(raw: Any, name: str) -> None:
 
 
 def aws(server: NimbusServer, *args: str) -> Any:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_PAGER": ""}
+    env = {**os.environ, **server.cli_env(), "AWS_PAGER": ""}
     cli = Path(sys.executable).parent / "aws"
     out = subprocess.run([str(cli), "--endpoint-url", server.endpoint, "--output", "json", "lambda", *args],
                          env=env, capture_output=True, text=True, timeout=120)

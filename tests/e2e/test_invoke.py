@@ -362,9 +362,8 @@ def test_event_is_accepted_even_when_throttled(lam: Any) -> None:
 
 
 def test_every_invoke_answer_has_a_request_id(server: NimbusServer) -> None:
-    import httpx
-
-    missing = httpx.post(f"{server.endpoint}/2015-03-31/functions/nope/invocations", content=b"{}")
+    with server.http() as http:
+        missing = http.post("/2015-03-31/functions/nope/invocations", content=b"{}")
     assert missing.status_code == 404 and missing.headers["x-amzn-requestid"]
     lam = server.client()
     name = create(lam)
@@ -373,15 +372,14 @@ def test_every_invoke_answer_has_a_request_id(server: NimbusServer) -> None:
 
 
 def test_bad_invocation_type_is_a_validation_error(server: NimbusServer) -> None:
-    import httpx
-
     lam = server.client()
     name = create(lam)
-    r = httpx.post(
-        f"{server.endpoint}/2015-03-31/functions/{name}/invocations",
-        content=b"{}",
-        headers={"X-Amz-Invocation-Type": "Sometimes"},
-    )
+    with server.http() as http:
+        r = http.post(
+            f"/2015-03-31/functions/{name}/invocations",
+            content=b"{}",
+            headers={"X-Amz-Invocation-Type": "Sometimes"},
+        )
     assert r.status_code == 400 and r.headers["x-amzn-errortype"] == "ValidationException"
 
 
@@ -443,5 +441,6 @@ def _logs_client(lam: Any) -> Any:
 
     return boto3.client(
         "logs", endpoint_url=lam.meta.endpoint_url, region_name="us-east-1",
-        aws_access_key_id="test", aws_secret_access_key="test",
+        aws_access_key_id=lam._request_signer._credentials.access_key,
+        aws_secret_access_key=lam._request_signer._credentials.secret_key,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -72,12 +73,28 @@ def handler(event, context):
 '''
 
 
-@pytest.fixture(scope="module")
-def isolated(server: NimbusServer) -> NimbusServer:
+@pytest.fixture(scope="module", params=["fork", "fresh"])
+def isolated(
+    request: pytest.FixtureRequest, server: NimbusServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NimbusServer]:
+    """Both ways environments start: forks of a zygote (the shared server's default) and fresh interpreters
+    (a server of its own with NIMBUS_ZYGOTES=false)."""
     backend = httpx.get(f"{server.endpoint}/nimbus/v1/health").json()["isolation"]
     if backend != "namespaces":
         pytest.skip(f"the server runs the {backend!r} backend (no namespaces/cgroups on this machine)")
-    return server
+    if request.param == "fork":
+        yield server
+        return
+    fresh = NimbusServer(tmp_path_factory.mktemp("fresh") / "data", env={"NIMBUS_ZYGOTES": "false"}).start()
+    try:
+        yield fresh
+    finally:
+        fresh.stop()
+
+
+@pytest.fixture(scope="module")
+def lam(isolated: NimbusServer) -> Any:
+    return isolated.client("lambda")
 
 
 @pytest.fixture(scope="module")

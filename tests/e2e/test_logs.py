@@ -62,9 +62,7 @@ def invoke(lam: Any, name: str, event: dict[str, Any]) -> tuple[dict[str, Any], 
 def aws(server: NimbusServer, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": "us-east-1",
+        **server.cli_env(),
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     }
@@ -176,7 +174,7 @@ def test_nimbus_logs_command(server: NimbusServer, lam: Any) -> None:
     invoke(lam, name, {})
     out = subprocess.run(
         [sys.executable, "-m", "nimbus", "logs", name, "--since", "5m"],
-        env={**os.environ, "NIMBUS_ENDPOINT": server.endpoint},
+        env={**os.environ, **server.cli_env()},
         capture_output=True,
         text=True,
         timeout=60,

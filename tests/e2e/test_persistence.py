@@ -34,7 +34,9 @@ def build(lam: Any) -> None:
 def clean(resp: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in resp.items() if k != "ResponseMetadata"}
     if "Code" in out:  # the host:port of Code.Location is the server's, and a restart may change it
-        out["Code"] = {**out["Code"], "Location": out["Code"]["Location"].split("/nimbus/", 1)[1]}
+        # (and the link's signature expires, so it differs between calls)
+        location = out["Code"]["Location"].split("/nimbus/", 1)[1].split("?", 1)[0]
+        out["Code"] = {**out["Code"], "Location": location}
     return out
 
 

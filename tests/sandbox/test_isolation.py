@@ -28,9 +28,10 @@ async def isolated(sink: Sink, **settings: object) -> SandboxManager:
         pytest.skip(f"namespaces backend unavailable: {e}")
 
 
-@pytest.fixture
-async def ns(sink: Sink, tmp_path: Path) -> AsyncIterator[SandboxManager]:
-    manager = await isolated(sink, data_dir=tmp_path / "data", pids_max=64)
+@pytest.fixture(params=["fork", "fresh"])
+async def ns(request: pytest.FixtureRequest, sink: Sink, tmp_path: Path) -> AsyncIterator[SandboxManager]:
+    """Both ways an environment starts: forked from the version's zygote, or a fresh interpreter."""
+    manager = await isolated(sink, data_dir=tmp_path / "data", pids_max=64, zygotes=request.param == "fork")
     yield manager
     await manager.stop()
 
@@ -54,8 +55,12 @@ async def test_cannot_see_host_processes(ns: SandboxManager, tmp_path: Path) -> 
         return {"me": os.getpid(), "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}
     """
     doc = await run_ok(ns, tmp_path, source)
-    assert doc["me"] == 2  # bubblewrap's init is 1
-    assert max(doc["pids"]) < 10 and len(doc["pids"]) <= 3
+    if ns.settings.zygotes:  # pid 2 of its own pid namespace; /proc shows its zygote's sandbox
+        assert doc["me"] == 2
+        assert max(doc["pids"]) < 10 and len(doc["pids"]) <= 5
+    else:
+        assert doc["me"] == 2  # bubblewrap's init is 1
+        assert max(doc["pids"]) < 10 and len(doc["pids"]) <= 3
 
 
 async def test_runs_as_sbx_user_without_capabilities(ns: SandboxManager, tmp_path: Path) -> None:
@@ -279,6 +284,8 @@ async def test_spare_launchers_start_isolated_environments(ns: SandboxManager, t
     gets the same sandbox as a direct launch."""
     from nimbus.sandbox.backends.namespaces import SPARE_DELAY, NamespacesBackend
 
+    if ns.settings.zygotes:
+        pytest.skip("spare launchers start fresh environments")
     backend = ns._backend
     assert isinstance(backend, NamespacesBackend)
     source = """

@@ -18,6 +18,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from nimbus.api import shapes
+from nimbus.api.auth import sign_code_location
 from nimbus.api.body import parse_json_object, read_body, validate
 from nimbus.control.registry import Registry
 from nimbus.control.validation import constraint
@@ -117,6 +118,9 @@ async def get_function(request: Request) -> Response:
     reg = _registry(request)
     result = await _call(request, reg.get_function, request.path_params["name"], _qualifier(request),
                          _public_base(request))
+    keys = getattr(request.app.state, "keys", None)
+    if keys is not None:  # a link anyone holding it can use for 10 minutes, like AWS's presigned S3 URL
+        result["Code"]["Location"] = sign_code_location(keys, result["Code"]["Location"])
     return _json(result)
 
 

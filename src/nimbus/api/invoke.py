@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nimbus.api.errors import error_body
 from nimbus.errors import LambdaError, RequestTooLarge, ServiceError
+from nimbus.observe.tracing import incoming_header
 from nimbus.platform import Platform
 
 log = logging.getLogger("nimbus.api")
@@ -61,7 +62,7 @@ class InvokeApp:
                 invocation_type=invocation_type,
                 log_type=headers.get(b"x-amz-log-type", b"None").decode("latin-1"),
                 client_context=_text(headers.get(b"x-amz-client-context")),
-                trace_id=_text(headers.get(b"x-amzn-trace-id")),
+                trace_id=incoming_header(headers.get(b"x-amzn-trace-id"), headers.get(b"traceparent")),
             )
             status, body = outcome.status, outcome.payload
             out = [JSON, *[(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers.items()]]

@@ -47,7 +47,7 @@ def default_runtime() -> str:
     """The newest Python runtime this host has (the server usually runs on the same host)."""
     from nimbus.sandbox.runtimes import available_runtimes
 
-    found = sorted(available_runtimes(), key=lambda r: int(r.split(".")[1]))
+    found = sorted((r for r in available_runtimes() if r.startswith("python")), key=lambda r: int(r.split(".")[1]))
     return found[-1] if found else "python3.12"
 
 

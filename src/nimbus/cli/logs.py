@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from nimbus.cli.client import signing_auth
+
 DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
 TARGET = "Logs_20140328."
 POLL_SECONDS = 1.0
@@ -55,7 +57,7 @@ class LogsClient:
 
     def __init__(self, endpoint: str, timeout: float = 30.0) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self._http = httpx.Client(base_url=self.endpoint, timeout=timeout)
+        self._http = httpx.Client(base_url=self.endpoint, timeout=timeout, auth=signing_auth(self.endpoint))
 
     def close(self) -> None:
         self._http.close()

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from nimbus.cli import functions
+from nimbus.cli import functions, keys
+from nimbus.cli.cost import cost
 from nimbus.cli.logs import logs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="nimbus: self-hosted AWS Lambda.")
@@ -29,6 +30,12 @@ def server(
     idle_timeout: Annotated[
         float | None, typer.Option(help="Seconds an idle environment is kept [NIMBUS_IDLE_TIMEOUT]")
     ] = None,
+    auth: Annotated[
+        str | None, typer.Option(help="sigv4 (default) | none: check request signatures [NIMBUS_AUTH]")
+    ] = None,
+    insecure: Annotated[
+        bool | None, typer.Option("--insecure", help="Allow --auth none on a non-loopback address [NIMBUS_INSECURE]")
+    ] = None,
 ) -> None:
     """Start the whole platform in one process on embedded defaults."""
     import pydantic
@@ -47,6 +54,8 @@ def server(
             "region": region,
             "account_id": account_id,
             "idle_timeout": idle_timeout,
+            "auth": auth,
+            "insecure": insecure,
         }.items()
         if v is not None
     }
@@ -67,3 +76,5 @@ app.command()(functions.invoke)
 app.command("functions")(functions.functions)
 app.command()(functions.delete)
 app.command("logs")(logs)
+app.command("cost")(cost)
+app.add_typer(keys.app, name="keys")

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from nimbus.config import Settings
 from nimbus.control import validation as v
+from nimbus.control.layertree import LAYER_CONTENTS
 from nimbus.errors import InvalidParameterValue
 
 DEFAULTS: dict[str, Any] = {
@@ -23,9 +25,15 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def apply_request(request: dict[str, Any], settings: Settings, base: dict[str, Any] | None) -> dict[str, Any]:
+def apply_request(
+    request: dict[str, Any],
+    settings: Settings,
+    base: dict[str, Any] | None,
+    resolve_layers: Callable[[list[str]], dict[str, dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
     """The stored config after applying `request` (AWS field names, only the fields the client sent) to
-    `base` (None for a new function). Raises Lambda's errors for any invalid field."""
+    `base` (None for a new function). Raises Lambda's errors for any invalid field. `resolve_layers` maps
+    layer version ARNs to their content (control/layers.py); without it every layer is unknown."""
     conf: dict[str, Any] = dict(DEFAULTS) if base is None else dict(base)
     if "Role" in request:
         v.check_role(request["Role"])
@@ -62,8 +70,10 @@ def apply_request(request: dict[str, Any], settings: Settings, base: dict[str, A
         conf["TracingMode"] = mode
     if "Layers" in request:
         layers = list(request["Layers"] or [])
-        v.check_layers(layers, settings)
+        found = resolve_layers(layers) if resolve_layers is not None else {}
+        v.check_layers(layers, settings, found)
         conf["Layers"] = layers
+        conf[LAYER_CONTENTS] = [found[arn] for arn in layers]
     if "Architectures" in request:
         archs = list(request["Architectures"] or [])
         v.check_architectures(archs)

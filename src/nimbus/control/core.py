@@ -20,6 +20,7 @@ from nimbus.control import validation as v
 from nimbus.control.arn import NAME_RE, FunctionLocator, function_arn, is_version, parse_locator
 from nimbus.control.codestore import CodeStore
 from nimbus.control.documents import logging_config, render_config
+from nimbus.control.layertree import opt_dir as layer_opt_dir
 from nimbus.control.models import AliasRow, FunctionRow, VersionRow
 from nimbus.control.specs import AliasSpec, FunctionSnapshot, VersionSpec
 from nimbus.errors import InvalidParameterValue, PreconditionFailed, ResourceNotFound
@@ -169,6 +170,9 @@ class RegistryCore:
             code_sha256=row.code_sha256,
             code_dir=self.codestore.unpacked(row.code_sha256),
             revision_id=row.revision_id,
+            tracing_mode=c.get("TracingMode", "PassThrough"),
+            opt_dir=layer_opt_dir(self.codestore, c),
+            snap_start=row.version != "$LATEST" and c.get("SnapStartApplyOn") == "PublishedVersions",
         )
 
     @staticmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,11 @@ def lambda_timestamp(epoch: float | None = None) -> str:
     """AWS's LastModified format: `2024-01-15T10:20:30.123+0000`."""
     moment = datetime.fromtimestamp(time.time() if epoch is None else epoch, UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+# The State of SnapStart versions whose snapshot is still being made or failed (issue 5): set by the server
+# (api/provisioned.py), called as (name, version, revision id) -> (State, StateReason, StateReasonCode) | None.
+VERSION_STATE: Callable[[str, str, str], tuple[str, str, str] | None] | None = None
 
 
 def render_config(
@@ -52,7 +58,8 @@ def render_config(
     doc["RevisionId"] = revision_id
     layers = stored.get("Layers") or []
     if layers:
-        doc["Layers"] = [{"Arn": arn, "CodeSize": 0} for arn in layers]
+        sizes = {c.get("Arn"): c.get("CodeSize", 0) for c in stored.get("LayerContents") or []}
+        doc["Layers"] = [{"Arn": arn, "CodeSize": sizes.get(arn, 0)} for arn in layers]
     doc.update(
         {
             "State": "Active",
@@ -60,11 +67,23 @@ def render_config(
             "PackageType": "Zip",
             "Architectures": list(stored.get("Architectures") or ["x86_64"]),
             "EphemeralStorage": {"Size": stored.get("EphemeralStorage", 512)},
-            "SnapStart": {"ApplyOn": stored.get("SnapStartApplyOn", "None"), "OptimizationStatus": "Off"},
+            "SnapStart": snap_start_response(stored, version),
             "LoggingConfig": logging_config(name, stored.get("LoggingConfig")),
         }
     )
+    if VERSION_STATE is not None and doc["SnapStart"]["OptimizationStatus"] == "On":
+        override = VERSION_STATE(name, version, revision_id)
+        if override is not None:
+            doc["State"], doc["StateReason"], doc["StateReasonCode"] = override
     return {k: v for k, v in doc.items() if v is not None}
+
+
+def snap_start_response(stored: dict[str, Any], version: str) -> dict[str, str]:
+    """SnapStartResponse: ApplyOn as configured; OptimizationStatus On only for a version published with
+    PublishedVersions (its environments restore from the version's snapshot, see docs/coldstarts.md)."""
+    apply_on = stored.get("SnapStartApplyOn", "None")
+    on = apply_on == "PublishedVersions" and version != "$LATEST"
+    return {"ApplyOn": apply_on, "OptimizationStatus": "On" if on else "Off"}
 
 
 def logging_config(name: str, stored: dict[str, Any] | None) -> dict[str, Any]:

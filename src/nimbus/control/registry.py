@@ -13,12 +13,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nimbus.control import deployments
 from nimbus.control import validation as v
 from nimbus.control.account import AccountOps
 from nimbus.control.aliases import AliasOps
 from nimbus.control.arn import is_version
 from nimbus.control.codestore import CodeBlob
 from nimbus.control.configs import apply_request
+from nimbus.control.layers import LayerOps
 from nimbus.control.core import LATEST, ONLY_LATEST, new_revision, page_of, version_sort_key
 from nimbus.control.documents import lambda_timestamp
 from nimbus.control.models import AliasRow, FunctionRow, VersionRow
@@ -32,7 +34,7 @@ __all__ = ["LATEST", "ONLY_LATEST", "Registry", "new_revision"]
 PAGE_MAX = 50
 
 
-class Registry(AliasOps, AccountOps, PolicyOps):
+class Registry(AliasOps, AccountOps, PolicyOps, LayerOps):
     """All control-plane state and operations. Thread-safe; API handlers call it from worker threads."""
 
     def create_function(self, request: dict[str, Any], zip_bytes: bytes | None) -> dict[str, Any]:
@@ -45,7 +47,7 @@ class Registry(AliasOps, AccountOps, PolicyOps):
                                r"(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)")
         name = loc.name
         v.check_function_name(name)
-        config = apply_request(request, self.settings, None)
+        config = apply_request(request, self.settings, None, self.resolve_layers)
         tags = dict(request.get("Tags") or {})
         v.check_tags(tags)
         if zip_bytes is None:
@@ -55,6 +57,7 @@ class Registry(AliasOps, AccountOps, PolicyOps):
             if s.get(FunctionRow, name) is not None:
                 raise ResourceConflict(f"Function already exist: {name}")
         blob = self.codestore.put(zip_bytes)
+        self.check_code_and_layers_size(config, blob.sha256_hex)
         now_ms = int(time.time() * 1000)
         with self._write(name) as s:
             if s.get(FunctionRow, name) is not None:
@@ -67,6 +70,7 @@ class Registry(AliasOps, AccountOps, PolicyOps):
                                 last_modified=lambda_timestamp(now_ms / 1000))
             s.add(latest)
             s.flush()
+            deployments.record(s, name, "CreateFunction", LATEST, blob.sha256_hex)
             result = latest
             if request.get("Publish"):
                 result = self._publish(s, fn, latest, None)
@@ -146,9 +150,11 @@ class Registry(AliasOps, AccountOps, PolicyOps):
             latest = self._version(s, name, LATEST)
             self._check_revision(latest.revision_id, request.get("RevisionId"))
             config = self._with_code(latest.config, blob)
+            self.check_code_and_layers_size(config, blob.sha256_hex)
             if "Architectures" in request:
                 config["Architectures"] = list(request["Architectures"])
             self._touch(latest, config, blob.sha256_hex)
+            deployments.record(s, name, "UpdateFunctionCode", LATEST, blob.sha256_hex)
             result = self._publish(s, fn, latest, None) if request.get("Publish") else latest
             return self._config(result, None)
 
@@ -159,7 +165,8 @@ class Registry(AliasOps, AccountOps, PolicyOps):
             latest = self._version(s, name, LATEST)
             self._check_revision(latest.revision_id, request.get("RevisionId"))
             base = {k: x for k, x in latest.config.items() if k not in ("CodeSha256", "CodeSize")}
-            config = apply_request(request, self.settings, base)
+            config = apply_request(request, self.settings, base, self.resolve_layers)
+            self.check_code_and_layers_size(config, latest.code_sha256)
             config.update({k: latest.config[k] for k in ("CodeSha256", "CodeSize") if k in latest.config})
             self._touch(latest, config, latest.code_sha256)
             return self._config(latest, None)
@@ -231,6 +238,7 @@ class Registry(AliasOps, AccountOps, PolicyOps):
                          code_sha256=latest.code_sha256, revision_id=new_revision(),
                          last_modified=latest.last_modified)
         s.add(row)
+        deployments.record(s, fn.name, "PublishVersion", row.version, row.code_sha256)
         latest.revision_id = new_revision()  # as on AWS, publishing changes $LATEST's RevisionId
         s.flush()
         return row

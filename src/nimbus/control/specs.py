@@ -27,6 +27,9 @@ class VersionSpec:
     code_sha256: str  # hex sha256 of the zip: key of the code store
     code_dir: Path  # unpacked, read-only tree of the code
     revision_id: str
+    tracing_mode: str = "PassThrough"  # TracingConfig.Mode: PassThrough | Active
+    opt_dir: Path | None = None  # the function's layers merged (control/layertree.py), mounted at /opt
+    snap_start: bool = False  # a published version with SnapStart ApplyOn=PublishedVersions (issue 5)
 
     @property
     def qualified_arn(self) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from nimbus.config import Settings
 from nimbus.control.arn import LAYER_VERSION_ARN_RE, NAME_RE
 from nimbus.errors import InvalidParameterValue, ValidationError
-from nimbus.sandbox.runtimes import KNOWN_RUNTIMES, available_runtimes
+from nimbus.sandbox.runtimes import KNOWN_RUNTIMES, available_runtimes, unavailable_reason
 
 ROLE_PATTERN = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
 HANDLER_PATTERN = r"[^\s]+"
@@ -93,7 +93,7 @@ def check_runtime(runtime: str) -> None:
         here = ", ".join(sorted(available)) or "none"
         raise InvalidParameterValue(
             f"The runtime parameter of {runtime} is not supported by this server. "
-            f"Runtimes available here: {here}."
+            f"{unavailable_reason(runtime)} Runtimes available here: {here}.".replace(".  ", ". ")
         )
 
 
@@ -173,8 +173,7 @@ def check_environment(variables: Mapping[str, str], settings: Settings) -> None:
 def check_layers(layers: list[str], settings: Settings, existing: Iterable[str] = ()) -> None:
     """Layer version ARNs: well formed, at most `layers_max`, one version per layer, and existing.
 
-    No layer store exists yet, so every well-formed layer is unknown and refused as AWS refuses a layer
-    version that does not exist.
+    `existing` holds the layer version ARNs that exist (control/layers.py resolves them).
     """
     if len(layers) > settings.layers_max:
         raise InvalidParameterValue(f"Cannot reference more than {settings.layers_max} layers.")

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nimbus.config import Settings
@@ -21,14 +22,16 @@ from nimbus.errors import (
     InvalidParameterValue,
     InvalidRequestContent,
     RequestTooLarge,
-    ResourceNotFound,
+    ServiceError,
     TooManyRequests,
     ValidationError,
 )
 from nimbus.invoke import router
 from nimbus.invoke.concurrency import Concurrency
-from nimbus.observe import report
+from nimbus.invoke.queue import EventQueue, NewEvent
+from nimbus.observe import platformlog, report
 from nimbus.observe.logstore import LogStore
+from nimbus.observe.observer import Observer
 from nimbus.sandbox.types import InvokeRequest, InvokeResult, Sandbox
 
 log = logging.getLogger("nimbus.invoke")
@@ -77,20 +80,18 @@ class Invoker:
         self._logstore = logstore
         self._reserved_total: int | None = None
         self.concurrency = Concurrency(settings, self._cached_reserved_total)
-        self._background: set[asyncio.Task[None]] = set()
+        self.events: EventQueue | None = None  # the durable async queue (set by the platform)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._routes: dict[tuple[str, str | None], _Route] = {}
         registry.subscribe(self._on_function_changed)
+        self.observer = Observer(settings, registry.engine)  # metrics, metering, tracing (observe/)
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        await self.observer.start()
 
     async def stop(self) -> None:
-        """Give async deliveries in flight a moment to finish; the sandbox then kills what is left."""
-        if self._background:
-            await asyncio.wait(self._background, timeout=5)
-        for task in self._background:
-            task.cancel()
+        await self.observer.stop()
 
     def _cached_reserved_total(self) -> int:
         if self._reserved_total is None:
@@ -121,8 +122,14 @@ class Invoker:
         log_type: str = "None",
         client_context: str | None = None,
         trace_id: str | None = None,
+        on_chunk: Callable[[bytes], None] | None = None,
+        on_admitted: Callable[[str, str], None] | None = None,
     ) -> InvokeOutcome:
-        """Invoke `function` (name or ARN) and describe the HTTP answer."""
+        """Invoke `function` (name or ARN) and describe the HTTP answer.
+
+        Response streaming (invoke/streaming.py): with `on_chunk` the function's output goes there as it is
+        produced (the outcome's payload is then empty, or the error document); `on_admitted(executed
+        version, request id)` is called once the invocation is admitted, before it runs."""
         if invocation_type not in INVOCATION_TYPES:
             raise ValidationError(
                 f"1 validation error detected: Value '{invocation_type}' at 'invocationType' failed to "
@@ -161,16 +168,26 @@ class Invoker:
             return InvokeOutcome(204, b"", headers)
 
         if invocation_type == "Event":
-            request = self._request(target, payload, context_json, trace_id)
-            task = asyncio.create_task(self._run_event(route, request))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-            return InvokeOutcome(202, b"", {"x-amzn-RequestId": request.request_id})
+            # Committed to the durable queue before the 202: an accepted event survives a crash (invoke/queue.py).
+            if self.events is None:
+                raise ServiceError("The asynchronous invocation queue is not running.")
+            request_id = _new_request_id()
+            event = NewEvent(request_id, snapshot.name, qualifier or arn_qualifier, payload, context_json, trace_id)
+            await self.events.enqueue((event,))
+            return InvokeOutcome(202, b"", {"x-amzn-RequestId": request_id})
 
         cold = self._sandbox.idle_count(route.pool_key) == 0
-        lease = self.concurrency.acquire(snapshot.name, snapshot.reserved_concurrency, cold)
+        try:
+            lease = self.concurrency.acquire(snapshot.name, snapshot.reserved_concurrency, cold)
+        except TooManyRequests:
+            self.observer.throttled(snapshot.name, qualifier or arn_qualifier)
+            raise
         try:
             request = self._request(target, payload, context_json, trace_id)
+            if on_chunk is not None:
+                request.on_chunk = on_chunk
+            if on_admitted is not None:
+                on_admitted(spec.version, request.request_id)
             result = await self._sandbox.invoke(spec, request)
         finally:
             self.concurrency.release(lease)
@@ -208,7 +225,7 @@ class Invoker:
         self, target: router.Target, payload: bytes, client_context: str | None, trace_id: str | None
     ) -> InvokeRequest:
         request_id = _new_request_id()
-        return InvokeRequest(
+        request = InvokeRequest(
             request_id=request_id,
             payload=payload,
             deadline_ms=int(time.time() * 1000) + target.spec.timeout * 1000,
@@ -216,51 +233,35 @@ class Invoker:
             client_context=client_context,
             trace_id=trace_id or _new_trace_id(),
         )
+        self.observer.begin(target.spec, request, trace_id)  # tracing: sampling, the header the function sees
+        return request
 
-    async def _run_event(self, route: _Route, request: InvokeRequest) -> None:
-        """One delivery of an accepted `Event` invocation (retries and destinations are the async pipeline's).
-
-        As on AWS, an accepted event is not throttled at the API: when concurrency is exhausted it waits and
-        retries with backoff (1 s doubling to 5 min) until its maximum age; reserved concurrency 0 drops it
-        at once (AWS sends it to the DLQ or on-failure destination, which the async pipeline adds).
-        """
-        target, name = route.target, route.snapshot.name
-        accepted = time.monotonic()
-        delay = 1.0
+    async def run_event(
+        self, function: str, qualifier: str | None, request_id: str, payload: bytes,
+        client_context: str | None, trace_id: str | None,
+    ) -> tuple[VersionSpec, InvokeResult]:
+        """One attempt of a queued `Event` invocation, keeping its request id (the dispatcher, invoke/
+        dispatcher.py, owns retries and destinations). Raises ResourceNotFound when the function or
+        qualifier is gone and TooManyRequests when there is no capacity."""
+        snapshot = self._registry.snapshot(function)
+        route = self._route(snapshot, function, qualifier)
+        cold = self._sandbox.idle_count(route.pool_key) == 0
+        lease = self.concurrency.acquire(snapshot.name, snapshot.reserved_concurrency, cold)
         try:
-            while True:
-                try:
-                    reserved = self._registry.snapshot(name).reserved_concurrency
-                except ResourceNotFound:
-                    log.warning("async event dropped: function deleted", extra={"request_id": request.request_id})
-                    return
-                if reserved == 0:
-                    log.warning(
-                        "async event dropped: reserved concurrency is 0", extra={"request_id": request.request_id}
-                    )
-                    return
-                try:
-                    cold = self._sandbox.idle_count(route.pool_key) == 0
-                    lease = self.concurrency.acquire(name, reserved, cold)
-                    break
-                except TooManyRequests:
-                    if time.monotonic() - accepted + delay > self._settings.async_max_event_age:
-                        log.warning("async event dropped: maximum event age", extra={"request_id": request.request_id})
-                        return
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 300.0)
-            try:
-                request.deadline_ms = int(time.time() * 1000) + target.spec.timeout * 1000
-                result = await self._sandbox.invoke(target.spec, request)
-                self._record(target.spec, route.log_group, request, result)
-            finally:
-                self.concurrency.release(lease)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("async invocation failed", extra={"request_id": request.request_id})
+            request = self._request(route.target, payload, client_context, trace_id)
+            request.request_id = request_id
+            result = await self._sandbox.invoke(route.spec, request)
+        finally:
+            self.concurrency.release(lease)
+        self._record(route.spec, route.log_group, request, result)
+        return route.spec, result
 
     def _record(self, spec: VersionSpec, log_group: str, request: InvokeRequest, result: InvokeResult) -> list[str]:
+        self.observer.record(spec, request, result)  # metrics, metering, trace span
+        if platformlog.is_json(spec):  # LoggingConfig JSON: platform.* records instead of START/END/REPORT
+            stamped_json, json_lines = platformlog.invocation_lines(spec, request, result)
+            self._logstore.append(log_group, result.log_stream, stamped_json)
+            return json_lines
         rid = request.request_id
         start = report.start_line(rid, spec.version)
         end = report.end_line(rid)

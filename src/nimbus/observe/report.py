@@ -35,12 +35,14 @@ def report_line(
     """The REPORT line: tab-separated fields, each followed by a tab (AWS ends the line with one too).
 
     Order as in CloudWatch: Duration, Billed Duration, Memory Size, Max Memory Used, then Init Duration
-    (cold starts only), then any `extra` fields in the given order (e.g. `Status: timeout`).
+    (cold starts only), then any `extra` fields in the given order (e.g. `Status: timeout`). Billed Duration
+    includes the INIT phase, as AWS bills it since 1 August 2025.
     """
     # One f-string: this runs on every invocation.
     line = (
         f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-        f"Billed Duration: {max(1, math.ceil(duration_ms))} ms\tMemory Size: {memory_size_mb} MB\t"
+        f"Billed Duration: {max(1, math.ceil(duration_ms + (init_duration_ms or 0.0)))} ms\t"
+        f"Memory Size: {memory_size_mb} MB\t"
         f"Max Memory Used: {max_memory_mb} MB\t"
     )
     if init_duration_ms is not None:

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import heapq
 import json
 import logging
+import math
 import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from signal import SIGUSR2
@@ -24,6 +27,7 @@ from nimbus.control.specs import VersionSpec
 from nimbus.sandbox.backends import Backend, Handle, Launch
 from nimbus.sandbox.cgroups import ANON_POLL_INTERVAL
 from nimbus.sandbox.protocol import (
+    CHUNK,
     READY,
     RESULT,
     FrameReader,
@@ -34,7 +38,9 @@ from nimbus.sandbox.protocol import (
 )
 from nimbus.sandbox.runtimes import python_prefix
 from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogLine, LogSink
+from nimbus.sandbox.zygote import Zygote, ZygoteError, restore_lines, send_go
 
+CHUNK_KIND = bytes((CHUNK,))
 FLUSHED = b"\0nimbus-flushed"  # the runtime's last line after SIGUSR2 (runtime/bootstrap.py)
 FLUSH_GRACE = 0.2  # seconds a runtime about to be killed gets to hand over its logs
 
@@ -131,6 +137,7 @@ def build_environ(
     task_root = backend.task_root(spec.code_dir)
     runtime_dir = backend.runtime_dir
     prefix = python_prefix(interpreter)
+    opt = backend.opt_root(spec.opt_dir)  # layers: /opt, or their real place where it cannot be mounted
     env = dict(spec.environment)
     env.update(
         {
@@ -149,13 +156,18 @@ def build_environ(
             "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
             "TZ": ":UTC",
             "LANG": "en_US.UTF-8",
-            "PATH": f"{prefix}/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
+            "PATH": f"{prefix}/bin:/usr/local/bin:/usr/bin/:/bin:{opt}/bin",
             "LD_LIBRARY_PATH": (
-                f"{prefix}/lib:/lib64:/usr/lib64:{runtime_dir}:{runtime_dir}/lib:{task_root}:{task_root}/lib:/opt/lib"
+                f"{prefix}/lib:/lib64:/usr/lib64:{runtime_dir}:{runtime_dir}/lib:{task_root}:{task_root}/lib:{opt}/lib"
             ),
             "PYTHONPATH": runtime_dir,
         }
     )
+    if spec.runtime.startswith("nodejs"):
+        major = spec.runtime.removeprefix("nodejs").split(".")[0]
+        env.setdefault("NODE_PATH", f"{opt}/nodejs/node{major}/node_modules:{opt}/nodejs/node_modules")
+    if opt != "/opt":
+        env["_NIMBUS_OPT_DIR"] = opt  # the Python runtime puts {opt}/python on sys.path (bootstrap.py)
     log_format = str(spec.logging_config.get("LogFormat") or "Text")
     if log_format.upper() == "JSON":
         env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
@@ -258,8 +270,22 @@ class Environment:
         log_sink: LogSink,
         interpreter: Path,
         deadlines: Deadlines | None = None,
+        *,
+        zygote: Zygote | None = None,  # fork from this zygote (issue 5) rather than start fresh
+        launcher: Callable[[Launch], Handle] | None = None,  # instead of backend.launch (zygotes)
+        role: str = "environment",  # or "zygote": never invoked, forks environments
+        init_type: str = "on-demand",  # AWS_LAMBDA_INITIALIZATION_TYPE
+        environ_hook: Callable[[str], dict[str, str]] | None = None,  # per-environment variables by env id
     ) -> None:
         self.id = uuid.uuid4().hex
+        self.zygote = zygote
+        self.launcher = launcher
+        self.role = role
+        self.init_type = init_type
+        self.environ_hook = environ_hook
+        self.provisioned = init_type == "provisioned-concurrency"
+        self.prestarting = False  # provisioned concurrency: starting ahead of demand
+        self.restore_report: dict[str, str] | None = None  # SnapStart: REPORT's Restore Duration fields
         self.spec = spec
         self.backend = backend
         self.settings = settings
@@ -282,6 +308,7 @@ class Environment:
         self._transport: asyncio.Transport | None = None
         self._out_transport: asyncio.BaseTransport | None = None
         self._waiter: asyncio.Future[ResultFrame] | None = None
+        self._on_chunk: Callable[[bytes], None] | None = None  # set while a streaming invocation runs
         self._exited: asyncio.Future[None] | None = None
         self._pidfd = -1
         self._memory_fd = -1
@@ -297,6 +324,9 @@ class Environment:
     # Events from the runtime
 
     def _on_frame(self, frame: bytes) -> None:
+        if frame[:1] == CHUNK_KIND and self._on_chunk is not None:
+            self._on_chunk(frame[1:])  # a streamed response's chunk (api/streaming.py), passed on at once
+            return
         waiter = self._waiter
         if waiter is None or waiter.done():
             self._broken("unexpected frame")
@@ -368,6 +398,12 @@ class Environment:
     # Lifecycle
 
     async def _spawn(self) -> None:
+        if self.zygote is not None:
+            try:
+                return await self._spawn_forked(self.zygote)
+            except ZygoteError as e:  # the zygote died under us: this environment starts fresh
+                log.warning("environment %s: fork failed (%s): starting it fresh", self.id, e)
+                self.zygote = None
         loop = self._loop
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
@@ -375,6 +411,9 @@ class Environment:
             environ = build_environ(self.spec, self.settings, self.backend, self.log_stream, self.interpreter)
             environ["_NIMBUS_CONTROL_FD"] = str(child.fileno())
             environ["_NIMBUS_MAX_RESPONSE"] = str(self.settings.sync_payload_max_bytes + RESPONSE_SLACK)
+            environ["AWS_LAMBDA_INITIALIZATION_TYPE"] = self.init_type
+            if self.environ_hook is not None:
+                environ.update(self.environ_hook(self.id))
             launch = Launch(
                 env_id=self.id,
                 interpreter=self.interpreter,
@@ -384,9 +423,10 @@ class Environment:
                 environ=environ,
                 pass_fds=(child.fileno(),),
                 stdout_fd=out_w,
+                opt_dir=self.spec.opt_dir,
             )
             self._exited = loop.create_future()
-            self.handle = self.backend.launch(launch)
+            self.handle = (self.launcher or self.backend.launch)(launch)
         except BaseException:
             parent.close()
             os.close(out_r)
@@ -399,6 +439,39 @@ class Environment:
         self._transport, _ = await loop.create_unix_connection(lambda: _Control(self), sock=parent)
         pipe = os.fdopen(out_r, "rb", buffering=0)
         self._out_transport, _ = await loop.connect_read_pipe(lambda: _Output(self), pipe)
+
+    async def _spawn_forked(self, zygote: Zygote) -> None:
+        """A fork of the zygote, already in its own cgroup; it gets its per-environment values, then
+        reseeds, runs after-restore hooks and answers READY (see sandbox/zygote.py)."""
+        loop = self._loop
+        forked = await zygote.acquire(self.id, self.spec.memory_size, self.spec.ephemeral_storage)
+        environ = {"AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream, "AWS_LAMBDA_INITIALIZATION_TYPE": self.init_type}
+        try:
+            if self.environ_hook is not None:
+                environ.update(self.environ_hook(self.id))
+            send_go(forked.sock, environ)
+        except BaseException as e:
+            forked.handle.kill()
+            forked.sock.close()
+            os.close(forked.out_r)
+            raise ZygoteError(f"cannot start the forked environment: {e}") from e
+        self.handle = forked.handle
+        self._exited = loop.create_future()
+        self._watch_pid()
+        self._transport, _ = await loop.create_unix_connection(lambda: _Control(self), sock=forked.sock)
+        pipe = os.fdopen(forked.out_r, "rb", buffering=0)
+        self._out_transport, _ = await loop.connect_read_pipe(lambda: _Output(self), pipe)
+
+    async def prestart(self) -> InvokeResult | None:
+        """Start the environment ahead of demand (provisioned concurrency): None when ready."""
+        self.busy = True
+        self.prestarting = True
+        try:
+            return await self._start(f"prestart-{self.id}")
+        finally:
+            self.prestarting = False
+            self.busy = False
+            self.last_used = self._loop.time()
 
     async def _watch_memory(self) -> None:
         """Start the backend's memory watcher off the event loop (its set-up can take milliseconds)."""
@@ -445,6 +518,10 @@ class Environment:
     def _watch_pid(self) -> None:
         assert self.handle is not None
         self._memory_task = self._loop.create_task(self._watch_memory())
+        watch = getattr(self.handle, "watch_exit", None)
+        if watch is not None:  # a forked environment: its zygote reports the exit (it is not our child)
+            watch(self._on_exit)
+            return
         try:
             self._pidfd = os.pidfd_open(self.handle.pid)
         except (OSError, AttributeError):
@@ -467,12 +544,23 @@ class Environment:
     async def _start(self, request_id: str) -> InvokeResult | None:
         """Spawn and run INIT. None when ready, else the result to answer the triggering invocation with."""
         self.started = True
-        self.log_sink(
-            self.spec.log_group,
-            self.log_stream,
-            [(time.time_ns() // 1_000_000, runtime_version_line(self.spec.runtime, self.settings.region))],
-        )
         t0 = time.perf_counter()
+        zygote = self.zygote
+        if zygote is not None:  # one INIT for every environment of the version (issue 5)
+            try:
+                failure = await zygote.ready()
+            except ZygoteError as e:
+                log.warning("environment %s: no zygote (%s): starting it fresh", self.id, e)
+                failure = None
+                self.zygote = zygote = None
+            if failure is not None:
+                self.kill("init-error")
+                return dataclasses.replace(
+                    failure, log_stream=self.log_stream, environment_id=self.id, extra_report=dict(failure.extra_report)
+                )
+        version_line = runtime_version_line(self.spec.runtime, self.settings.region)
+        lines = restore_lines(zygote, version_line) if zygote is not None else None
+        self.log_sink(self.spec.log_group, self.log_stream, lines or [(time.time_ns() // 1_000_000, version_line)])
         self._waiter = self._loop.create_future()
         await self._spawn()
         timeout = self.settings.init_timeout
@@ -505,7 +593,12 @@ class Environment:
                 environment_id=self.id,
                 extra_report={"Status": "error", "Error Type": frame.error_type or "Runtime.Unknown"},
             )
-        if self.handle is not None:
+        if self.zygote is not None and self.zygote.snapstart:
+            self.restore_report = {
+                "Restore Duration": f"{self.init_duration_ms:.2f} ms",
+                "Billed Restore Duration": f"{math.ceil(self.init_duration_ms)} ms",
+            }
+        if self.handle is not None and self.role != "zygote":  # a zygote's forks must not be throttled
             try:
                 self.handle.after_init(self.spec.memory_size)
             except OSError as e:  # the group vanished: the environment is unusable
@@ -526,6 +619,7 @@ class Environment:
         finally:
             deadlines.finished()
             self._waiter = None
+            self._on_chunk = None
 
     async def invoke(self, request: InvokeRequest) -> InvokeResult:
         """Run one invocation (starting the environment first if needed). Never raises for user faults."""
@@ -541,9 +635,14 @@ class Environment:
                 init_ms = self.init_duration_ms
                 # The function's timeout starts after INIT, as on Lambda.
                 deadline_ms += int(init_ms or 0)
+                if self.restore_report is not None:  # SnapStart: Restore Duration replaces Init Duration
+                    init_ms = None
             if not self.alive:
                 return await self._exit_error(request.request_id)
-            return await self._run(request, deadline_ms, init_ms)
+            result = await self._run(request, deadline_ms, init_ms)
+            if self.restore_report is not None and self.invocations == 0:
+                result.extra_report = {**self.restore_report, **result.extra_report}
+            return result
         finally:
             self.busy = False
             self.invocations += 1
@@ -553,6 +652,7 @@ class Environment:
         assert self._transport is not None
         loop = self._loop
         self._waiter = loop.create_future()
+        self._on_chunk = request.on_chunk
         t0 = time.perf_counter()
         self._transport.write(encode_invoke(request, deadline_ms))
         remaining = deadline_ms / 1000 - time.time()

@@ -10,16 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
 from nimbus.errors import InvalidRuntime
+from nimbus.sandbox.apienvironment import ApiEnvironment  # Runtime API runtimes (custom, Node.js)
+from nimbus.sandbox.apiruntimes import is_api_runtime
 from nimbus.sandbox.backends import Backend, BackendUnavailable, choose
 from nimbus.sandbox.environment import Deadlines, Environment, error_result
 from nimbus.sandbox.pool import Pool
+from nimbus.sandbox.provisioned import Provisioner
 from nimbus.sandbox.runtimes import available_runtimes
 from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink
+from nimbus.sandbox.zygote import Zygote, zygotes_enabled
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +45,16 @@ class SandboxManager:
         self._reaper: asyncio.Task[None] | None = None
         self._deadlines: Deadlines | None = None  # the timeouts of all environments, on the serving loop
         self._stopping = False
+        self.start_failures: dict[str, int] = {}  # function -> environments that failed to start (metrics)
+        self._zygotes: dict[tuple[str, str, str], Zygote] = {}  # pool key -> its fork server (issue 5)
+        self._old_zygotes: set[Zygote] = set()  # retired, alive while environments forked from them are
+        self._background: set[asyncio.Task[None]] = set()
+        # Per-environment variables (e.g. short-lived credentials), given (spec, environment id); applied to
+        # fresh and forked environments alike before any user code of theirs runs.
+        self.environ_hook: Callable[[VersionSpec, str], dict[str, str]] | None = None
+        self.provisioner = Provisioner(self)
+        # SnapStart versions: (State, StateReason, StateReasonCode) while their snapshot is made or failed
+        self._snapshots: dict[tuple[str, str, str], tuple[str, str, str] | None] = {}
 
     async def start(self) -> None:
         """Choose the backend (probing namespaces once) and start the idle reaper.
@@ -66,6 +82,9 @@ class SandboxManager:
     async def stop(self) -> None:
         """Kill every environment; in-flight invocations come back as clean errors."""
         self._stopping = True
+        await self.provisioner.stop()
+        for task in list(self._background):
+            task.cancel()
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -74,6 +93,12 @@ class SandboxManager:
         envs = list(self._envs)
         for env in envs:
             env.kill("stop")
+        zygotes = [*self._zygotes.values(), *self._old_zygotes]
+        self._zygotes.clear()
+        self._old_zygotes.clear()
+        for zygote in zygotes:
+            zygote.close()
+        await asyncio.gather(*(z.wait_closed() for z in zygotes))
         await asyncio.gather(*(env.wait_closed() for env in envs))
         # Let in-flight invocations observe the kill before the backend's resources disappear.
         for _ in range(100):
@@ -89,6 +114,14 @@ class SandboxManager:
     def environment_count(self) -> int:
         return sum(1 for env in self._envs if env.alive)
 
+    def environment_stats(self) -> list[tuple[str, str, str, bool, int]]:
+        """(function, version, environment id, busy, peak memory MB) of every live environment (metrics)."""
+        return [
+            (e.spec.function_name, e.spec.version, e.id, e.busy,
+             e.handle.peak_memory_mb(0) if e.handle is not None else 0)
+            for e in list(self._envs) if e.alive
+        ]
+
     def idle_count(self, pool_key: tuple[str, str, str]) -> int:
         """Warm environments idle right now for `pool_key` (0 means the next invoke is cold)."""
         pool = self._pools.get(pool_key)
@@ -103,6 +136,15 @@ class SandboxManager:
             pool.retire()
             if pool.busy:
                 self._draining.add(pool)
+        for key in list(self.provisioner.targets):
+            if key[0] == function_name and (key[1], key[2]) not in keep:
+                del self.provisioner.targets[key]
+        for key, zygote in list(self._zygotes.items()):
+            if key[0] == function_name and (key[1], key[2]) not in keep:
+                del self._zygotes[key]  # never forks again: a code or configuration change means new INIT
+                zygote.retired = True
+                self._old_zygotes.add(zygote)
+        self._retire_zygotes(time.monotonic(), self._zygote_idle())
 
     def _interpreter(self, spec: VersionSpec) -> Path:
         interpreter = available_runtimes().get(spec.runtime)
@@ -122,21 +164,138 @@ class SandboxManager:
             pool = self._pools[spec.pool_key] = Pool(spec)
         env = pool.take()
         if env is None:
-            env = Environment(
-                spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines
-            )
+            env = self._new_environment(spec)
             self._envs.add(env)
             pool.add_busy(env)
         keep = False
+        fresh = not env.started
         try:
             result = await env.invoke(request)
             keep = not self._stopping
+            if fresh and (env.init_duration_ms is None or env.kill_reason in ("init-error", "limits")):
+                self.start_failures[spec.function_name] = self.start_failures.get(spec.function_name, 0) + 1
             return result
         finally:
             # Cancelled mid-invocation (keep is False): the environment's state is unknown, so it goes.
             pool.release(env, keep)
             if pool.retired and not pool.busy:
                 self._draining.discard(pool)
+
+    def _new_environment(self, spec: VersionSpec, init_type: str = "on-demand") -> Environment:
+        """A new, unstarted environment of `spec`: forked from the version's zygote where the runtime allows."""
+        assert self._backend is not None
+        hook = self.environ_hook
+        if is_api_runtime(spec.runtime):
+            return ApiEnvironment(
+                spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
+                init_type=init_type, environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
+            )
+        return Environment(
+            spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
+            zygote=self._zygote(spec), init_type=init_type,
+            environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
+        )
+
+    async def provision_one(self, spec: VersionSpec) -> str | None:
+        """Start one provisioned-concurrency environment of `spec` and park it warm: None, or why it failed."""
+        if self._stopping or self._backend is None:
+            return "stopping"
+        pool = self._pools.get(spec.pool_key)
+        if pool is None:
+            pool = self._pools[spec.pool_key] = Pool(spec)
+        env = self._new_environment(spec, "provisioned-concurrency")
+        self._envs.add(env)
+        pool.add_busy(env)
+        failure = None
+        try:
+            failure = await env.prestart()
+        finally:
+            pool.release(env, failure is None and not self._stopping)
+        return None if failure is None else (failure.error_type or "the environment failed to start")
+
+    def provisioned_count(self, pool_key: tuple[str, str, str]) -> int:
+        pool = self._pools.get(pool_key)
+        return 0 if pool is None else pool.provisioned()
+
+    def unprovision(self, pool_key: tuple[str, str, str], keep: int) -> None:
+        """Provisioned environments beyond `keep` become ordinary ones (reaped when idle)."""
+        pool = self._pools.get(pool_key)
+        if pool is None:
+            return
+        extra = pool.provisioned() - keep
+        for env in [*pool.idle, *pool.busy]:
+            if extra <= 0:
+                break
+            if env.provisioned:
+                env.provisioned = False
+                extra -= 1
+
+    def snapshot_state(self, pool_key: tuple[str, str, str]) -> tuple[str, str, str] | None | bool:
+        """A SnapStart version's (State, StateReason, StateReasonCode) override, None when Active, False when
+        its snapshot was never prepared by this server (safe from any thread)."""
+        return self._snapshots.get(pool_key, False)
+
+    def prepare_snapshot(self, spec: VersionSpec) -> None:
+        """Make a SnapStart version's snapshot (its zygote's INIT) now, as PublishVersion does on AWS."""
+        if spec.pool_key in self._snapshots or self._stopping:
+            return
+        zygote = self._zygote(spec)
+        if zygote is None:
+            self._snapshots[spec.pool_key] = None
+            return
+        self._snapshots[spec.pool_key] = ("Pending", "Lambda is creating a snapshot of the function version.",
+                                          "Creating")
+
+        async def run() -> None:
+            try:
+                failure = await zygote.ready()
+            except Exception as e:  # noqa: BLE001 (reported through the version's state)
+                self._snapshots[spec.pool_key] = ("Failed", f"The snapshot could not be created: {e}", "InternalError")
+                return
+            if failure is None:
+                self._snapshots[spec.pool_key] = None
+            else:
+                reason = failure.payload.decode("utf-8", "replace")[:1024]
+                self._snapshots[spec.pool_key] = ("Failed", reason, "FunctionError.RuntimeInitError")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _zygote(self, spec: VersionSpec) -> Zygote | None:
+        """The fork server of `spec`'s pool key (created on first use; INIT runs when it is first needed)."""
+        if not zygotes_enabled(self.settings, spec) or self._backend is None:
+            return None
+        zygote = self._zygotes.get(spec.pool_key)
+        if zygote is None or zygote.closed:
+            zygote = self._zygotes[spec.pool_key] = Zygote(
+                spec, self._backend, self.settings, self._interpreter(spec), self._zygote_environment,
+                log_sink=self.log_sink, snapstart=bool(getattr(spec, "snap_start", False)),
+            )
+        return zygote
+
+    def _zygote_environment(self, zygote: Zygote) -> Environment:
+        assert self._backend is not None
+        return Environment(
+            zygote.spec, self._backend, self.settings, zygote.capture, zygote.interpreter, self._deadlines,
+            launcher=zygote.launcher, role="zygote",
+        )
+
+    def _zygote_idle(self) -> float:
+        idle = self.settings.zygote_idle_timeout
+        return self.settings.idle_timeout if idle is None else idle
+
+    def _retire_zygotes(self, now: float, idle_timeout: float) -> None:
+        """Close zygotes nothing needs any more: retired ones once their environments are gone, idle ones
+        (no environment, no fork for idle_timeout) like idle environments."""
+        for key, zygote in list(self._zygotes.items()):
+            if zygote.closed or (zygote.live == 0 and now - zygote.last_used >= idle_timeout):
+                del self._zygotes[key]
+                zygote.close()
+        for zygote in list(self._old_zygotes):
+            if zygote.live == 0 or zygote.closed:
+                self._old_zygotes.discard(zygote)
+                zygote.close()
 
     async def _reap_forever(self) -> None:
         idle_timeout = self.settings.idle_timeout
@@ -149,6 +308,7 @@ class SandboxManager:
                 pool.reap(now, idle_timeout)
                 if not pool.idle and not pool.busy:
                     del self._pools[key]
+            self._retire_zygotes(time.monotonic(), self._zygote_idle())
             self._envs = {e for e in self._envs if e.alive or not e.closed}
 
 

@@ -21,12 +21,22 @@ class Pool:
     def take(self) -> Environment | None:
         """The warmest idle environment still alive, or None (the caller creates one)."""
         idle = self.idle
+        for i in range(len(idle) - 1, -1, -1):  # provisioned environments first, as Lambda uses them
+            env = idle[i]
+            if env.provisioned and env.alive:
+                del idle[i]
+                self.busy.add(env)
+                return env
         while idle:
             env = idle.pop()
             if env.alive:
                 self.busy.add(env)
                 return env
         return None
+
+    def provisioned(self) -> int:
+        """Live, initialized provisioned-concurrency environments (idle or busy)."""
+        return sum(1 for env in (*self.idle, *self.busy) if env.provisioned and env.alive and not env.prestarting)
 
     def idle_count(self) -> int:
         """Idle environments still alive. Dead ones are dropped on the way: an environment that dies
@@ -51,7 +61,9 @@ class Pool:
 
     def reap(self, now: float, idle_timeout: float) -> list[Environment]:
         """Kill idle environments unused for `idle_timeout` seconds (and dead ones); return them."""
-        expired = [e for e in self.idle if not e.alive or now - e.last_used >= idle_timeout]
+        expired = [
+            e for e in self.idle if not e.alive or (not e.provisioned and now - e.last_used >= idle_timeout)
+        ]
         if expired:
             self.idle = [e for e in self.idle if e not in expired]
             for env in expired:

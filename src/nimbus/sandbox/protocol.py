@@ -15,6 +15,11 @@ from nimbus.sandbox.types import InvokeRequest, LogLine
 INVOKE = 1
 READY = 2
 RESULT = 3
+# Response streaming (api/streaming.py): the host sends INVOKE_STREAM (same layout as INVOKE) instead of
+# INVOKE, and the runtime answers with any number of CHUNK frames (`u32 length, u8 4` + raw bytes, written
+# as soon as the handler yields them) before its RESULT frame.
+CHUNK = 4
+INVOKE_STREAM = 5
 
 _U32 = struct.Struct("!I")
 _INVOKE_HEAD = struct.Struct("!IBq")
@@ -46,12 +51,13 @@ def encode_invoke(request: InvokeRequest, deadline_ms: int | None = None) -> byt
     trace = request.trace_id.encode() if request.trace_id else b""
     payload = request.payload
     deadline = request.deadline_ms if deadline_ms is None else deadline_ms
+    kind = INVOKE if request.on_chunk is None else INVOKE_STREAM
     size = 9 + 24 + len(rid) + len(arn) + len(context) + len(identity) + len(trace) + len(payload)
     pack = _U32.pack
     # One join, no intermediate tuples: this runs once per invocation.
     return b"".join(
         (
-            _INVOKE_HEAD.pack(size, INVOKE, deadline),
+            _INVOKE_HEAD.pack(size, kind, deadline),
             pack(len(rid)), rid,
             pack(len(arn)), arn,
             pack(len(context)), context,

@@ -95,7 +95,10 @@ def _is_real_interpreter(path: str) -> bool:
 
 @functools.cache
 def available_runtimes() -> dict[str, Path]:
-    """Runtime id -> absolute interpreter path, for the managed runtimes this host can run."""
+    """Runtime id -> absolute interpreter path, for the managed runtimes this host can run.
+
+    Runtimes driven through the Runtime API (custom `provided*`, `nodejs*`) map to the Python interpreter
+    that runs their in-sandbox launcher (see nimbus.sandbox.apiruntimes)."""
     result: dict[str, Path] = {}
     for runtime in SUPPORTED_PYTHON:
         override = os.environ.get("NIMBUS_RUNTIME_" + re.sub(r"[^A-Z0-9]", "_", runtime.upper()))
@@ -103,7 +106,17 @@ def available_runtimes() -> dict[str, Path]:
             if _is_real_interpreter(path):
                 result[runtime] = Path(os.path.realpath(path))
                 break
+    from nimbus.sandbox.apiruntimes import api_runtimes
+
+    result.update(api_runtimes(result))
     return result
+
+
+def unavailable_reason(runtime: str) -> str:
+    """Why a runtime Lambda knows cannot run on this host (for error messages), or ""."""
+    from nimbus.sandbox.apiruntimes import unavailable_reason as api_reason
+
+    return api_reason(runtime)
 
 
 def python_prefix(interpreter: Path) -> Path:

@@ -25,6 +25,9 @@ class InvokeRequest:
     client_context: str | None = None  # JSON text (decoded from X-Amz-Client-Context)
     identity: str | None = None  # JSON text (Cognito identity)
     trace_id: str | None = None
+    # Response streaming: when set, every chunk the function produces is passed here, in order, as soon as
+    # it arrives (must not block); InvokeResult.payload is then b"" on success, or the error document.
+    on_chunk: Callable[[bytes], None] | None = None
 
 
 @dataclass(slots=True)

@@ -35,6 +35,9 @@ class Launch:
     environ: dict[str, str]  # complete environment of the runtime (task root etc. from backend paths)
     pass_fds: tuple[int, ...]  # control socket end, kept open in the child
     stdout_fd: int  # write end of the output pipe: the runtime's fd 1 and 2
+    opt_dir: Path | None = None  # the function's merged layers, mounted read-only at /opt (None: no layers)
+    script: str = "bootstrap"  # the runtime file to run: bootstrap (Python) or apilauncher (Runtime API)
+    ro_binds: tuple[tuple[str, str], ...] = ()  # extra read-only mounts (host path, path inside)
 
 
 _GO_SIGNAL_NAMES = {
@@ -137,6 +140,10 @@ class Backend(abc.ABC):
 
     def task_root(self, code_dir: Path) -> str:
         return self.task_root_inside or str(code_dir)
+
+    def opt_root(self, opt_dir: Path | None) -> str:
+        """Where the runtime finds the function's layers: `/opt`, where the backend mounts them."""
+        return "/opt"
 
     @property
     @abc.abstractmethod

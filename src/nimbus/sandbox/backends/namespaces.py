@@ -359,6 +359,8 @@ class NamespacesBackend(Backend):
         argv = [*self._base_args]
         if not str(prefix).startswith("/usr/"):
             argv += ["--ro-bind", str(prefix), str(prefix)]
+        for host_path, inside in launch.ro_binds:
+            argv += ["--ro-bind", host_path, inside]
         return [
             *argv,
             "--perms",
@@ -370,6 +372,7 @@ class NamespacesBackend(Backend):
             "--ro-bind",
             str(launch.code_dir),
             "/var/task",
+            *(("--ro-bind", str(launch.opt_dir), "/opt") if launch.opt_dir is not None else ()),
             "--ro-bind",
             str(self.runtime_files.root),
             "/var/runtime",
@@ -381,7 +384,7 @@ class NamespacesBackend(Backend):
             str(launch.interpreter),
             "-I",
             "-S",
-            "/var/runtime/" + self.runtime_files.script(launch.interpreter, "/var/runtime"),
+            "/var/runtime/" + self.runtime_files.script(launch.interpreter, "/var/runtime", launch.script),
         ]
 
     def launch(self, launch: Launch) -> Handle:

@@ -12,6 +12,7 @@ import os
 import resource
 import signal
 import subprocess
+from pathlib import Path
 
 from nimbus.config import Settings
 from nimbus.sandbox.backends import Backend, Handle, Launch
@@ -41,13 +42,19 @@ class ProcessBackend(Backend):
     def runtime_dir(self) -> str:
         return str(self.runtime_files.root)
 
+    def opt_root(self, opt_dir: Path | None) -> str:
+        # No mounts here: layers stay where the code store merged them. The environment's variables
+        # (PATH, LD_LIBRARY_PATH, NODE_PATH, _NIMBUS_OPT_DIR for the Python runtime's sys.path) point there;
+        # code that opens "/opt/..." literally does not find them (docs/layers.md).
+        return str(opt_dir) if opt_dir is not None else "/opt"
+
     def close(self) -> None:
         self.runtime_files.close()
 
     def launch(self, launch: Launch) -> Handle:
         popen = subprocess.Popen(
             [str(launch.interpreter), "-I", "-S", str(self.runtime_files.root / self.runtime_files.script(
-                launch.interpreter, self.runtime_dir))],
+                launch.interpreter, self.runtime_dir, launch.script))],
             stdin=subprocess.DEVNULL,
             stdout=launch.stdout_fd,
             stderr=launch.stdout_fd,

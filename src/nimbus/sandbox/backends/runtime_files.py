@@ -27,25 +27,25 @@ class RuntimeFiles:
         shutil.copytree(RUNTIME_SRC, self.root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
         for path in [self.root, *self.root.rglob("*")]:
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        self._scripts: dict[tuple[Path, str], str] = {}
+        self._scripts: dict[tuple[Path, str, str], str] = {}
 
-    def script(self, interpreter: Path, runtime_dir: str) -> str:
+    def script(self, interpreter: Path, runtime_dir: str, stem: str = "bootstrap") -> str:
         """The file (relative to the runtime dir) `interpreter` should run: its compiled bootstrap, or the
         source when compiling fails. `runtime_dir` is where environments see the files (for tracebacks)."""
-        key = (interpreter, runtime_dir)
+        key = (interpreter, runtime_dir, stem)
         name = self._scripts.get(key)
         if name is None:
-            name = "bootstrap." + hashlib.sha256(str(key).encode()).hexdigest()[:12] + ".pyc"
+            name = f"{stem}." + hashlib.sha256(str(key).encode()).hexdigest()[:12] + ".pyc"
             try:
                 subprocess.run(
-                    [str(interpreter), "-I", "-S", "-c", _COMPILE, str(self.root / "bootstrap.py"),
-                     str(self.root / name), f"{runtime_dir}/bootstrap.py"],
+                    [str(interpreter), "-I", "-S", "-c", _COMPILE, str(self.root / f"{stem}.py"),
+                     str(self.root / name), f"{runtime_dir}/{stem}.py"],
                     check=True, capture_output=True, timeout=60,
                 )
                 os.chmod(self.root / name, 0o644)
             except (OSError, subprocess.SubprocessError) as exc:
                 log.warning("cannot precompile the bootstrap for %s (%s): running it from source", interpreter, exc)
-                name = "bootstrap.py"
+                name = f"{stem}.py"
             self._scripts[key] = name
         return name
 

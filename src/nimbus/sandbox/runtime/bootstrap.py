@@ -10,7 +10,8 @@ every frame is `u32 length` + body. Host -> runtime, INVOKE: `u8 1, i64 deadline
 `u32 len + bytes` fields: request id, invoked ARN, client context, identity, trace id, payload.
 Runtime -> host, READY (2) after INIT or RESULT (3) after an invocation: `u8 kind, u8 status (0 ok,
 1 error), u64 duration_ns, u64 max_rss_kb`, `u32 len + error type`, `u32 len + payload`, then the log
-lines: `u32 count` and per line `u64 epoch_ms, u32 len + utf-8 text`.
+lines: `u32 count` and per line `u64 epoch_ms, u32 len + utf-8 text`. Response streaming: INVOKE_STREAM (5)
+has INVOKE's layout; the runtime answers it with CHUNK frames (`u8 4` + raw bytes) before its RESULT.
 """
 
 import os
@@ -264,7 +265,13 @@ def _replace_indent(line):
 
 
 def error_log_text(error):
-    """The `[ERROR] Type: message` event (with the traceback) the runtime logs for a function error."""
+    """The `[ERROR] Type: message` event (with the traceback) the runtime logs for a function error; with
+    the JSON log format, awslambdaric's JSON record of it instead."""
+    if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
+        import json
+
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        return json.dumps({"timestamp": stamp, "log_level": "ERROR", **error}, ensure_ascii=False)
     text = "[ERROR]"
     etype, emsg = error.get("errorType"), error.get("errorMessage")
     if etype:
@@ -333,10 +340,12 @@ def get_handler(handler):
                              f"Handler '{fname}' missing on module '{modname}'") from None
 
 
-def setup_path(task_root):
+def setup_path(task_root, opt="/opt"):
     minor = "python{}.{}".format(*sys.version_info[:2])
     # -I -S leaves only the standard library on sys.path: put the function's code and layers first.
-    sys.path[:0] = [task_root, f"/opt/python/lib/{minor}/site-packages", "/opt/python"]
+    sys.path[:0] = [task_root, f"{opt}/python/lib/{minor}/site-packages", f"{opt}/python"]
+    # Last: the runtime's own importable helpers (snapshot_restore_py, nimbus.runtime.snapshot).
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 
 
 class LoggingHook:
@@ -490,6 +499,15 @@ class Channel:
             pos = n
         return deadline, fields
 
+    def send_chunk(self, data):
+        """One CHUNK frame (`u32 length, u8 4` + raw bytes) per piece of at most 1 MiB, written now."""
+        view = memoryview(data)
+        while view:
+            piece, view = view[:1 << 20], view[1 << 20:]
+            out = memoryview(self.u32.pack(len(piece) + 1) + b"\x04" + piece)
+            while out:
+                out = out[os.write(self.fd, out):]
+
     def send_result(self, kind, ok, duration_ns, max_rss_kb, error_type, payload, lines):
         et = error_type.encode() if error_type else b""
         u32 = self.u32.pack
@@ -556,6 +574,35 @@ def _on_kill_notice(*streams):
     _signal.signal(_signal.SIGUSR2, lambda _signum, _frame: hand_over_logs(streams, FLUSHED))
 
 
+def _chunk_bytes(item):
+    if isinstance(item, str):
+        return item.encode()
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return item
+    raise FaultException(FaultException.MARSHAL_ERROR,
+                         f"Unable to marshal response: streamed items must be bytes or str, not "
+                         f"{type(item).__name__}")
+
+
+def stream_response(channel, response, dumps):
+    """Response streaming: each item of a generator/iterator the handler returned goes to the host as a
+    CHUNK the moment it is produced; any other value is one chunk, encoded as a buffered response."""
+    if hasattr(type(response), "__next__"):
+        for item in response:
+            data = _chunk_bytes(item)
+            if data:
+                channel.send_chunk(data)
+        return b""
+    if not isinstance(response, bytes):
+        try:
+            response = dumps(response).encode()
+        except Exception as e:
+            raise FaultException(FaultException.MARSHAL_ERROR, f"Unable to marshal response: {str(e)}") from None
+    if response:
+        channel.send_chunk(response)
+    return b""
+
+
 def main():
     global _request_id
     import json
@@ -571,15 +618,22 @@ def main():
     sys.stdout, sys.stderr = stdout, stderr
     _on_kill_notice(stdout, stderr)
     task_root = env.get("LAMBDA_TASK_ROOT", "/var/task")
-    setup_path(task_root)
+    setup_path(task_root, env.pop("_NIMBUS_OPT_DIR", "/opt"))
     try:  # noqa: SIM105 (contextlib costs milliseconds of start-up)
         os.chdir(task_root)
     except OSError:
         pass
 
     sys.meta_path.insert(0, LoggingHook())
+    zygote = None
+    if env.pop("_NIMBUS_ZYGOTE", "") == "1":  # a fork server (issue 5): see nimbus_zygote.py
+        import nimbus_zygote as zygote
+
+        zygote.prepare()
     try:
         handler = get_handler(env.get("_HANDLER", ""))
+        if zygote is not None:
+            zygote.run_before_snapshot(FaultException)
     except Exception as e:
         import logging
 
@@ -602,6 +656,8 @@ def main():
     stdout.finish()
     stderr.finish()
     channel.send_result(2, True, 0, _max_rss_kb(), None, b"", _LOGS.take())
+    if zygote is not None:  # returns only in a forked environment, with its own channel
+        channel = zygote.serve_and_restore(channel, Channel, _LOGS, (stdout, stderr), _max_rss_kb)
 
     _environment_snapshot()
     traced = "_X_AMZN_TRACE_ID" in env
@@ -637,14 +693,19 @@ def main():
                 raise FaultException(FaultException.UNMARSHAL_ERROR,
                                      f"Unable to unmarshal input: {str(e)}") from None
             response = handler(event, context)
-            if isinstance(response, bytes):
+            if frame[0] == 5:  # INVOKE_STREAM: InvokeWithResponseStream
+                result = stream_response(channel, response, dumps)
+            elif isinstance(response, bytes):
                 result = response
             else:
                 try:
                     result = dumps(response).encode()
                 except Exception as e:
-                    raise FaultException(FaultException.MARSHAL_ERROR,
-                                         f"Unable to marshal response: {str(e)}") from None
+                    if not hasattr(type(response), "__next__"):
+                        raise FaultException(FaultException.MARSHAL_ERROR,
+                                             f"Unable to marshal response: {str(e)}") from None
+                    # A streaming handler invoked without streaming: its chunks, joined.
+                    result = b"".join(bytes(_chunk_bytes(item)) for item in response)
         except Exception as e:
             error = exception_error(e, request_id)
         duration = perf() - start

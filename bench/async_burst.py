@@ -1,0 +1,241 @@
+"""The async pipeline under load (issue "Async invocation pipeline").
+
+1. Acceptance throughput: `Event` invokes at concurrency 16 (wrk), side by side with warm sync invokes of
+   the same function in the same run. Goal: >= 3,000 accepted/s on a 2-core machine.
+2. Burst with a crash: accept `--events` Event invocations (10,000) of a function that prints each request id,
+   `kill -9` the server halfway through, restart it on the same data dir, send the rest, wait for the queue
+   to drain, then read the function's logs (Logs API) and check that every accepted (202) request id was
+   delivered at least once. Goal: 0 lost; duplicates are counted and reported.
+
+Run: .venv/bin/python bench/async_burst.py [--seconds 8] [--events 10000] [--skip-throughput] [--skip-burst]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness import create_function, free_port, wait_http, wrk  # noqa: E402
+
+ECHO = "def handler(event, context):\n    return event\n"
+RECORD = "def handler(event, context):\n    print('DONE ' + context.aws_request_id)\n    return None\n"
+PAYLOAD = json.dumps({"hello": "world", "n": 42}).encode()
+# The benchmarks drive the API without signing requests.
+ENV = {"NIMBUS_AUTH": "none", "NIMBUS_IDLE_TIMEOUT": "600"}
+
+
+class Server:
+    """A `nimbus server` child process on a data dir that outlives it (so it can be killed and restarted)."""
+
+    def __init__(self, data: Path, env: dict[str, str]) -> None:
+        self.data = data
+        self.env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data.parent / f"server-{self.port}.log"
+
+    def start(self) -> Server:
+        out = open(self.log, "ab")  # noqa: SIM115 - the child holds it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nimbus", "server", "--port", str(self.port), "--data-dir", str(self.data)],
+            env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT,
+        )
+        wait_http(self.url + "/nimbus/v1/health", self.proc, timeout=60)
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+
+
+def queue(url: str) -> dict[str, object]:
+    result: dict[str, object] = httpx.get(f"{url}/nimbus/v1/async-queue", timeout=30).json()
+    return result
+
+
+def wait_drained(url: str, timeout: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        doc = queue(url)
+        if not doc["Functions"]:
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise SystemExit(f"queue not drained after {timeout:.0f} s: {queue(url)}")
+
+
+# ------------------------------------------------------------------------------------- throughput
+
+
+def throughput(seconds: int, connections: int) -> None:
+    data = Path(tempfile.mkdtemp(prefix="nimbus-async-bench-")) / "data"
+    server = Server(data, ENV).start()
+    try:
+        create_function(server.url, "echo", ECHO, MemorySize=1769)
+        url = f"{server.url}/2015-03-31/functions/echo/invocations"
+        assert httpx.post(url, content=PAYLOAD, timeout=30).json() == json.loads(PAYLOAD)
+        wrk(url, connections, 3, PAYLOAD)  # warm-up: creates the environments
+        sync = wrk(url, connections, seconds, PAYLOAD)
+        event = wrk(url, connections, seconds, PAYLOAD, headers={"X-Amz-Invocation-Type": "Event"})
+        backlog = queue(server.url)
+        drain = wait_drained(server.url, 600)
+    finally:
+        server.stop()
+        shutil.rmtree(data.parent, ignore_errors=True)
+    print(f"\n{'':34} {'req/s c' + str(connections):>11} {'p50':>9} {'p99':>9} {'non-2xx':>8}")
+    for name, r in (("sync warm invoke (echo)", sync), ("Event accepted (202, durable)", event)):
+        print(f"{name:34} {r.rps:11.0f} {r.p50_ms:7.2f}ms {r.p99_ms:7.2f}ms {r.non2xx:8d}")
+    print(f"Event acceptance / sync invoke: {event.rps / sync.rps:.2f}; "
+          f"acceptance {event.rps:.0f}/s (goal >= 3000/s)")
+    functions = backlog["Functions"]
+    depth = functions[0]["Depth"] if isinstance(functions, list) and functions else 0
+    print(f"backlog when wrk stopped: {depth} events, drained in {drain:.1f} s")
+
+
+# ------------------------------------------------------------------------------------------ burst
+
+
+async def send(url: str, count: int, accepted: list[str], concurrency: int, stop_at: int | None) -> int:
+    """Send Event invokes until `count` were accepted (or the server dies); returns failed requests."""
+    failures = 0
+    sent = 0
+    lock = asyncio.Lock()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def worker(i: int) -> None:
+            nonlocal failures, sent
+            while True:
+                async with lock:
+                    if sent >= count or (stop_at is not None and len(accepted) >= stop_at):
+                        return
+                    sent += 1
+                    n = sent
+                try:
+                    r = await client.post(url, content=json.dumps({"n": n, "worker": i}),
+                                          headers={"X-Amz-Invocation-Type": "Event"})
+                except httpx.HTTPError:
+                    failures += 1
+                    async with lock:
+                        sent -= 1  # not accepted: try again (if the server is still there)
+                    if stop_at is not None:
+                        return
+                    await asyncio.sleep(0.05)
+                    continue
+                if r.status_code == 202:
+                    accepted.append(r.headers["x-amzn-requestid"])
+                else:
+                    failures += 1
+                    async with lock:
+                        sent -= 1
+
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return failures
+
+
+def delivered_ids(url: str, name: str) -> Counter[str]:
+    ids: Counter[str] = Counter()
+    body: dict[str, object] = {"logGroupName": f"/aws/lambda/{name}", "filterPattern": "DONE", "limit": 10000}
+    while True:
+        r = httpx.post(url + "/", json=body, timeout=120,
+                       headers={"X-Amz-Target": "Logs_20140328.FilterLogEvents",
+                                "Content-Type": "application/x-amz-json-1.1"})
+        r.raise_for_status()
+        doc = r.json()
+        for e in doc["events"]:
+            message = e["message"].strip()
+            if message.startswith("DONE "):
+                ids[message.split()[1]] += 1
+        token = doc.get("nextToken")
+        if not token:
+            return ids
+        body["nextToken"] = token
+
+
+def burst(events: int, concurrency: int) -> None:
+    data = Path(tempfile.mkdtemp(prefix="nimbus-async-burst-")) / "data"
+    server = Server(data, ENV).start()
+    accepted: list[str] = []
+    try:
+        create_function(server.url, "recorder", RECORD)
+        url = f"{server.url}/2015-03-31/functions/recorder/invocations"
+        half = events // 2
+        t0 = time.monotonic()
+        killer_fired = []
+
+        async def first_half() -> None:
+            task = asyncio.create_task(send(url, events, accepted, concurrency, stop_at=None))
+            while len(accepted) < half and not task.done():
+                await asyncio.sleep(0.001)
+            server.kill()  # kill -9 mid-burst, with requests in flight
+            killer_fired.append(len(accepted))
+            await task
+
+        asyncio.run(first_half())
+        at_kill = killer_fired[0]
+        before = len(accepted)
+        backlog_note = f"{before} accepted before kill -9 (kill fired at {at_kill})"
+        server = Server(data, ENV)
+        server.port = free_port()
+        server.url = f"http://127.0.0.1:{server.port}"
+        restart0 = time.monotonic()
+        server.start()
+        restart_s = time.monotonic() - restart0
+        url = f"{server.url}/2015-03-31/functions/recorder/invocations"
+        asyncio.run(send(url, events - before, accepted, concurrency, stop_at=None))
+        accept_s = time.monotonic() - t0
+        drain = wait_drained(server.url, 1800)
+        ids = delivered_ids(server.url, "recorder")
+    finally:
+        server.stop()
+    lost = [rid for rid in accepted if rid not in ids]
+    duplicates = sum(n - 1 for n in ids.values() if n > 1)
+    print(f"\nburst: {len(accepted)} Event invocations accepted (202) in {accept_s:.1f} s; {backlog_note}")
+    print(f"restart on the same data dir took {restart_s:.1f} s; queue drained {drain:.1f} s later")
+    print(f"delivered: {len(ids)} distinct request ids, {sum(ids.values())} deliveries")
+    print(f"lost (202 but never delivered): {len(lost)} (goal 0)")
+    print(f"duplicates (delivered more than once): {duplicates} "
+          f"({len([1 for n in ids.values() if n > 1])} request ids)")
+    extra = len(set(ids) - set(accepted))
+    print(f"delivered but never answered 202 (in flight at the kill): {extra}")
+    shutil.rmtree(data.parent, ignore_errors=True)
+    if lost:
+        print("first lost ids:", lost[:10])
+        raise SystemExit(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-burst", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_throughput:
+        throughput(args.seconds, args.connections)
+    if not args.skip_burst:
+        burst(args.events, args.connections)
+
+
+if __name__ == "__main__":
+    main()

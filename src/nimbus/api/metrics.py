@@ -1,0 +1,120 @@
+"""`GET /metrics` (Prometheus text format, unauthenticated like a health probe) and `GET /nimbus/v1/cost`
+(metered usage priced with AWS's price table; signed like the rest of the API, used by `nimbus cost`).
+
+Gauges whose truth lives in other components (concurrency, environments, start failures, provisioned
+concurrency, async queue) are registered here as scrape-time sources of the process's metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from nimbus.errors import InvalidParameterValue
+from nimbus.observe.cost import AWS_PRICES, bill
+from nimbus.observe.metering import month_range
+from nimbus.observe.metrics import Sample
+from nimbus.platform import Platform
+
+
+def install_sources(platform: Platform) -> None:
+    """Register the platform's gauges with its metrics (once)."""
+    observer = platform.invoker.observer
+    if getattr(observer, "_sources_installed", False):
+        return
+    observer._sources_installed = True  # type: ignore[attr-defined]
+    observer.metrics.add_source(lambda: _platform_samples(platform))
+
+
+def _platform_samples(platform: Platform) -> Iterable[Sample]:
+    settings = platform.settings
+    concurrency = platform.invoker.concurrency
+    in_flight: dict[str, int] = dict(getattr(concurrency, "_in_flight", {}))
+    yield Sample("nimbus_concurrent_executions", "Invocations running now (ConcurrentExecutions).", ("function",),
+                 [((fn, ), float(n)) for fn, n in sorted(in_flight.items())])
+    yield Sample("nimbus_account_concurrent_executions", "Invocations running now on the whole server.", (),
+                 [((), float(sum(in_flight.values())))])
+    yield Sample("nimbus_account_concurrency_limit", "The account concurrency limit.", (),
+                 [((), float(settings.account_concurrency))])
+    sandbox = platform.sandbox
+    stats = sandbox.environment_stats() if hasattr(sandbox, "environment_stats") else []
+    busy = sum(1 for s in stats if s[3])
+    yield Sample("nimbus_environments", "Execution environments alive, by state.", ("state",),
+                 [(("busy",), float(busy)), (("idle",), float(len(stats) - busy))])
+    yield Sample("nimbus_environment_memory_bytes", "Peak memory used by each live execution environment.",
+                 ("function", "version", "environment"),
+                 [((fn, ver, env), float(mb) * 1024 * 1024) for fn, ver, env, _, mb in stats])
+    failures: dict[str, int] = dict(getattr(sandbox, "start_failures", {}))
+    yield Sample("nimbus_sandbox_start_failures", "Execution environments that failed to start (spawn or INIT).",
+                 ("function",), [((fn,), float(n)) for fn, n in sorted(failures.items())], kind="counter")
+    # Provisioned concurrency (issue 5) and the async queue (issue 4) report through duck-typed hooks.
+    provisioned = getattr(sandbox, "provisioned_stats", None)
+    if callable(provisioned):
+        rows = list(provisioned())  # (function, qualifier, allocated, in use)
+        yield Sample("nimbus_provisioned_concurrency", "Provisioned environments allocated.",
+                     ("function", "qualifier"), [((fn, q), float(a)) for fn, q, a, _ in rows])
+        yield Sample("nimbus_provisioned_concurrency_utilization",
+                     "Share of provisioned environments busy (ProvisionedConcurrencyUtilization).",
+                     ("function", "qualifier"), [((fn, q), (u / a if a else 0.0)) for fn, q, a, u in rows])
+    depths = getattr(platform.invoker, "async_queue_depths", None)
+    if callable(depths):
+        yield Sample("nimbus_async_queue_depth", "Async events accepted and not yet processed.", ("function",),
+                     [((fn,), float(n)) for fn, n in sorted(depths().items())])
+
+
+async def metrics(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    install_sources(platform)
+    body = await asyncio.to_thread(platform.invoker.observer.metrics.exposition)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def cost_report(platform: Platform, month: str | None, function: str | None,
+                      free_tier: bool = True) -> dict[str, Any]:
+    """The priced usage of `month` (YYYY-MM, default the current one), optionally of one function."""
+    try:
+        start, end = month_range(month)
+    except ValueError as exc:
+        raise InvalidParameterValue(str(exc)) from None
+    meter = platform.invoker.observer.meter
+    await meter.flush()
+    usage = await asyncio.to_thread(meter.usage, start, end, function)
+    priced = bill(usage, AWS_PRICES, free_tier=free_tier)
+    doc = priced.to_dict()
+    doc["month"] = month or _month_of(start)
+    doc["function"] = function
+    doc["prices"] = {
+        "perMillionRequests": AWS_PRICES.per_million_requests,
+        "gbSecond": dict(AWS_PRICES.gb_second),
+        "provisionedGbSecond": dict(AWS_PRICES.provisioned_gb_second),
+        "freeRequests": AWS_PRICES.free_requests,
+        "freeGbSeconds": AWS_PRICES.free_gb_seconds,
+    }
+    return doc
+
+
+def _month_of(epoch: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m", time.gmtime(epoch))
+
+
+async def cost(request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    q = request.query_params
+    function = q.get("function")
+    # The free tier is the account's: credited on the whole bill, not on one function's share of it.
+    free = q.get("freeTier", "false" if function else "true").lower() != "false"
+    return JSONResponse(await cost_report(platform, q.get("month"), function, free))
+
+
+routes = [
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/nimbus/v1/cost", cost, methods=["GET"]),
+]

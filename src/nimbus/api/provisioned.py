@@ -1,0 +1,186 @@
+"""Provisioned concurrency API at botocore's paths (`/2019-09-30/functions/{name}/provisioned-concurrency`):
+Put/Get/Delete/ListProvisionedConcurrencyConfigs. Configs are stored by control/provisioned.py; the sandbox
+keeps the environments (sandbox/provisioned.py), whose count is the Allocated/Available figure."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from nimbus.api.body import parse_json_object, read_body
+from nimbus.control.provisioned import ProvisionedConfig, ProvisionedConfigs
+from nimbus.control.validation import constraint
+from nimbus.errors import ResourceNotFound
+
+
+def _configs(request: Request) -> ProvisionedConfigs:
+    state = request.app.state
+    configs: ProvisionedConfigs | None = getattr(state, "provisioned_configs", None)
+    if configs is None:
+        configs = state.provisioned_configs = ProvisionedConfigs(state.platform.registry)
+    return configs
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return JSONResponse(data, status_code=status, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+
+def apply_targets(platform: Any, configs: ProvisionedConfigs, function_name: str) -> None:
+    """Tell the sandbox how many environments each version of `function_name` needs (version configs plus
+    alias configs pointing at it)."""
+    try:
+        snapshot = platform.registry.snapshot(function_name)
+    except ResourceNotFound:
+        return
+    totals: dict[str, int] = {}
+    for config in configs.list(function_name):
+        version = config.qualifier
+        if not version.isdigit():
+            alias = snapshot.aliases.get(version)
+            if alias is None:
+                continue
+            version = alias.function_version
+        totals[version] = totals.get(version, 0) + config.requested
+    provisioner = platform.sandbox.provisioner
+    for key in [k for k in provisioner.targets if k[0] == function_name]:
+        if key[1] not in totals:
+            provisioner.set_target(provisioner.targets[key][0], 0)
+    for version, total in totals.items():
+        spec = snapshot.versions.get(version)
+        if spec is not None:
+            provisioner.set_target(spec, total)
+
+
+def restore_targets(platform: Any) -> None:
+    """At start-up: every stored config gets its environments again."""
+    configs = ProvisionedConfigs(platform.registry)
+    for name in sorted({c.function_name for c in configs.list()}):
+        apply_targets(platform, configs, name)
+
+
+def _document(request: Request, config: ProvisionedConfig, with_arn: bool = False) -> dict[str, Any]:
+    platform = request.app.state.platform
+    configs = _configs(request)
+    try:
+        _, _, spec = configs.resolve(config.function_name, config.qualifier)
+        allocated = min(config.requested, platform.sandbox.provisioner.allocated(spec.pool_key))
+        failure = platform.sandbox.provisioner.failures.get(spec.pool_key)
+    except ResourceNotFound:
+        allocated, failure = 0, None
+    doc: dict[str, Any] = {}
+    if with_arn:
+        arn = platform.registry.snapshot(config.function_name).function_arn
+        doc["FunctionArn"] = f"{arn}:{config.qualifier}"
+    status = "READY" if allocated >= config.requested else ("FAILED" if failure else "IN_PROGRESS")
+    doc.update({
+        "RequestedProvisionedConcurrentExecutions": config.requested,
+        "AvailableProvisionedConcurrentExecutions": allocated,
+        "AllocatedProvisionedConcurrentExecutions": allocated,
+        "Status": status,
+        "LastModified": config.last_modified,
+    })
+    if status == "FAILED":
+        doc["StatusReason"] = f"Environments failed to initialize: {failure}"
+    return doc
+
+
+async def put_config(request: Request) -> Response:
+    platform = request.app.state.platform
+    limit: int = platform.settings.request_body_max_bytes
+    body = parse_json_object(await read_body(request, limit))
+    requested = body.get("ProvisionedConcurrentExecutions")
+    if not isinstance(requested, int) or isinstance(requested, bool):
+        raise constraint(requested, "provisionedConcurrentExecutions", "Member must not be null")
+    settings = platform.settings
+    cap = settings.account_concurrency - settings.min_unreserved_concurrency
+    configs = _configs(request)
+    config = await asyncio.to_thread(
+        configs.put, request.path_params["name"], request.query_params.get("Qualifier"), requested, cap
+    )
+    apply_targets(platform, configs, config.function_name)
+    return _json(_document(request, config), 202)
+
+
+async def get_or_list(request: Request) -> Response:
+    if request.query_params.get("List") == "ALL":
+        return await list_configs(request)
+    configs = _configs(request)
+    config = await asyncio.to_thread(configs.get, request.path_params["name"], request.query_params.get("Qualifier"))
+    return _json(_document(request, config))
+
+
+async def delete_config(request: Request) -> Response:
+    configs = _configs(request)
+    config = await asyncio.to_thread(
+        configs.delete, request.path_params["name"], request.query_params.get("Qualifier")
+    )
+    if config is not None:
+        apply_targets(request.app.state.platform, configs, config.function_name)
+    return Response(status_code=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+
+async def list_configs(request: Request) -> Response:
+    raw = request.query_params.get("MaxItems")
+    max_items = 50
+    if raw is not None:
+        if not re.fullmatch(r"-?\d{1,10}", raw) or not 1 <= int(raw) <= 50:
+            raise constraint(raw, "maxItems", "Member must have value less than or equal to 50")
+        max_items = int(raw)
+    configs = await asyncio.to_thread(_configs(request).list, request.path_params["name"])
+    start = int(request.query_params.get("Marker") or 0) if (request.query_params.get("Marker") or "0").isdigit() else 0
+    page = configs[start : start + max_items]
+    doc: dict[str, Any] = {"ProvisionedConcurrencyConfigs": [_document(request, c, True) for c in page]}
+    if start + max_items < len(configs):
+        doc["NextMarker"] = str(start + max_items)
+    return _json(doc)
+
+
+routes: list[BaseRoute] = [
+    Route("/2019-09-30/functions/{name}/provisioned-concurrency", put_config, methods=["PUT"]),
+    Route("/2019-09-30/functions/{name}/provisioned-concurrency", get_or_list, methods=["GET"]),
+    Route("/2019-09-30/functions/{name}/provisioned-concurrency", delete_config, methods=["DELETE"]),
+]
+
+
+def install_snapstart_state(platform: Any) -> None:
+    """SnapStart versions report State Pending while their snapshot (the zygote's INIT) is made, Failed when
+    INIT failed, Active once it is ready. Rendering a version this server never prepared (e.g. after a
+    restart) prepares it."""
+    from nimbus.control import documents
+
+    loop = asyncio.get_running_loop()
+    manager = platform.sandbox
+    pending: set[asyncio.Task[None]] = set()
+
+    def state(name: str, version: str, revision_id: str) -> tuple[str, str, str] | None:
+        known = manager.snapshot_state((name, version, revision_id))
+        if known is not False:
+            return known  # type: ignore[no-any-return]
+        # Rendered by PublishVersion before its transaction commits: look the version up from the loop.
+        def start() -> None:
+            task = loop.create_task(prepare(name, version, revision_id))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        loop.call_soon_threadsafe(start)
+        return ("Pending", "Lambda is creating a snapshot of the function version.", "Creating")
+
+    async def prepare(name: str, version: str, revision_id: str) -> None:
+        for _ in range(100):
+            try:
+                spec = platform.registry.snapshot(name).versions.get(version)
+            except ResourceNotFound:
+                return
+            if spec is not None and spec.revision_id == revision_id:
+                if spec.snap_start:
+                    manager.prepare_snapshot(spec)
+                return
+            await asyncio.sleep(0.05)
+
+    documents.VERSION_STATE = state

@@ -1,0 +1,66 @@
+"""`nimbus cost [--month YYYY-MM] [--function NAME]`: metered usage (requests, GB-seconds) and what the same
+usage would cost on AWS Lambda with its public price table. Speaks the HTTP API (`GET /nimbus/v1/cost`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nimbus.cli.client import ApiError, LambdaClient
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.6f}"
+
+
+def cost(
+    month: Annotated[str | None, typer.Option("--month", help="Month to report, YYYY-MM (default: this month, UTC)")]
+    = None,
+    function: Annotated[str | None, typer.Option("--function", help="Only this function (no free tier credited)")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON report")] = False,
+    endpoint: Annotated[str | None, typer.Option("--endpoint", envvar="NIMBUS_ENDPOINT", help="nimbus server URL")]
+    = None,
+) -> None:
+    """What this month's (or --month's) invocations would cost on AWS Lambda."""
+    params: dict[str, str] = {}
+    if month:
+        params["month"] = month
+    if function:
+        params["function"] = function
+    try:
+        report: dict[str, Any] = LambdaClient(endpoint).json("GET", "/nimbus/v1/cost", params=params)
+    except ApiError as exc:
+        err.print(f"error: {exc.error_type}: {exc.message}")
+        raise typer.Exit(1) from None
+    if as_json:
+        out.print_json(json.dumps(report))
+        return
+    title = f"AWS Lambda cost of {report['month']}" + (f" — {function}" if function else "")
+    table = Table(title=title)
+    for col in ("Function", "Arch", "Memory", "Requests", "GB-seconds", "Requests $", "Duration $", "Total $"):
+        table.add_column(col, justify="left" if col in ("Function", "Arch") else "right")
+    for line in report["lines"]:
+        table.add_row(
+            line["function"], line["architecture"], f"{line['memoryMB']} MB", f"{line['requests']:,}",
+            f"{line['gbSeconds']:,.3f}", _usd(line["requestCost"]),
+            _usd(line["durationCost"] + line["provisionedCost"]), _usd(line["total"]),
+        )
+    table.add_section()
+    table.add_row("total", "", "", f"{report['requests']:,}", f"{report['gbSeconds']:,.3f}", "", "",
+                  _usd(report["gross"]))
+    if report.get("freeTierApplied"):
+        table.add_row("free tier", "", "", "1M req", "400,000 GB-s", "", "", "-" + _usd(report["freeTierCredit"]))
+    table.add_row("due on AWS", "", "", "", "", "", "", _usd(report["total"]), style="bold")
+    out.print(table)
+    prices = report["prices"]
+    out.print(f"Prices: ${prices['perMillionRequests']} per 1M requests; per GB-s "
+              + ", ".join(f"{a} ${p}" for a, p in prices["gbSecond"].items())
+              + ". On nimbus this usage cost you only your own hardware.", style="dim")

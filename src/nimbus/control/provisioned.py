@@ -1,0 +1,108 @@
+"""Provisioned concurrency configs (Put/Get/Delete/ListProvisionedConcurrencyConfigs): what is stored, and
+Lambda's rules for it. The sandbox keeps the environments (sandbox/provisioned.py); this module only knows
+the requested numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nimbus.control.documents import lambda_timestamp
+from nimbus.control.models import ProvisionedConcurrencyRow
+from nimbus.control.registry import Registry
+from nimbus.control.specs import VersionSpec
+from nimbus.errors import InvalidParameterValue, ProvisionedConcurrencyConfigNotFound, ResourceNotFound
+
+
+@dataclass(frozen=True)
+class ProvisionedConfig:
+    function_name: str
+    qualifier: str
+    requested: int
+    last_modified: str
+
+
+class ProvisionedConfigs:
+    """The stored configs, validated against the function's versions, aliases and concurrency."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def resolve(self, function: str, qualifier: str | None) -> tuple[str, str, VersionSpec]:
+        """(function name, qualifier, the version's spec) for a version or alias; Lambda's errors otherwise."""
+        name, arn_qualifier = self.registry.split_qualifier(function)
+        qualifier = qualifier or arn_qualifier
+        snapshot = self.registry.snapshot(name)
+        if not qualifier:
+            raise InvalidParameterValue("Qualifier is required for provisioned concurrency configuration.")
+        if qualifier == "$LATEST":
+            raise InvalidParameterValue(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+            )
+        version = qualifier
+        if not qualifier.isdigit():
+            alias = snapshot.aliases.get(qualifier)
+            if alias is None:
+                raise ResourceNotFound(f"Function not found: {snapshot.function_arn}:{qualifier}")
+            version = alias.function_version
+        spec = snapshot.versions.get(version)
+        if spec is None:
+            raise ResourceNotFound(f"Function not found: {snapshot.function_arn}:{qualifier}")
+        return name, qualifier, spec
+
+    def put(self, function: str, qualifier: str | None, requested: int, limit: int) -> ProvisionedConfig:
+        name, qualifier, _ = self.resolve(function, qualifier)
+        if requested < 1:
+            raise InvalidParameterValue(
+                f"1 validation error detected: Value '{requested}' at 'provisionedConcurrentExecutions' failed "
+                "to satisfy constraint: Member must have value greater than or equal to 1"
+            )
+        snapshot = self.registry.snapshot(name)
+        others = sum(c.requested for c in self.list(name) if c.qualifier != qualifier)
+        cap = snapshot.reserved_concurrency if snapshot.reserved_concurrency is not None else limit
+        if others + requested > cap:
+            what = "reservedConcurrentExecution" if snapshot.reserved_concurrency is not None else "unreserved"
+            raise InvalidParameterValue(
+                f"Requested Provisioned Concurrency should not be greater than the {what} concurrency "
+                f"for function ({cap - others})" if what == "unreserved" else
+                f"Requested Provisioned Concurrency should not be greater than the {what} for function"
+            )
+        row = ProvisionedConcurrencyRow(
+            function_name=name, qualifier=qualifier, requested=requested, last_modified=lambda_timestamp()
+        )
+        with Session(self.registry.engine) as s, s.begin():
+            s.merge(row)
+        return ProvisionedConfig(name, qualifier, requested, row.last_modified)
+
+    def get(self, function: str, qualifier: str | None) -> ProvisionedConfig:
+        name, qualifier, _ = self.resolve(function, qualifier)
+        with Session(self.registry.engine) as s:
+            row = s.get(ProvisionedConcurrencyRow, (name, qualifier))
+            if row is None:
+                raise ProvisionedConcurrencyConfigNotFound("No Provisioned Concurrency Config found for this function")
+            return ProvisionedConfig(row.function_name, row.qualifier, row.requested, row.last_modified)
+
+    def delete(self, function: str, qualifier: str | None) -> ProvisionedConfig | None:
+        name, qualifier, _ = self.resolve(function, qualifier)
+        with Session(self.registry.engine) as s, s.begin():
+            row = s.get(ProvisionedConcurrencyRow, (name, qualifier))
+            if row is None:
+                return None
+            config = ProvisionedConfig(row.function_name, row.qualifier, row.requested, row.last_modified)
+            s.delete(row)
+            return config
+
+    def list(self, function: str | None = None) -> list[ProvisionedConfig]:
+        """Configs of `function` (name or ARN), or of every function."""
+        query = select(ProvisionedConcurrencyRow).order_by(
+            ProvisionedConcurrencyRow.function_name, ProvisionedConcurrencyRow.qualifier
+        )
+        if function is not None:
+            name, _ = self.registry.split_qualifier(function)
+            self.registry.snapshot(name)  # ResourceNotFound for an unknown function
+            query = query.where(ProvisionedConcurrencyRow.function_name == name)
+        with Session(self.registry.engine) as s:
+            return [ProvisionedConfig(r.function_name, r.qualifier, r.requested, r.last_modified)
+                    for r in s.scalars(query)]

@@ -1,0 +1,100 @@
+"""Destinations of asynchronous invocations: AWS's invocation record (`version` 1.0, `requestContext`,
+`requestPayload`, `responseContext`, `responsePayload`) and the event that carries it to an OnSuccess or
+OnFailure function, itself an asynchronous invocation put on the queue."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from nimbus.invoke.queue import LeasedEvent, NewEvent
+
+log = logging.getLogger("nimbus.invoke.destinations")
+
+SUCCESS = "Success"
+RETRIES_EXHAUSTED = "RetriesExhausted"
+EVENT_AGE_EXCEEDED = "EventAgeExceeded"
+ZERO_RESERVED_CONCURRENCY = "ZeroReservedConcurrency"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """One run of the function for an event: the version that ran and what it answered."""
+
+    version: str
+    function_arn: str  # qualified with the version that ran
+    payload: bytes
+    function_error: str | None  # None on success, else e.g. "Unhandled"
+
+
+def _json_or_text(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    if not data.strip():
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return data.decode(errors="replace")
+
+
+def timestamp(epoch: float | None = None) -> str:
+    """`2019-11-14T18:16:05.568Z`: UTC with milliseconds, as in AWS's records."""
+    now = time.time() if epoch is None else epoch
+    ms = int(now * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{ms:03d}Z"
+
+
+def invocation_record(
+    event: LeasedEvent,
+    condition: str,
+    function_arn: str,
+    last: AttemptResult | None,
+) -> dict[str, Any]:
+    """The record AWS sends to a destination. `function_arn` is qualified with the version that ran (or
+    would have run); `last` is the latest attempt, None when the function never ran (then the record has
+    no response fields, as for ZeroReservedConcurrency on AWS)."""
+    payload = event.payload
+    request: Any = json.loads(payload) if payload.strip() else {}
+    record: dict[str, Any] = {
+        "version": "1.0",
+        "timestamp": timestamp(),
+        "requestContext": {
+            "requestId": event.request_id,
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": event.attempts,
+        },
+        "requestPayload": request,
+    }
+    if last is not None:
+        context: dict[str, Any] = {"statusCode": 200, "executedVersion": last.version}
+        if condition != SUCCESS and last.function_error:
+            context["functionError"] = last.function_error
+        record["responseContext"] = context
+        record["responsePayload"] = _json_or_text(last.payload)
+    return record
+
+
+def record_event(
+    destination: str,
+    record: dict[str, Any],
+    new_request_id: str,
+    max_bytes: int,
+    split_destination: Any,
+) -> NewEvent | None:
+    """The async invocation delivering `record` to the destination function, or None when it cannot (the
+    record is over the async payload limit: AWS drops it too, counting a DestinationDeliveryFailure)."""
+    body = json.dumps(record, separators=(",", ":")).encode()
+    if len(body) > max_bytes:
+        log.warning(
+            "invocation record not sent to %s: %d bytes is over the %d-byte async payload limit",
+            destination, len(body), max_bytes,
+            extra={"request_id": record["requestContext"]["requestId"]},
+        )
+        return None
+    name, qualifier = split_destination(destination)
+    return NewEvent(request_id=new_request_id, function_name=name, qualifier=qualifier, payload=body)

@@ -1,0 +1,127 @@
+"""Lambda's platform records in the JSON log format (`LoggingConfig.LogFormat = JSON`): `platform.start`,
+`platform.runtimeDone` and `platform.report` replace the START / END / REPORT text lines, each kept or dropped
+by `SystemLogLevel` as AWS maps them (start and report are INFO, runtimeDone is DEBUG; WARN keeps none of
+them). Shapes follow the Telemetry API schema that CloudWatch shows for JSON-format functions, e.g.
+
+    {"time":"2024-07-01T08:54:54.127Z","type":"platform.report","record":{"requestId":"…","metrics":
+     {"durationMs":17.493,"billedDurationMs":18,"memorySizeMB":128,"maxMemoryUsedMB":75,"initDurationMs":235.086},
+     "status":"success"}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from typing import Any
+
+from nimbus.control.specs import VersionSpec
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogLine
+
+LEVELS = {"DEBUG": 10, "INFO": 20, "WARN": 30}
+EVENT_LEVELS = {"platform.start": 20, "platform.runtimeDone": 10, "platform.report": 20, "platform.initStart": 20}
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def is_json(spec: VersionSpec) -> bool:
+    return spec.logging_config.get("LogFormat") == "JSON"
+
+
+_second: list[Any] = [None, ""]  # the last second formatted, and its text
+
+
+def stamp(ms: int) -> str:
+    """`2024-07-01T08:54:54.127Z`."""
+    second = ms // 1000
+    if _second[0] != second:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{ms % 1000:03d}Z"
+
+
+def record(event_type: str, ms: int, body: Any) -> str:
+    return _encode({"time": stamp(ms), "type": event_type, "record": body})
+
+
+def enabled(spec: VersionSpec, event_type: str) -> bool:
+    """Whether `SystemLogLevel` (INFO by default) lets this platform event through."""
+    threshold = LEVELS.get(str(spec.logging_config.get("SystemLogLevel") or "INFO"), 20)
+    return EVENT_LEVELS.get(event_type, 20) >= threshold
+
+
+def status_of(result: InvokeResult) -> str:
+    """`success`, `error` (a function error), `timeout` or `failure` (the runtime or sandbox failed)."""
+    status = (result.extra_report or {}).get("Status")
+    if status == "timeout" or result.error_type == "Sandbox.Timedout":
+        return "timeout"
+    if result.function_error is None:
+        return "success"
+    if status == "error" or (result.error_type or "").startswith(("Runtime.", "Sandbox.")):
+        return "failure"
+    return "error"
+
+
+_SAFE = re.compile(r"[A-Za-z0-9$._:;=/+ -]*")
+
+
+def _q(text: str) -> str:
+    """A JSON string literal (ids, versions and trace headers need no escaping: skip the encoder)."""
+    return f'"{text}"' if _SAFE.fullmatch(text) else _encode(text)
+
+
+def _n(value: float) -> str:
+    return repr(round(value, 3))
+
+
+def invocation_lines(
+    spec: VersionSpec, request: InvokeRequest, result: InvokeResult, now_ms: int | None = None
+) -> tuple[list[LogLine], list[str]]:
+    """The invocation's log events in JSON format: (stamped lines for the log store, lines for the tail).
+    Built with f-strings (this runs per invocation): the same text `record()` would give."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    rid = _q(request.request_id)
+    started = now - math.ceil(result.duration_ms)
+    logs = result.logs
+    if logs:
+        started = min(started, logs[0][0])
+    status = status_of(result)
+    threshold = LEVELS.get(str(spec.logging_config.get("SystemLogLevel") or "INFO"), 20)
+    now_stamp = stamp(now)
+    head: list[LogLine] = []
+    tail: list[LogLine] = []
+    if threshold <= 20:  # platform.start (INFO)
+        tracing = (f',"tracing":{{"type":"X-Amzn-Trace-Id","value":{_q(request.trace_id)}}}'
+                   if request.trace_id else "")
+        head.append((started, f'{{"time":"{stamp(started)}","type":"platform.start","record":{{"requestId":{rid},'
+                              f'"version":{_q(spec.version)}{tracing}}}}}'))
+    if status == "timeout":
+        tail.append((now, f'{{"timestamp":"{now_stamp}","level":"ERROR","requestId":{rid},'
+                          f'"message":"Task timed out after {spec.timeout:.2f} seconds"}}'))
+    error = f',"errorType":{_q(result.error_type or "Unhandled")}' if result.function_error else ""
+    duration = _n(result.duration_ms)
+    if threshold <= 10:  # platform.runtimeDone (DEBUG)
+        tail.append((now, f'{{"time":"{now_stamp}","type":"platform.runtimeDone","record":{{"requestId":{rid},'
+                          f'"status":"{status}","metrics":{{"durationMs":{duration},'
+                          f'"producedBytes":{len(result.payload)}}}{error}}}}}'))
+    if threshold <= 20:  # platform.report (INFO)
+        init = result.init_duration_ms
+        billed = max(1, math.ceil(result.duration_ms + (init or 0.0)))
+        init_field = f',"initDurationMs":{_n(init)}' if init is not None else ""
+        tail.append((now, f'{{"time":"{now_stamp}","type":"platform.report","record":{{"requestId":{rid},'
+                          f'"metrics":{{"durationMs":{duration},"billedDurationMs":{billed},'
+                          f'"memorySizeMB":{spec.memory_size},'
+                          f'"maxMemoryUsedMB":{min(result.max_memory_mb, spec.memory_size)}{init_field}}},'
+                          f'"status":"{status}"{error if status != "success" else ""}}}}}'))
+    stamped = [*head, *logs, *tail]
+    return stamped, [text for _, text in stamped]
+
+
+def init_start(spec: VersionSpec, runtime_version: str, runtime_version_arn: str, ms: int) -> str | None:
+    """`platform.initStart` (what INIT_START is in the text format), or None when SystemLogLevel drops it."""
+    if not enabled(spec, "platform.initStart"):
+        return None
+    return record("platform.initStart", ms, {
+        "initializationType": "on-demand", "phase": "init", "runtimeVersion": runtime_version,
+        "runtimeVersionArn": runtime_version_arn, "functionName": spec.function_name,
+        "functionVersion": spec.version,
+    })

@@ -1,0 +1,371 @@
+"""An execution environment whose runtime speaks the Lambda Runtime API: custom runtimes (`bootstrap`) and
+Node.js (AWS's aws-lambda-ric). Same life as `Environment` (spawn, INIT, one invocation at a time, timeout,
+crash, memory, teardown; the pool and manager treat both alike), but the runtime is a stranger's program:
+
+- the launcher (runtime/apilauncher.py) hands over a listening socket from inside the sandbox; nimbus serves
+  the Runtime and Extensions APIs on it (runtimeapi.py) on the server's event loop;
+- INIT ends when the runtime and every extension have called `next`; an invocation ends with the runtime's
+  `/response` or `/error` (a stream is passed on chunk by chunk);
+- everything the runtime and its extensions print goes through fd 1/2 into log lines; the pipe is drained
+  before an answer is returned, so lines printed before responding always belong to the invocation;
+- shutdown: extensions registered for SHUTDOWN get it, and AWS's 2 s grace, before the kill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nimbus.config import Settings
+from nimbus.control.specs import VersionSpec
+from nimbus.sandbox.apiruntimes import CUSTOM_RUNTIMES, runtime_command
+from nimbus.sandbox.backends import Backend, Launch
+from nimbus.sandbox.environment import (
+    RESPONSE_SLACK,
+    Deadlines,
+    Environment,
+    _Died,
+    _Output,
+    _TimedOut,
+    build_environ,
+)
+from nimbus.sandbox.protocol import READY, RESULT, ResultFrame
+from nimbus.sandbox.runtimeapi import SHUTDOWN_GRACE_MS, ApiIdentity, RuntimeAPI, serve
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink
+
+# Variables extensions do not see (AWS's list: the runtime's own configuration).
+EXTENSION_HIDDEN = (
+    "_HANDLER", "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "AWS_LAMBDA_LOG_FORMAT",
+    "AWS_LAMBDA_LOG_LEVEL", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "NODE_PATH",
+)
+GRACEFUL_REASONS = ("idle", "retire")  # kills that give extensions their SHUTDOWN event first
+
+
+def _frame(kind: int, ok: bool, error_type: str | None = None, payload: bytes = b"") -> ResultFrame:
+    return ResultFrame(kind, ok, 0, 0, error_type, payload, [])
+
+
+class ApiEnvironment(Environment):
+    """An environment running a Runtime API client (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: VersionSpec,
+        backend: Backend,
+        settings: Settings,
+        log_sink: LogSink,
+        interpreter: Path,
+        deadlines: Deadlines | None = None,
+        *,
+        init_type: str = "on-demand",
+        environ_hook: Callable[[str], dict[str, str]] | None = None,
+    ) -> None:
+        super().__init__(spec, backend, settings, log_sink, interpreter, deadlines, init_type=init_type,
+                         environ_hook=environ_hook)
+        self.api: RuntimeAPI | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._control_sock: socket.socket | None = None
+        self._out_fd = -1
+        self._output = _Output(self)
+        self._ext_waiter: asyncio.Future[None] | None = None
+        self._request_id = ""
+        self._shutting_down = False
+
+    # ---------------------------------------------------------------------------------------------
+    # Start-up
+
+    def _launch(self, child: socket.socket, out_w: int) -> Launch:
+        isolated = self.backend.task_root_inside is not None
+        command = runtime_command(self.spec.runtime, isolated)
+        environ = build_environ(self.spec, self.settings, self.backend, self.log_stream, self.interpreter)
+        environ.pop("PYTHONPATH", None)  # the Python bootstrap's: not part of these runtimes' environment
+        if self.spec.runtime in CUSTOM_RUNTIMES:
+            environ.pop("AWS_EXECUTION_ENV", None)  # AWS does not define it for OS-only runtimes
+        layer_paths = environ.get("NODE_PATH")  # build_environ's: the layers' node_modules
+        environ.update(command.environ)
+        if layer_paths and "NODE_PATH" in command.environ:
+            environ["NODE_PATH"] = f"{layer_paths}:{command.environ['NODE_PATH']}"
+        environ["AWS_LAMBDA_INITIALIZATION_TYPE"] = self.init_type
+        if self.environ_hook is not None:
+            environ.update(self.environ_hook(self.id))
+        # Extensions and /opt/bootstrap come from the layers: at /opt in a sandbox; outside one (process
+        # backend) where the code store merged them, and nowhere without layers (never the host's /opt).
+        opt_dir = self.spec.opt_dir
+        opt = "/opt" if isolated else self.backend.opt_root(opt_dir) if opt_dir is not None else ""
+        extensions = f"{opt}/extensions" if opt else ""
+        environ.update({
+            "_NIMBUS_CONTROL_FD": str(child.fileno()),
+            "_NIMBUS_API_PORT": "9001" if isolated else "0",
+            "_NIMBUS_RUNTIME_ARGV": json.dumps(list(command.argv)),
+            "_NIMBUS_EXTENSIONS_DIR": extensions,
+            "_NIMBUS_OPT_DIR": opt,
+            "_NIMBUS_EXTENSION_HIDDEN": ",".join(EXTENSION_HIDDEN),
+        })
+        return Launch(
+            env_id=self.id,
+            interpreter=self.interpreter,
+            code_dir=self.spec.code_dir,
+            memory_mb=self.spec.memory_size,
+            ephemeral_mb=self.spec.ephemeral_storage,
+            environ=environ,
+            pass_fds=(child.fileno(),),
+            stdout_fd=out_w,
+            opt_dir=opt_dir,
+            script="apilauncher",
+            ro_binds=command.binds,
+        )
+
+    async def _spawn(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_r, out_w = os.pipe()
+        try:
+            launch = self._launch(child, out_w)
+            self._exited = self._loop.create_future()
+            self.handle = self.backend.launch(launch)
+        except BaseException:
+            parent.close()
+            os.close(out_r)
+            raise
+        finally:
+            child.close()
+            os.close(out_w)
+        self._watch_pid()
+        os.set_blocking(out_r, False)
+        self._out_fd = out_r
+        self._loop.add_reader(out_r, self._read_output)
+        parent.setblocking(False)
+        self._control_sock = parent
+        self._loop.add_reader(parent.fileno(), self._on_control)
+
+    async def _start(self, request_id: str) -> InvokeResult | None:
+        self._request_id = request_id
+        return await super()._start(request_id)
+
+    def _on_control(self) -> None:
+        """The launcher's one message: the listening socket and the extensions it started (or an error)."""
+        sock = self._control_sock
+        if sock is None:
+            return
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        self._loop.remove_reader(sock.fileno())
+        if not data:  # the launcher died before it could say anything: the exit watcher reports it
+            self._close_control()
+            for fd in fds:
+                os.close(fd)
+            return
+        listener = socket.socket(fileno=fds[0]) if fds else None
+        try:
+            message = json.loads(data)
+        except ValueError:
+            message = {"error": {"errorType": "Runtime.Unknown", "errorMessage": "bad launcher message"}}
+        error = message.get("error")
+        if error or listener is None:
+            if listener is not None:
+                listener.close()
+            error = error or {"errorType": "Runtime.Unknown", "errorMessage": "no Runtime API socket"}
+            error_type = str(error.get("errorType"))
+            doc = {"errorType": error_type,
+                   "errorMessage": f"RequestId: {self._request_id} Error: {error.get('errorMessage')}"}
+            self._resolve(_frame(READY, False, error_type, json.dumps(doc).encode()))
+            return
+        self._close_control()
+        spec = self.spec
+        identity = ApiIdentity(spec.function_name, spec.version, spec.handler, spec.function_arn, self.id)
+        self.api = RuntimeAPI(identity, self, self.settings.sync_payload_max_bytes + RESPONSE_SLACK,
+                              list(message.get("extensions", [])))
+        listener.setblocking(False)
+        self._loop.create_task(self._serve(listener))
+
+    async def _serve(self, listener: socket.socket) -> None:
+        assert self.api is not None
+        try:
+            server = await serve(self.api, listener)
+        except OSError as e:
+            listener.close()
+            self._resolve(_frame(READY, False, "Runtime.Unknown", json.dumps(
+                {"errorType": "Runtime.Unknown", "errorMessage": f"Runtime API unavailable: {e}"}).encode()))
+            return
+        if self.dead:
+            server.close()
+            return
+        self._server = server
+
+    def _close_control(self) -> None:
+        if self._control_sock is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._loop.remove_reader(self._control_sock.fileno())
+            self._control_sock.close()
+            self._control_sock = None
+
+    # ---------------------------------------------------------------------------------------------
+    # Output (fd 1/2 of the runtime and its extensions)
+
+    def _read_output(self) -> None:
+        try:
+            data = os.read(self._out_fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._output.data_received(data)
+        else:
+            self._close_output()
+
+    def _drain_output(self) -> None:
+        """Read what the pipe holds now (written before the runtime's answer was sent)."""
+        fd = self._out_fd
+        while fd >= 0:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                return
+            if not data:
+                self._close_output()
+                return
+            self._output.data_received(data)
+            if len(data) < 65536:
+                return
+
+    def _close_output(self) -> None:
+        fd = self._out_fd
+        if fd < 0:
+            return
+        self._out_fd = -1
+        with contextlib.suppress(OSError, ValueError):
+            self._loop.remove_reader(fd)
+        self._output.eof_received()
+        os.close(fd)
+
+    async def _rescue_logs(self) -> None:
+        self._drain_output()
+
+    # ---------------------------------------------------------------------------------------------
+    # Events from the Runtime API (ApiListener)
+
+    def _resolve(self, frame: ResultFrame) -> None:
+        self._drain_output()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(frame)
+
+    def api_ready(self) -> None:
+        self._resolve(_frame(READY, True))
+
+    def api_init_error(self, error_type: str, payload: bytes) -> None:
+        self._resolve(_frame(READY, False, error_type, payload))
+
+    def api_result(self, ok: bool, error_type: str | None, payload: bytes) -> None:
+        self._resolve(_frame(RESULT, ok, error_type, payload))
+
+    def api_extensions_idle(self) -> None:
+        waiter = self._ext_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ---------------------------------------------------------------------------------------------
+    # Invocations
+
+    async def _run(self, request: InvokeRequest, deadline_ms: int, init_ms: float | None) -> InvokeResult:
+        api = self.api
+        assert api is not None
+        loop = self._loop
+        t0 = time.perf_counter()
+        deadline = loop.time() + max(0.0, deadline_ms / 1000 - time.time())
+        if api.extensions_busy and not await self._extensions_idle(deadline):
+            return self._timed_out(request, t0, init_ms)
+        self._waiter = loop.create_future()
+        api.dispatch(request, deadline_ms)
+        try:
+            frame = await self._wait(deadline)
+        except _TimedOut:
+            api.cancel()
+            return self._timed_out(request, t0, init_ms)
+        except _Died:
+            return await self._exit_error(request.request_id, init_ms, (time.perf_counter() - t0) * 1000)
+        if frame.kind != RESULT:
+            self.kill("protocol")
+            return await self._exit_error(request.request_id, init_ms)
+        return InvokeResult(
+            payload=frame.payload,
+            function_error=None if frame.ok else "Unhandled",
+            error_type=frame.error_type,
+            logs=self._take_stray(),
+            duration_ms=(time.perf_counter() - t0) * 1000,
+            max_memory_mb=self._memory(0),
+            init_duration_ms=init_ms,
+            log_stream=self.log_stream,
+            environment_id=self.id,
+        )
+
+    def _timed_out(self, request: InvokeRequest, t0: float, init_ms: float | None) -> InvokeResult:
+        self._drain_output()
+        self.kill("timeout")
+        return self._fail(
+            request.request_id, "Sandbox.Timedout", f"Task timed out after {self.spec.timeout:.2f} seconds",
+            duration_ms=(time.perf_counter() - t0) * 1000, init_duration_ms=init_ms,
+            extra_report={"Status": "timeout"},
+        )
+
+    async def _extensions_idle(self, deadline: float) -> bool:
+        """Wait (until loop time `deadline`) for extensions still busy with the previous event."""
+        api = self.api
+        if api is None or not api.extensions_busy:
+            return True
+        self._ext_waiter = self._loop.create_future()
+        try:
+            await asyncio.wait_for(self._ext_waiter, max(0.0, deadline - self._loop.time()))
+        except TimeoutError:
+            return False
+        finally:
+            self._ext_waiter = None
+        return True
+
+    # ---------------------------------------------------------------------------------------------
+    # Teardown
+
+    def _on_exit(self) -> None:
+        # The runtime's control channel is gone after exec: its exit is what makes it unusable.
+        self.alive = False
+        super()._on_exit()
+        if not self.busy:
+            self.kill(self.kill_reason or "exited")
+
+    def kill(self, reason: str) -> None:
+        if self.dead:
+            return
+        api = self.api
+        if (reason in GRACEFUL_REASONS and not self._shutting_down and api is not None and api.initialized
+                and not self.busy and api.shutdown("spindown")):
+            self._shutting_down = True
+            self.alive = False
+            self._loop.create_task(self._graceful_kill(reason))
+            return
+        super().kill(reason)
+        self._drain_output()
+        self._close_output()
+        self._close_control()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if api is not None:
+            api.close()
+
+    async def _graceful_kill(self, reason: str) -> None:
+        """SHUTDOWN was sent: give the extensions AWS's grace period to finish, then kill."""
+        self._ext_waiter = self._loop.create_future()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(self._ext_waiter, SHUTDOWN_GRACE_MS / 1000)
+        self._ext_waiter = None
+        self.kill(reason)

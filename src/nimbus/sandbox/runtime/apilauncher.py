@@ -1,0 +1,124 @@
+"""Start-up of an execution environment whose runtime speaks the Lambda Runtime API (custom runtimes, Node).
+
+Runs inside the sandbox (stdlib only, like bootstrap.py; started with `python -I -S`). It:
+1. creates the environment's Runtime API endpoint, a TCP socket listening on 127.0.0.1:9001 in the
+   sandbox's own network namespace, and hands the listening fd to nimbus over the control socket
+   (SCM_RIGHTS): nimbus serves the API on it, so the host's loopback is never reachable from here;
+2. starts the external extensions (executables in /opt/extensions), detached from the runtime;
+3. execs the runtime (`bootstrap`, or the managed runtime's command line) with AWS's environment.
+
+Settings come from private environment variables (removed before anything else starts):
+_NIMBUS_CONTROL_FD (the control socket), _NIMBUS_API_PORT (9001; 0 outside a network namespace: any free
+port, announced in AWS_LAMBDA_RUNTIME_API), _NIMBUS_RUNTIME_ARGV (the command as a JSON list; empty: look for
+a bootstrap as AWS does), _NIMBUS_EXTENSIONS_DIR, _NIMBUS_OPT_DIR, _NIMBUS_EXTENSION_HIDDEN (variables
+extensions must not see, comma-separated).
+
+The message to nimbus is JSON: {"extensions": [names]} or {"error": {"errorType", "errorMessage"}}.
+"""
+
+import json
+import os
+import socket
+import sys
+
+environ = os.environ
+
+
+def pop(name, default=""):
+    return environ.pop(name, default)
+
+
+def find_bootstrap(task_root, opt_dir):
+    candidates = [os.path.join(task_root, "bootstrap"), os.path.join(opt_dir or "/opt", "bootstrap")]
+    for path in candidates[: 2 if opt_dir else 1]:  # no layers outside a sandbox: never the host's /opt
+        if os.path.isfile(path):
+            return [path], None
+    return None, "Couldn't find valid bootstrap(s): [" + " ".join(candidates) + "]"
+
+
+def list_extensions(directory):
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            found.append(path)
+    return found
+
+
+def start_extension(path, env):
+    """Start `path` as a grandchild (re-parented to the sandbox's init, which reaps it) so that it outlives
+    the exec into the runtime without becoming the runtime's zombie. True when the exec succeeded."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(r)
+            if os.fork() != 0:
+                os._exit(0)
+            os.set_inheritable(w, False)
+            os.chdir("/")
+            os.execve(path, [path], env)
+        except BaseException as exc:  # noqa: BLE001 - report any failure to start
+            try:
+                os.write(w, str(exc).encode()[:500] or b"exec failed")
+            finally:
+                os._exit(127)
+    os.close(w)
+    os.waitpid(pid, 0)
+    with os.fdopen(r, "rb") as f:
+        failure = f.read()
+    if failure:
+        sys.stderr.write(f"extension {path} failed to start: {failure.decode('utf-8', 'replace')}\n")
+        return False
+    return True
+
+
+def main():
+    control = socket.socket(fileno=int(pop("_NIMBUS_CONTROL_FD")))
+    port = int(pop("_NIMBUS_API_PORT", "9001") or "9001")
+    argv = json.loads(pop("_NIMBUS_RUNTIME_ARGV") or "[]")
+    extensions_dir = pop("_NIMBUS_EXTENSIONS_DIR")
+    opt_dir = pop("_NIMBUS_OPT_DIR")
+    hidden = set(filter(None, pop("_NIMBUS_EXTENSION_HIDDEN").split(",")))
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(128)
+    if port == 0:
+        environ["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{listener.getsockname()[1]}"
+
+    error = None
+    if not argv:
+        argv, message = find_bootstrap(environ.get("LAMBDA_TASK_ROOT", "/var/task"), opt_dir)
+        if argv is None:
+            error = {"errorType": "Runtime.InvalidEntrypoint", "errorMessage": message}
+    if error is None and not os.access(argv[0], os.X_OK):
+        error = {"errorType": "Runtime.InvalidEntrypoint", "errorMessage": f"fork/exec {argv[0]}: permission denied"}
+
+    started = []
+    if error is None and extensions_dir:
+        ext_env = {k: v for k, v in environ.items() if k not in hidden and not k.startswith("AWS_XRAY_")}
+        for path in list_extensions(extensions_dir):
+            if start_extension(path, ext_env):
+                started.append(os.path.basename(path))
+
+    message = json.dumps({"error": error} if error else {"extensions": started}).encode()
+    socket.send_fds(control, [message], [listener.fileno()])
+    listener.close()
+    if error is not None:
+        control.recv(1)  # nimbus records the error, then kills the environment
+        os._exit(1)
+    control.close()
+    try:
+        os.execve(argv[0], argv, environ)
+    except OSError as exc:
+        sys.stderr.write(f"fork/exec {argv[0]}: {exc.strerror}\n")
+        os._exit(1)
+
+
+main()

@@ -1,0 +1,1 @@
+"""Helpers for function code running on nimbus."""

@@ -1,0 +1,385 @@
+"""The zygote (fork-server) mode of nimbus's Python runtime. Stdlib only, Python 3.10+, runs INSIDE the
+function's sandbox. bootstrap.py calls `prepare()` before INIT and `serve(channel)` after it.
+
+A zygote runs INIT once; every execution environment of the version is then a fork of it:
+
+- `prepare()` (namespaced sandboxes only, before any user code): enter a new user namespace (full
+  capabilities there, none on the host: every mount of the sandbox stays locked read-only as bubblewrap made
+  it), then a new pid namespace whose pid 1 is the zygote proper; forbid further user namespaces (seccomp).
+- `serve()`: answer INIT's READY, then wait for fork requests from the host on a SOCK_SEQPACKET socket
+  (`F` + JSON, with the environment's control socket and output pipe as fds) and report children's exits
+  (`X` + JSON). Never returns in the zygote; returns the child's control Channel in a forked child.
+- A forked child gets its own pid namespace (it is pid 1 there), mount namespace with its own size-limited
+  tmpfs /tmp and /dev/shm, network namespace (loopback only), IPC and UTS namespaces; it becomes
+  non-dumpable, drops every capability and stacks the full seccomp deny-list. It then says hello (the host
+  reads its pid from the kernel's SCM_CREDENTIALS and moves it into its own cgroup) and waits for the
+  per-environment values (`go`): environment variables, then reseeds randomness, runs after-restore hooks
+  and answers READY.
+"""
+
+import gc
+import json
+import os
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_CAPBSET_DROP = 24
+SECCOMP_MODE_FILTER = 2
+SIOCSIFFLAGS = 0x8914
+IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
+
+_libc = None
+_state = {}  # set by prepare(): isolate flag, the pid namespace fd, seccomp filter paths
+
+
+def _lib():
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _check(rc, what):
+    if rc != 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _write(path, text):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _install_filter(path):
+    """Stack the classic-BPF seccomp filter stored at `path`."""
+    import ctypes
+
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        return
+    buf = ctypes.create_string_buffer(data, len(data))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    prog = SockFprog(len(data) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    libc = _lib()
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
+
+
+def prepare():
+    """Before INIT: set up the namespaces forks are made from (when the host asked for isolation)."""
+    env = os.environ
+    isolate = env.pop("_NIMBUS_ZYGOTE_ISOLATE", "0") == "1"
+    _state["isolate"] = isolate
+    _state["deny"] = env.pop("_NIMBUS_ZYGOTE_DENY", "")
+    nouserns = env.pop("_NIMBUS_ZYGOTE_NOUSERNS", "")
+    gc.disable()  # no collection may run between INIT and the fork: it would dirty every page
+    if not isolate:
+        return
+    libc = _lib()
+    uid, gid = os.getuid(), os.getgid()
+    _check(libc.unshare(CLONE_NEWUSER), "unshare(user)")
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    _check(libc.unshare(CLONE_NEWPID), "unshare(pid)")
+    pid = os.fork()
+    if pid:  # the original process only waits: the zygote proper is pid 1 of the new pid namespace
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    _state["pidns"] = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    if nouserns:
+        _install_filter(nouserns)
+
+
+def _after_restore_hooks():
+    hooks = sys.modules.get("snapshot_restore_py")
+    return list(hooks.get_after_restore()) if hooks is not None else []
+
+
+def run_before_snapshot(fault):
+    """Runs the registered before-snapshot hooks (in reverse order of registration, as AWS does); a failure
+    fails INIT with Runtime.BeforeSnapshotError (`fault` is bootstrap's FaultException)."""
+    hooks = sys.modules.get("snapshot_restore_py")
+    if hooks is None:
+        return
+    pending = hooks.get_before_snapshot()
+    while pending:
+        func, args, kwargs = pending.pop()
+        try:
+            func(*args, **kwargs)
+        except Exception as e:
+            raise fault("Runtime.BeforeSnapshotError", f"{type(e).__name__}: {e}") from None
+
+
+def serve_and_restore(channel, channel_class, logs, streams, max_rss_kb):
+    """After INIT's READY: serve forks. In a forked child, answer READY (or Runtime.AfterRestoreError) on the
+    environment's own control socket and return its Channel; the zygote itself never returns."""
+    control_fd, error = serve(channel, logs, streams, None)
+    channel = channel_class(control_fd)
+    for stream in streams:
+        stream.finish()
+    if error is not None:
+        doc = {"errorMessage": f"{type(error).__name__}: {error}", "errorType": "Runtime.AfterRestoreError",
+               "requestId": "", "stackTrace": []}
+        logs.add(f"[ERROR] Runtime.AfterRestoreError: {doc['errorMessage']}")
+        channel.send_result(2, False, 0, max_rss_kb(), doc["errorType"], json.dumps(doc).encode(), logs.take())
+        sys.exit(1)
+    channel.send_result(2, True, 0, max_rss_kb(), None, b"", logs.take())
+    return channel
+
+
+def serve(channel, logs, streams, send_ready):
+    """The zygote's life after a successful INIT. Returns (in a forked child only) the child's Channel."""
+    import select
+    import signal
+    import socket
+
+    env = os.environ
+    # Host -> zygote: the fork socket, passed once over the control channel.
+    ctl = socket.socket(fileno=os.dup(channel.fd))
+    try:
+        _, fds, _, _ = socket.recv_fds(ctl, 16, 1)
+    finally:
+        ctl.close()
+    if not fds:
+        os._exit(0)
+    fork_sock = socket.socket(fileno=fds[0])
+    fork_sock.setblocking(True)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children = {}
+    gc.freeze()  # objects made by INIT stay out of collections in the children: their pages stay shared
+    poller = select.poll()
+    poller.register(fork_sock.fileno(), select.POLLIN)
+    poller.register(wake_r, select.POLLIN)
+    isolate = _state.get("isolate", False)
+    while True:
+        try:
+            events = poller.poll()
+        except InterruptedError:
+            continue
+        for fd, _mask in events:
+            if fd == wake_r:
+                try:
+                    os.read(wake_r, 4096)
+                except OSError:
+                    pass
+                _reap(children, fork_sock)
+                continue
+            try:
+                msg, fds, _, _ = socket.recv_fds(fork_sock, 65536, 4)
+            except InterruptedError:
+                continue
+            except OSError:
+                msg = b""
+            if not msg:
+                os._exit(0)  # the host is gone or shut us down; children die with our pid namespace
+            request = json.loads(msg[1:])
+            if len(fds) != 2:
+                for f in fds:
+                    os.close(f)
+                continue
+            pidns = _state.get("pidns")
+            try:
+                if isolate:
+                    _check(_lib().unshare(CLONE_NEWPID), "unshare(pid)")
+                pid = os.fork()
+            except OSError as e:
+                for f in fds:
+                    os.close(f)
+                fork_sock.send(b"E" + json.dumps({"id": request["id"], "error": str(e)}).encode())
+                continue
+            if pid == 0:
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                for f in (wake_r, wake_w, fork_sock.fileno(), channel.fd):
+                    try:
+                        os.close(f)
+                    except OSError:
+                        pass
+                if pidns is not None:
+                    os.close(pidns)
+                return _become_environment(request, fds, isolate, logs, streams, send_ready)
+            if isolate:
+                _check(_lib().setns(pidns, CLONE_NEWPID), "setns(pid)")
+            children[pid] = request["id"]
+            for f in fds:
+                os.close(f)
+
+
+def _reap(children, fork_sock):
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
+        if pid == 0:
+            return
+        env_id = children.pop(pid, None)
+        if env_id is not None:
+            code = os.waitstatus_to_exitcode(status)
+            try:
+                fork_sock.send(b"X" + json.dumps({"id": env_id, "status": code}).encode())
+            except OSError:
+                pass
+
+
+def _isolate(tmp_mb):
+    import fcntl
+    import socket
+    import struct
+
+    libc = _lib()
+    # What INIT left in /tmp stays visible to the environment (as on Lambda): copied after the host moved
+    # us into our own cgroup, which is then charged for it (see _copy_tmp).
+    old_tmp = os.open("/tmp", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if not os.listdir(old_tmp):
+        os.close(old_tmp)
+        old_tmp = None
+    _state["old_tmp"] = old_tmp
+    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    options = f"size={tmp_mb * 1024 * 1024},mode=1777".encode()
+    _check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, options), "mount /tmp")
+    if os.path.isdir("/dev/shm"):
+        _check(libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777"), "mount /dev/shm")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING))
+    finally:
+        s.close()
+    # Siblings share the zygote's /proc view: non-dumpable keeps their memory, environ and fds private.
+    _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "dumpable")
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()
+    _check(libc.capset(header, data), "capset")
+    if _state.get("deny"):
+        _install_filter(_state["deny"])
+
+
+def _split_init(fds):
+    """We are pid 1 of the environment's pid namespace, which the kernel shields from its own signals (a
+    function's `os.kill(os.getpid(), SIGKILL)` would do nothing) and which inherits orphans: keep pid 1 a
+    tiny reaper, as bubblewrap's init is for fresh environments, and run the runtime as pid 2. The reaper
+    exits with the runtime's status (128 + signal when it was killed, as bubblewrap does)."""
+    pid = os.fork()
+    if pid == 0:
+        return
+    for fd in fds:
+        os.close(fd)
+    devnull = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    while True:
+        try:
+            child, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        except InterruptedError:
+            continue
+        if child == pid:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(128 - code if code < 0 else code & 0xFF)
+
+
+def _read_exact(fd, n):
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            os._exit(0)
+        data += chunk
+    return data
+
+
+def _become_environment(request, fds, isolate, logs, streams, send_ready):
+    control_fd, out_fd = fds
+    if isolate:
+        _isolate(int(request.get("tmp_mb", 512)))
+        _split_init(fds)
+    else:
+        os.setsid()
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    os.close(out_fd)
+    os.set_inheritable(control_fd, False)
+    os.write(control_fd, b"H")  # the host learns our pid from the kernel and moves us into our cgroup
+    (n,) = __import__("struct").unpack("!I", _read_exact(control_fd, 4))
+    go = json.loads(_read_exact(control_fd, n))
+    os.environ.update(go.get("environ", {}))
+    _copy_tmp()
+    _reseed()
+    error = None
+    for func, args, kwargs in _after_restore_hooks():
+        try:
+            func(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 (any hook failure fails the restore, as on AWS)
+            error = e
+            break
+    return control_fd, error
+
+
+def _copy_tmp():
+    old = _state.pop("old_tmp", None)
+    if old is None:
+        return
+    import shutil
+
+    try:
+        shutil.copytree(f"/proc/self/fd/{old}", "/tmp", symlinks=True, dirs_exist_ok=True)
+    except OSError:
+        pass  # e.g. /tmp of this environment is smaller than what INIT wrote: like a full disk
+    finally:
+        os.close(old)
+
+
+def _reseed():
+    """Every environment must draw its own random numbers: nothing drawn from state copied from the zygote."""
+    mods = sys.modules
+    rnd = mods.get("random")
+    if rnd is not None:
+        rnd.seed()
+    tmp = mods.get("tempfile")
+    if tmp is not None:
+        tmp._name_sequence = None
+    np_random = mods.get("numpy.random")
+    if np_random is not None:
+        try:
+            np_random.seed()
+        except Exception:  # noqa: BLE001
+            pass

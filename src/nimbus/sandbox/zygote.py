@@ -1,0 +1,604 @@
+"""Zygotes: snapshot cold starts. One zygote per pool key (function, version, revision) runs INIT once inside
+the function's sandbox; every new execution environment of that key is a `fork()` of it.
+
+Host side of the design in runtime/nimbus_zygote.py: the zygote is started like any environment (through
+the backend, in its own cgroup, under the function's memory limit), answers READY after INIT, then receives
+a SOCK_SEQPACKET "fork socket". `acquire()` sends a fork request carrying the new environment's control
+socket and output pipe; the child says hello on its control socket, the kernel attaches its pid
+(SCM_CREDENTIALS, translated into our pid namespace), and the host moves it into a cgroup of its own before
+it may run anything of the user's. Pages the zygote touched stay charged to the zygote's cgroup (cgroup v1 does
+not move charges; v2 charges pages to their first toucher); each environment's limit covers what it adds.
+
+Killing a zygote kills every environment forked from it (they live in its pid namespace), so a zygote
+lives while any of its environments does; the manager retires it with its pool.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nimbus.config import Settings
+from nimbus.control.specs import VersionSpec
+from nimbus.sandbox.backends import Backend, Handle, Launch
+from nimbus.sandbox.backends.process import ProcessBackend, ProcessHandle
+from nimbus.sandbox.cgroups import MB, Cgroup
+from nimbus.sandbox.types import InvokeResult, LogLine
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT = 10.0  # seconds a forked child may take to say hello
+MAX_FORKS_IN_FLIGHT = 32
+SPARE_DELAY = 0.05  # seconds after a fork before spares are made  # fork requests queued in the zygote at once (its socket buffer is finite)
+CLONE_NEWUSER = 0x10000000
+# What the zygote itself may do that environments may not: build their namespaces.
+ZYGOTE_ALLOWED = frozenset({"mount", "unshare", "setns"})
+
+
+class ZygoteError(Exception):
+    """The zygote could not produce an environment (it died, or the fork failed)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Seccomp filters for namespaced zygotes
+
+
+@functools.cache
+def _filters() -> tuple[bytes, bytes, bytes]:
+    """(zygote filter, no-new-user-namespaces filter, full deny-list) as classic BPF."""
+    import errno
+    import tempfile
+
+    import pyseccomp  # type: ignore[import-untyped]
+
+    from nimbus.sandbox.seccomp import DENIED_SYSCALLS, deny_list_bpf
+
+    def export(filt: object) -> bytes:
+        with tempfile.TemporaryFile() as f:
+            filt.export_bpf(f)  # type: ignore[attr-defined]
+            f.seek(0)
+            data: bytes = f.read()
+        return data
+
+    zyg = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
+    for name in DENIED_SYSCALLS:
+        if name in ZYGOTE_ALLOWED:
+            continue
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            zyg.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
+    nouser = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
+    for name in ("unshare", "clone"):
+        nouser.add_rule(
+            pyseccomp.ERRNO(errno.EPERM), name, pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)
+        )
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        nouser.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")  # flags live in memory: let libc fall back
+    return export(zyg), export(nouser), deny_list_bpf()
+
+
+# --------------------------------------------------------------------------------------------------
+# Handles of forked environments
+
+
+class ForkedProcess:
+    """Stands in for the Popen of a backend handle: a forked environment is the zygote's child, not ours;
+    the zygote reports its exit status."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self.returncode
+
+
+class _ExitWatch:
+    """Exit notification from the zygote's report (used by Environment instead of a pidfd)."""
+
+    exit_callback: Callable[[], None] | None = None
+    proc: ForkedProcess
+
+    def watch_exit(self, callback: Callable[[], None]) -> None:
+        self.exit_callback = callback
+        if self.proc.returncode is not None:
+            asyncio.get_running_loop().call_soon(callback)
+
+    def exited(self, code: int) -> None:
+        if self.proc.returncode is not None:
+            return
+        self.proc.returncode = code
+        if self.exit_callback is not None:
+            self.exit_callback()
+
+
+def _namespaces_handle_class() -> type[Handle]:
+    from nimbus.sandbox.backends.namespaces import NamespacesHandle
+
+    class ForkedNamespacesHandle(_ExitWatch, NamespacesHandle):
+        """A forked environment in its own cgroup (limits, memory watcher and accounting as a fresh one)."""
+
+        def __init__(self, proc: ForkedProcess, cgroup: Cgroup, memory_mb: int, tmp_mb: int) -> None:
+            super().__init__(proc, cgroup, memory_mb, tmp_mb)  # type: ignore[arg-type]
+            self.proc = proc
+
+        def kill(self) -> None:
+            self.cgroup.kill()
+            self.proc.kill()
+
+        def runtime_pid(self) -> int | None:
+            return self.pid
+
+        def peak_memory_mb(self, reported_rss_kb: int) -> int:
+            # The group holds only what this environment added to the zygote's pages; the runtime's own
+            # peak RSS counts the shared pages too: report the larger, as a fresh environment would see.
+            return max(super().peak_memory_mb(0), (reported_rss_kb + 1023) // 1024)
+
+    return ForkedNamespacesHandle
+
+
+class ForkedProcessHandle(_ExitWatch, ProcessHandle):
+    """A forked environment of the `process` backend (no isolation; its own session)."""
+
+    def __init__(self, proc: ForkedProcess) -> None:
+        super().__init__(proc)  # type: ignore[arg-type]
+        self.proc = proc
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.proc.kill()
+
+
+@dataclass
+class Forked:
+    """A forked child that said hello and sits in its own cgroup, waiting for its per-environment values."""
+
+    handle: Handle
+    sock: socket.socket  # host end of its control socket
+    out_r: int  # read end of its fd 1/2
+
+    @property
+    def alive(self) -> bool:
+        return self.handle.reap() is None
+
+    def discard(self) -> None:
+        """Kill an unused fork and release what it holds (its cgroup once it is gone)."""
+        self.handle.kill()
+        self.sock.close()
+        with contextlib.suppress(OSError):
+            os.close(self.out_r)
+        loop = asyncio.get_running_loop()
+
+        def cleanup(tries: int) -> None:
+            try:
+                done = self.handle.cleanup()
+            except OSError:
+                done = True
+            if not done and tries:
+                loop.call_later(0.1, cleanup, tries - 1)
+
+        loop.call_later(0.05, cleanup, 20)
+
+
+# --------------------------------------------------------------------------------------------------
+# The zygote
+
+
+def send_go(sock: socket.socket, environ: dict[str, str]) -> None:
+    """The per-environment values a forked child waits for (see nimbus_zygote._become_environment)."""
+    body = json.dumps({"environ": environ}).encode()
+    sock.setblocking(True)
+    try:
+        sock.sendall(struct.pack("!I", len(body)) + body)
+    finally:
+        sock.setblocking(False)
+
+
+class Zygote:
+    """The fork server of one pool key."""
+
+    def __init__(
+        self,
+        spec: VersionSpec,
+        backend: Backend,
+        settings: Settings,
+        interpreter: Path,
+        make_environment: Callable[[Zygote], object],
+        log_sink: Callable[[str, str, list[LogLine]], None] | None = None,
+        snapstart: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.snapstart = snapstart  # SnapStart version: REPORT shows Restore Duration, INIT logs stay apart
+        self._log_sink = log_sink
+        self.init_replayed = False
+        self.backend = backend
+        self.settings = settings
+        self.interpreter = interpreter
+        self._make_environment = make_environment
+        self.env: object | None = None  # the Environment running the zygote (typed loosely: no cycle)
+        self.failure: InvokeResult | None = None
+        self.init_lines: list[LogLine] = []  # INIT_START and INIT's output, for the first environment's stream
+        self.init_duration_ms: float | None = None
+        self.retired = False
+        self.closed = False
+        self.forks = 0
+        self.last_used = time.monotonic()
+        self._started: asyncio.Task[InvokeResult | None] | None = None
+        self._sock: socket.socket | None = None
+        self._pending: dict[str, asyncio.Future[None]] = {}
+        self._children: dict[str, _ExitWatch] = {}
+        self._slots = asyncio.Semaphore(MAX_FORKS_IN_FLIGHT)
+        # Spares: forks made ahead of demand, already in their own cgroups, waiting for their go. A cold start
+        # that finds one skips the fork, the namespaces and the cgroup move (an RCU grace period).
+        self.spare_target = max(0, int(getattr(settings, "zygote_spares", 1)))
+        self.spares: list[Forked] = []
+        self._refill: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+        self.isolated = not isinstance(backend, ProcessBackend)
+
+    # ---------------------------------------------------------------------------------------------
+    # Start (INIT, once)
+
+    def capture(self, group: str, stream: str, lines: list[LogLine]) -> None:
+        """The zygote environment's log sink: kept for the first forked environment's stream (SnapStart: in
+        the zygote's own stream, as AWS logs INIT at publish time)."""
+        if self.snapstart and self._log_sink is not None:
+            self._log_sink(group, stream, lines)
+        else:
+            self.init_lines.extend(lines)
+
+    def launcher(self, launch: Launch) -> Handle:
+        """Launch the zygote: a normal environment, told to serve forks (and how to isolate them)."""
+        launch.environ["_NIMBUS_ZYGOTE"] = "1"
+        if not self.isolated:
+            return self.backend.launch(launch)
+        return self._launch_namespaced(launch)
+
+    def _launch_namespaced(self, launch: Launch) -> Handle:
+        from nimbus.sandbox.backends.namespaces import NamespacesBackend, NamespacesHandle, launcher_args
+
+        backend = self.backend
+        assert isinstance(backend, NamespacesBackend)
+        zygote_bpf, nouser_bpf, deny_bpf = _filters()
+        root = backend.runtime_files.root
+        for name, data in (("zygote-nouserns.bpf", nouser_bpf), ("zygote-deny.bpf", deny_bpf)):
+            path = root / name
+            if not path.exists():
+                path.write_bytes(data)
+                path.chmod(0o644)
+        launch.environ.update(
+            _NIMBUS_ZYGOTE_ISOLATE="1",
+            _NIMBUS_ZYGOTE_NOUSERNS=f"{backend.runtime_dir}/zygote-nouserns.bpf",
+            _NIMBUS_ZYGOTE_DENY=f"{backend.runtime_dir}/zygote-deny.bpf",
+        )
+        cgroup = backend.cgroups.create(launch.env_id, launch.memory_mb, self.settings.pids_max, launch.ephemeral_mb)
+        seccomp_fd = -1
+        try:
+            seccomp_fd = os.memfd_create("nimbus-zygote-seccomp", os.MFD_CLOEXEC)
+            os.write(seccomp_fd, zygote_bpf)
+            os.lseek(seccomp_fd, 0, os.SEEK_SET)
+            # The zygote creates the user namespace its forks get their own namespaces in.
+            argv = [a for a in backend._command(launch, seccomp_fd) if a != "--disable-userns"]
+            popen = subprocess.Popen(
+                [*launcher_args(cgroup), *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=launch.stdout_fd,
+                stderr=launch.stdout_fd,
+                env=launch.environ,
+                pass_fds=(*launch.pass_fds, seccomp_fd),
+                close_fds=True,
+            )
+        except BaseException:
+            cgroup.remove()
+            raise
+        finally:
+            if seccomp_fd >= 0:
+                os.close(seccomp_fd)
+        return NamespacesHandle(popen, cgroup, launch.memory_mb, launch.ephemeral_mb)
+
+    async def ready(self) -> InvokeResult | None:
+        """Start the zygote (INIT) once, however many environments wait: None when it serves forks, else the
+        result INIT failed with."""
+        if self._started is None:
+            self._started = self._loop.create_task(self._start())
+        return await asyncio.shield(self._started)
+
+    async def _start(self) -> InvokeResult | None:
+        from nimbus.sandbox.environment import Environment
+
+        env = self._make_environment(self)
+        assert isinstance(env, Environment)
+        self.env = env
+        failure = await env._start("zygote-init")
+        if failure is not None:
+            self.failure = failure
+            self.close()
+            return failure
+        self.init_duration_ms = env.init_duration_ms
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            transport = env._transport
+            assert transport is not None
+            ctl = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+            try:
+                socket.send_fds(ctl, [b"S"], [theirs.fileno()])
+            finally:
+                ctl.close()
+        except (OSError, AssertionError) as e:
+            ours.close()
+            self.close()
+            raise ZygoteError(f"cannot hand the fork socket to the zygote: {e}") from e
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._sock = ours
+        self._loop.add_reader(ours.fileno(), self._on_message)
+        if env._exited is not None:
+            env._exited.add_done_callback(lambda _f: self._on_zygote_exit())
+        self._schedule_refill()
+        return None
+
+    # ---------------------------------------------------------------------------------------------
+    # Forks
+
+    async def acquire(self, env_id: str, memory_mb: int, tmp_mb: int) -> Forked:
+        """A new environment forked from the zygote, in its own cgroup, waiting for `send_go`."""
+        if self.closed or self._sock is None:
+            raise ZygoteError("the zygote is gone")
+        self.last_used = time.monotonic()
+        while self.spares:
+            forked = self.spares.pop()
+            if forked.alive:
+                self._schedule_refill()
+                return forked
+            forked.discard()
+        async with self._slots:
+            forked = await self._fork(env_id, memory_mb, tmp_mb)
+        self._schedule_refill()
+        return forked
+
+    def _schedule_refill(self) -> None:
+        if self.spare_target and (self._refill is None or self._refill.done()) and not self.closed:
+            self._refill = self._loop.create_task(self._fill())
+
+    async def _fill(self) -> None:
+        """Fork spares up to the target, a moment after the cold start that used one (not during it)."""
+        await asyncio.sleep(SPARE_DELAY)
+        while not self.closed and len(self.spares) < self.spare_target:
+            try:
+                async with self._slots:
+                    forked = await self._fork(
+                        f"spare-{os.urandom(8).hex()}", self.spec.memory_size, self.spec.ephemeral_storage
+                    )
+            except ZygoteError as e:
+                log.info("zygote of %s: no spare (%s)", self.spec.function_name, e)
+                return
+            if self.closed:
+                forked.discard()
+                return
+            self.spares.append(forked)
+
+    async def _fork(self, env_id: str, memory_mb: int, tmp_mb: int) -> Forked:
+        assert self._sock is not None
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        parent.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        out_r, out_w = os.pipe()
+        failed = self._loop.create_future()
+        self._pending[env_id] = failed
+        try:
+            request = b"F" + json.dumps({"id": env_id, "tmp_mb": tmp_mb}).encode()
+            try:
+                socket.send_fds(self._sock, [request], [child.fileno(), out_w])
+            except OSError as e:
+                raise ZygoteError(f"fork request failed: {e}") from e
+            finally:
+                child.close()
+                os.close(out_w)
+            hello = self._loop.create_task(_hello(parent))
+            done, _ = await asyncio.wait({hello, failed}, timeout=HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            if hello not in done:
+                hello.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await hello
+                why = failed.exception() if failed.done() else "no hello from the forked environment"
+                raise ZygoteError(str(why))
+            pid = hello.result()
+        except BaseException:
+            parent.close()
+            os.close(out_r)
+            raise
+        finally:
+            self._pending.pop(env_id, None)
+        proc = ForkedProcess(pid)
+        handle: _ExitWatch
+        if self.isolated:
+            try:
+                cgroup = await asyncio.to_thread(self._place, env_id, pid, memory_mb, tmp_mb)
+            except OSError as e:
+                proc.kill()
+                parent.close()
+                os.close(out_r)
+                raise ZygoteError(f"cannot place the environment in its cgroup: {e}") from e
+            handle = _namespaces_handle_class()(proc, cgroup, memory_mb, tmp_mb)  # type: ignore[assignment,call-arg,arg-type]
+        else:
+            handle = ForkedProcessHandle(proc)
+        self._children[env_id] = handle
+        self.forks += 1
+        assert isinstance(handle, Handle)
+        return Forked(handle, parent, out_r)
+
+    def _place(self, env_id: str, pid: int, memory_mb: int, tmp_mb: int) -> Cgroup:
+        """Blocking (a thread): the environment's own cgroup, with the child moved in. Moving a process costs
+        an RCU grace period in the kernel, the reason this runs off the event loop."""
+        from nimbus.sandbox.backends.namespaces import NamespacesBackend
+
+        backend = self.backend
+        assert isinstance(backend, NamespacesBackend)
+        cgroup = backend.cgroups.create(env_id, memory_mb, self.settings.pids_max, tmp_mb)
+        try:
+            for path in cgroup.procs_files:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    os.write(fd, str(pid).encode())
+                finally:
+                    os.close(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            cgroup.kill()
+            cgroup.remove()
+            raise
+        return cgroup
+
+    def _on_message(self, *_: object) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        while True:
+            try:
+                msg = sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                msg = b""
+            if not msg:
+                self._on_zygote_exit()
+                return
+            try:
+                doc = json.loads(msg[1:])
+            except ValueError:
+                continue
+            env_id = str(doc.get("id"))
+            if msg[:1] == b"X":
+                child = self._children.pop(env_id, None)
+                if child is not None:
+                    child.exited(int(doc.get("status", -9)))
+            elif msg[:1] == b"E":
+                fut = self._pending.get(env_id)
+                if fut is not None and not fut.done():
+                    fut.set_exception(ZygoteError(f"fork failed: {doc.get('error')}"))
+
+    def _on_zygote_exit(self) -> None:
+        """The zygote died: its environments died with it (they lived in its pid namespace)."""
+        if not self.closed:
+            log.info("zygote of %s:%s exited", self.spec.function_name, self.spec.version)
+        self.close()
+
+    # ---------------------------------------------------------------------------------------------
+    # Life
+
+    @property
+    def live(self) -> int:
+        """Environments forked from this zygote that have not exited (spares not counted)."""
+        return len(self._children) - len(self.spares)
+
+    def close(self) -> None:
+        """Kill the zygote (and with it every environment forked from it)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._sock is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(ZygoteError("the zygote exited"))
+        if self._refill is not None:
+            self._refill.cancel()
+        spares, self.spares = self.spares, []
+        for forked in spares:
+            forked.discard()
+        children, self._children = self._children, {}
+        for child in children.values():
+            child.exited(-signal.SIGKILL)
+        env = self.env
+        if env is not None:
+            env.kill("retire")  # type: ignore[attr-defined]
+
+    async def wait_closed(self) -> None:
+        env = self.env
+        if env is not None:
+            await env.wait_closed()  # type: ignore[attr-defined]
+
+
+async def _hello(sock: socket.socket) -> int:
+    """Wait for the forked child's hello byte; its pid (in our pid namespace) comes with it from the kernel."""
+    loop = asyncio.get_running_loop()
+    sock.setblocking(False)
+    fut: asyncio.Future[int] = loop.create_future()
+    fd = sock.fileno()
+
+    def readable() -> None:
+        try:
+            data, ancdata, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(12))
+        except BlockingIOError:
+            return
+        except OSError as e:
+            loop.remove_reader(fd)
+            if not fut.done():
+                fut.set_exception(ZygoteError(f"forked environment: {e}"))
+            return
+        loop.remove_reader(fd)
+        if fut.done():
+            return
+        if not data:
+            fut.set_exception(ZygoteError("the forked environment exited before it was ready"))
+            return
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                creds = array.array("i")
+                creds.frombytes(payload[: 3 * creds.itemsize])
+                fut.set_result(creds[0])
+                return
+        fut.set_exception(ZygoteError("no credentials with the forked environment's hello"))
+
+    loop.add_reader(fd, readable)
+    try:
+        return await fut
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(fd)
+
+
+def restore_lines(zygote: Zygote, version_line: str) -> list[LogLine]:
+    """What a forked environment's log stream starts with: RESTORE_START (SnapStart), else INIT_START, with the
+    zygote's INIT output in the first environment's stream (where an on-demand cold start has it)."""
+    now = time.time_ns() // 1_000_000
+    if zygote.snapstart:
+        return [(now, version_line.replace("INIT_START", "RESTORE_START", 1))]
+    if not zygote.init_replayed and zygote.init_lines:
+        zygote.init_replayed = True
+        lines, zygote.init_lines = zygote.init_lines, []
+        return lines
+    return [(now, version_line)]
+
+
+def zygotes_enabled(settings: Settings, spec: VersionSpec) -> bool:
+    """Whether environments of `spec` fork from a zygote: Python runtimes (nimbus's own bootstrap), unless the
+    server turned zygotes off."""
+    return bool(getattr(settings, "zygotes", True)) and spec.runtime.startswith("python")
+
+
+__all__ = ["Forked", "Zygote", "ZygoteError", "send_go", "zygotes_enabled", "MB"]

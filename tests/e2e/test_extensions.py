@@ -1,0 +1,79 @@
+"""The Extensions API end to end: a bash extension shipped in a layer (/opt/extensions), started before the
+runtime, registered, logging every INVOKE and SHUTDOWN event into the function's logs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from nimbus.sandbox.runtimes import available_runtimes
+from tests.conftest import ROLE, NimbusServer
+from tests.e2e.test_custom_runtime import BASH_BOOTSTRAP, zip_files
+
+pytestmark = pytest.mark.skipif(
+    "provided.al2023" not in available_runtimes(), reason="no Python interpreter to run the launcher"
+)
+
+EXTENSION = r'''#!/bin/bash
+set -eu
+NAME=$(basename "$0")
+API="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
+H=$(mktemp)
+REG=$(curl -sS -D "$H" -X POST "$API/register" -H "Lambda-Extension-Name: $NAME" -d '{"events":["INVOKE","SHUTDOWN"]}')
+ID=$(grep -Fi Lambda-Extension-Identifier "$H" | cut -d' ' -f2 | tr -d '\r\n')
+echo "[$NAME] registered $REG"
+while true; do
+  EVENT=$(curl -sS "$API/event/next" -H "Lambda-Extension-Identifier: $ID")
+  echo "[$NAME] event $EVENT"
+  case "$EVENT" in *SHUTDOWN*) exit 0 ;; esac
+done
+'''
+
+
+def publish_extension_layer(lam: Any) -> str:
+    code = zip_files({"extensions/event-logger": EXTENSION}, executable=("extensions/event-logger",))
+    layer = lam.publish_layer_version(LayerName=f"ext-{uuid.uuid4().hex[:8]}", Content={"ZipFile": code},
+                                      CompatibleRuntimes=["provided.al2023"])
+    return str(layer["LayerVersionArn"])
+
+
+def test_extension_from_a_layer_sees_invoke_and_shutdown(server: NimbusServer, lam: Any) -> None:
+    name = f"ext-fn-{uuid.uuid4().hex[:8]}"
+    lam.create_function(FunctionName=name, Runtime="provided.al2023", Role=ROLE, Handler="function.handler",
+                        Code={"ZipFile": zip_files({"bootstrap": BASH_BOOTSTRAP})}, Timeout=30, MemorySize=512,
+                        Layers=[publish_extension_layer(lam)])
+    request_ids = []
+    tails = []
+    for i in range(2):
+        r = lam.invoke(FunctionName=name, Payload=json.dumps({"i": i}), LogType="Tail")
+        assert "FunctionError" not in r, r["Payload"].read()
+        assert json.loads(r["Payload"].read())["event"] == {"i": i}
+        request_ids.append(r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"])
+        tails.append(base64.b64decode(r["LogResult"]).decode())
+    assert "[event-logger] registered" in tails[0]
+    # A configuration change retires the environment: the extension gets SHUTDOWN before it is killed.
+    lam.update_function_configuration(FunctionName=name, Description="retire the environment")
+    logs = server.client("logs")
+    deadline = time.monotonic() + 30
+    messages: list[str] = []
+    while time.monotonic() < deadline:
+        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+        messages = [e["message"].rstrip("\n") for e in events]
+        if any("SHUTDOWN" in m for m in messages):
+            break
+        time.sleep(0.2)
+    registered = next(m for m in messages if m.startswith("[event-logger] registered"))
+    assert json.loads(registered.split(" ", 2)[2]) == {
+        "functionName": name, "functionVersion": "$LATEST", "handler": "function.handler"}
+    events = [json.loads(m.split(" ", 2)[2]) for m in messages if m.startswith("[event-logger] event")]
+    assert [e["eventType"] for e in events] == ["INVOKE", "INVOKE", "SHUTDOWN"], messages
+    assert [e["requestId"] for e in events[:2]] == request_ids
+    assert events[0]["invokedFunctionArn"].endswith(f":function:{name}")
+    assert events[0]["tracing"]["type"] == "X-Amzn-Trace-Id"
+    assert events[0]["deadlineMs"] > int(time.time() * 1000) - 60_000
+    assert events[2]["shutdownReason"] == "spindown"
