@@ -52,6 +52,12 @@ def main() -> None:
     print(f"throughput ratio nimbus/baseline at c{args.connections}: {ratio:.2f} (goal >= 0.50)")
     print(f"nimbus p50 at c1: {nim_c1.p50_ms:.3f} ms (goal <= 0.5), p99: {nim_c1.p99_ms:.3f} ms (goal <= 3)")
 
+    # Observability on vs off (NIMBUS_METRICS), same run, rounds interleaved (issue 8; bench/observability.py).
+    from bench.observability import compare, report
+
+    print()
+    report(*compare(max(2, args.seconds // 2), 2, args.connections))
+
 
 if __name__ == "__main__":
     main()

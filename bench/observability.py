@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -31,7 +32,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
+    report(*compare(args.seconds, args.rounds, args.connections))
 
+
+def compare(seconds: int, rounds: int, connections: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Throughput (req/s) and server CPU per request (us) of each configuration, per round."""
     base = {"NIMBUS_IDLE_TIMEOUT": "600", "NIMBUS_AUTH": "none"}
     with nimbus_server({**base, "NIMBUS_METRICS": "true"}) as on, \
             nimbus_server({**base, "NIMBUS_METRICS": "false"}) as off:
@@ -43,22 +48,42 @@ def main() -> None:
         urls["on+json"] = f"{on.url}/2015-03-31/functions/echojson/invocations"
         for url in urls.values():
             assert httpx.post(url, content=PAYLOAD).json() == json.loads(PAYLOAD)
-            wrk(url, args.connections, 2, PAYLOAD)  # warm-up: creates the environments
+            wrk(url, connections, 2, PAYLOAD)  # warm-up: creates the environments
+        pids = {"on": on.pid, "off": off.pid, "on+json": on.pid}
         results: dict[str, list[float]] = {label: [] for label in urls}
-        for _ in range(args.rounds):
+        cpu: dict[str, list[float]] = {label: [] for label in urls}  # server CPU microseconds per request
+        for _ in range(rounds):
             for label, url in urls.items():
-                results[label].append(wrk(url, args.connections, args.seconds, PAYLOAD).rps)
+                before = cpu_seconds(pids[label])
+                rps = wrk(url, connections, seconds, PAYLOAD).rps
+                cpu[label].append((cpu_seconds(pids[label]) - before) / max(1.0, rps * seconds) * 1e6)
+                results[label].append(rps)
         metrics = httpx.get(f"{on.url}/metrics").text
         assert 'nimbus_invocations_total{function="echo",qualifier="$LATEST"}' in metrics
+    return results, cpu
 
+
+def report(results: dict[str, list[float]], cpu: dict[str, list[float]]) -> None:
     med = {label: statistics.median(values) for label, values in results.items()}
-    print(f"{'configuration':34} {'median req/s':>12}   rounds")
+    cpu_med = {label: statistics.median(values) for label, values in cpu.items()}
+    print(f"{'configuration':34} {'median req/s':>12} {'server CPU/req':>15}   rounds (req/s)")
     names = {"on": "metrics+metering on (default)", "off": "NIMBUS_METRICS=false",
              "on+json": "on, LoggingConfig JSON"}
     for label, values in results.items():
-        print(f"{names[label]:34} {med[label]:12.0f}   " + " ".join(f"{v:.0f}" for v in values))
-    print(f"ratio on/off: {med['on'] / med['off']:.3f} (goal >= 0.95); "
+        print(f"{names[label]:34} {med[label]:12.0f} {cpu_med[label]:12.1f} us   "
+              + " ".join(f"{v:.0f}" for v in values))
+    print(f"throughput ratio on/off: {med['on'] / med['off']:.3f} (goal >= 0.95); "
           f"JSON logs on/off: {med['on+json'] / med['off']:.3f}")
+    # Server CPU per request is less sensitive than throughput to other load on the machine.
+    print(f"server CPU per request, off/on: {cpu_med['off'] / cpu_med['on']:.3f} "
+          f"(the throughput the hot path allows, if the server is the bottleneck); "
+          f"JSON: {cpu_med['off'] / cpu_med['on+json']:.3f}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing+=(libseccomp2)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # the dashboard's browser tests (issue 8)
+# PostgreSQL server: the async queue's PostgreSQL tests start a throwaway cluster (issue 4).
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 # Node.js runtimes: node, npm, and what compiles aws-lambda-ric's native client (scripts/install-node-ric.sh).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)

@@ -94,7 +94,8 @@ class NimbusServer:
     def http(self, **kw: object) -> httpx.Client:
         """A raw HTTP client for the server's API; every request is SigV4-signed with the admin key."""
         kw.setdefault("auth", BotoSigV4(*self.credentials))
-        return httpx.Client(base_url=self.endpoint, timeout=120, **kw)  # type: ignore[arg-type]
+        kw.setdefault("timeout", 120)
+        return httpx.Client(base_url=self.endpoint, **kw)  # type: ignore[arg-type]
 
     def client(self, service: str = "lambda"):  # type: ignore[no-untyped-def]
         akid, secret = self.credentials

@@ -5,8 +5,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from nimbus.cli.asyncqueue import format_age
 from tests.conftest import ROLE, RUNTIME, NimbusServer, make_zip
 
 pytestmark = pytest.mark.e2e
@@ -412,3 +416,32 @@ def test_kill_9_with_events_in_flight_loses_nothing(tmp_path: Path) -> None:
         assert set(accepted) <= set(delivered), f"lost: {sorted(set(accepted) - set(delivered))[:5]}"
     finally:
         restarted.stop()
+
+
+def test_nimbus_functions_shows_queue_depth_and_oldest_age(lam: Any, srv: NimbusServer) -> None:
+    name = deploy(lam, SLEEPER)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    for _ in range(3):
+        event(lam, name, {"sleep": 2})
+    out = subprocess.run([sys.executable, "-m", "nimbus", "functions"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, **srv.cli_env(), "COLUMNS": "250"})
+    assert out.returncode == 0, out.stderr
+    header, *rows = out.stdout.splitlines()
+    assert header.split()[-3:] == ["Queued", "Oldest", "event"]
+    (row,) = [r for r in rows if r.startswith(name + " ")]
+    queued, age = row.split()[-3], " ".join(row.split()[-2:])
+    assert int(queued) >= 2  # one runs (2 s), the others wait: reserved concurrency 1
+    assert re.fullmatch(r"\d+ ms|\d+\.\d s", age), age
+
+
+def test_format_age() -> None:
+    assert [format_age(v) for v in (None, 850, 12_345, 240_000, 9_000_000)] == ["-", "850 ms", "12.3 s", "4 min",
+                                                                               "2.5 h"]
+
+
+def test_legacy_invoke_async_goes_through_the_queue(lam: Any, logs: Any) -> None:
+    name = deploy(lam, RECORDER)
+    with pytest.warns(DeprecationWarning):  # boto3 itself warns: InvokeAsync is deprecated
+        out = lam.invoke_async(FunctionName=name, InvokeArgs=json.dumps({"legacy": True}))
+    assert out["Status"] == 202
+    wait_for(lambda: any('"legacy": true' in m for m in messages(logs, name)), what="the legacy event")

@@ -205,6 +205,7 @@ def test_first_start_prints_the_admin_key(server: NimbusServer) -> None:
     akid, secret = server.credentials
     text = server.output()
     assert f"export AWS_ACCESS_KEY_ID={akid}" in text and f"aws_secret_access_key = {secret}" in text
+    assert "  [nimbus]\n" in text
     assert oct((server.data_dir / "credentials").stat().st_mode & 0o777) == "0o600"
     with httpx.Client(base_url=server.endpoint, auth=BotoSigV4(akid, secret)) as http:
         assert http.get("/nimbus/v1/keys").status_code == 200

@@ -249,9 +249,27 @@ def isolated(server: NimbusServer) -> bool:
         return bool(http.get("/nimbus/v1/health").json()["isolation"] == "namespaces")
 
 
+def function_logs(server: NimbusServer, name: str, until: str) -> str:
+    """The function's log group (all streams) once it holds `until`."""
+    logs = server.client("logs")
+    deadline = time.monotonic() + 30
+    text = ""
+    while time.monotonic() < deadline:
+        text = "\n".join(e["message"].rstrip("\n") for e in
+                         logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"])
+        if until in text:
+            break
+        time.sleep(0.2)
+    return text
+
+
 def test_bash_bootstrap_sees_lambda_environment(lam: Any, server: NimbusServer) -> None:
-    _, _, logs = invoke(lam, create(lam, zip_files({"bootstrap": BASH_BOOTSTRAP}), runtime="provided.al2"), {})
-    assert "Init Duration" in logs
+    name = create(lam, zip_files({"bootstrap": BASH_BOOTSTRAP}), runtime="provided.al2")
+    _, _, tail = invoke(lam, name, {})
+    assert "Init Duration" in tail
+    assert "bash init" not in tail  # INIT's output precedes the invocation in the stream
+    logs = function_logs(server, name, "REPORT RequestId")
+    assert logs.index("bash init") < logs.index("START RequestId")
     if not isolated(server):
         assert "exec_env=unset" in logs and "api=127.0.0.1:" in logs
         return
@@ -296,6 +314,14 @@ def test_missing_bootstrap_is_invalid_entrypoint(lam: Any, server: NimbusServer)
     where = "/var/task/bootstrap /opt/bootstrap" if isolated(server) else "/bootstrap /opt/bootstrap"
     assert "Error: Couldn't find valid bootstrap(s): [" in body["errorMessage"]
     assert f"{where}]" in body["errorMessage"]
+
+
+def test_bootstrap_that_cannot_be_executed_is_invalid_entrypoint(lam: Any) -> None:
+    name = create(lam, zip_files({"bootstrap": "echo no interpreter line\n"}))  # no #!: exec format error
+    r, body, _ = invoke(lam, name, {})
+    assert r["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Runtime.InvalidEntrypoint"
+    assert body["errorMessage"].endswith("/bootstrap: exec format error")
 
 
 def test_timeout_kills_the_runtime(lam: Any) -> None:

@@ -72,7 +72,7 @@ queries = st.dictionaries(
 
 @pytest.fixture(scope="module")
 def http(server: NimbusServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.endpoint, timeout=30) as client:
+    with server.http(timeout=30) as client:
         yield client
 
 

@@ -35,7 +35,7 @@ def handler(event, context):
     if action == "print":
         print(event["text"])
     return {
-        "env_id": ENV_ID,
+        "env_id": context.log_stream_name,  # one per environment (INIT's ENV_ID is shared by forks of a zygote)
         "count": COUNT,
         "event": event,
         "function_name": context.function_name,

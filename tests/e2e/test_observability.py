@@ -338,3 +338,20 @@ def test_metrics_off_setting(tmp_path: Path) -> None:
         assert not [k for k in got if k[0] == "nimbus_invocations_total"]
     finally:
         server.stop()
+
+
+def test_async_queue_depth_is_exported(srv: NimbusServer, lam: Any) -> None:
+    name = f"obs-{uuid.uuid4().hex[:10]}"
+    slow = "import time\ndef handler(e, c):\n    time.sleep(1.5)\n"
+    lam.create_function(FunctionName=name, Runtime=RUNTIME, Role=ROLE, Handler="app.handler",
+                        Code={"ZipFile": make_zip({"app.py": slow})})
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    for _ in range(4):
+        assert lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+    depth = frozenset({("function", name)})
+    deadline = time.monotonic() + 30
+    seen = 0.0
+    while time.monotonic() < deadline and not seen:
+        seen = scrape(srv).get(("nimbus_async_queue_depth", depth), 0.0)
+        time.sleep(0.1)
+    assert seen >= 1

@@ -77,3 +77,43 @@ def test_alias_config(lam: Any, published: tuple[str, str]) -> None:
     assert wait_ready(lam, name, "live")["Status"] == "READY"
     out = lam.invoke(FunctionName=name, Qualifier="live")
     assert json.loads(out["Payload"].read()) == "provisioned-concurrency"
+    lam.delete_provisioned_concurrency_config(FunctionName=name, Qualifier="live")  # frees the shared server
+
+
+def test_limits_and_conflicts(lam: Any, published: tuple[str, str]) -> None:
+    name, version = published
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
+    with pytest.raises(ClientError) as e:
+        lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=2)
+    assert e.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert "reservedConcurrentExecution" in e.value.response["Error"]["Message"]
+    lam.delete_function_concurrency(FunctionName=name)
+    with pytest.raises(ClientError) as e:  # 1000 - 100 unreserved at least
+        lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier=version,
+                                               ProvisionedConcurrentExecutions=901)
+    assert "below its minimum value of [100]" in e.value.response["Error"]["Message"]
+    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=1)
+    lam.create_alias(FunctionName=name, Name="same", FunctionVersion=version)
+    with pytest.raises(ClientError) as e:
+        lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="same", ProvisionedConcurrentExecutions=1)
+    assert e.value.response["Error"]["Code"] == "ResourceConflictException"
+    lam.delete_provisioned_concurrency_config(FunctionName=name, Qualifier=version)
+
+
+def test_alias_moves_and_deletes_follow(lam: Any, published: tuple[str, str]) -> None:
+    name, first = published
+    lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": SOURCE + "\n# v2\n"}))
+    second = lam.publish_version(FunctionName=name)["Version"]
+    lam.create_alias(FunctionName=name, Name="live", FunctionVersion=first)
+    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="live", ProvisionedConcurrentExecutions=1)
+    assert wait_ready(lam, name, "live")["Status"] == "READY"
+    lam.update_alias(FunctionName=name, Name="live", FunctionVersion=second)  # environments follow the alias
+    assert wait_ready(lam, name, "live")["Status"] == "READY"
+    out = lam.invoke(FunctionName=name, Qualifier="live")
+    assert out["ExecutedVersion"] == second
+    assert json.loads(out["Payload"].read()) == "provisioned-concurrency"
+    lam.delete_function(FunctionName=name)
+    lam.create_function(FunctionName=name, Runtime=RUNTIME, Handler="app.handler", Role=ROLE,
+                        Code={"ZipFile": make_zip({"app.py": SOURCE})})
+    assert lam.list_provisioned_concurrency_configs(FunctionName=name)["ProvisionedConcurrencyConfigs"] == []
+    lam.delete_function(FunctionName=name)

@@ -12,12 +12,12 @@ from typing import Any
 from tests.conftest import ROLE, RUNTIME, make_zip
 
 SOURCE = """
-import uuid
+import os, uuid
 from snapshot_restore_py import register_after_restore
-IDS = {}
+IDS = {"init_type_at_init": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]}
 register_after_restore(lambda: IDS.update(restored=str(uuid.uuid4())))
 def handler(event, context):
-    return IDS
+    return {**IDS, "init_type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]}
 """
 
 
@@ -48,6 +48,7 @@ def test_snapstart_versions_report_restore_duration(lam: Any) -> None:
     line = report(out)
     assert "Restore Duration: " in line and "Billed Restore Duration: " in line and "Init Duration" not in line
     assert first["restored"]  # the after-restore hook ran in this environment
+    assert first["init_type"] == first["init_type_at_init"] == "snap-start"
     latest = lam.invoke(FunctionName=name, LogType="Tail")
     assert "Init Duration: " in report(latest) and "Restore Duration" not in report(latest)
     lam.update_function_configuration(FunctionName=name, SnapStart={"ApplyOn": "None"})

@@ -90,3 +90,28 @@ def test_history_gives_rates_between_samples() -> None:
     assert m.qualifiers("fn")["$LATEST"]["throttles"] == 1
     m.forget("fn")
     assert m.functions() == []
+
+
+def test_platform_gauges_from_the_sandbox_concurrency_and_async_queue() -> None:
+    from types import SimpleNamespace
+
+    from nimbus.api.metrics import _platform_samples
+
+    sandbox = SimpleNamespace(
+        environment_stats=lambda: [("fn", "$LATEST", "e1", True, 30), ("fn", "1", "e2", False, 20)],
+        start_failures={"broken": 2},
+        provisioned_stats=lambda: [("fn", "1", 4, 1, 128, "x86_64")],
+    )
+    observer = SimpleNamespace(queue_depths={"fn": (3, None)})
+    invoker = SimpleNamespace(concurrency=SimpleNamespace(_in_flight={"fn": 2}), observer=observer)
+    platform = SimpleNamespace(settings=SimpleNamespace(account_concurrency=1000), sandbox=sandbox, invoker=invoker)
+    samples = {s.name: s for s in _platform_samples(platform)}  # type: ignore[arg-type]
+    assert samples["nimbus_concurrent_executions"].values == [(("fn",), 2.0)]
+    assert samples["nimbus_account_concurrent_executions"].values == [((), 2.0)]
+    assert dict(samples["nimbus_environments"].values) == {("busy",): 1.0, ("idle",): 1.0}
+    assert (("fn", "$LATEST", "e1"), 30 * 1024 * 1024.0) in samples["nimbus_environment_memory_bytes"].values
+    assert samples["nimbus_sandbox_start_failures"].values == [(("broken",), 2.0)]
+    assert samples["nimbus_sandbox_start_failures"].kind == "counter"
+    assert samples["nimbus_provisioned_concurrency"].values == [(("fn", "1"), 4.0)]
+    assert samples["nimbus_provisioned_concurrency_utilization"].values == [(("fn", "1"), 0.25)]
+    assert samples["nimbus_async_queue_depth"].values == [(("fn",), 3.0)]

@@ -150,3 +150,15 @@ def test_sample_ratio_zero_samples_nothing(exporter: InMemorySpanExporter) -> No
     tracer.finish(req, result())
     assert exporter.get_finished_spans() == ()
     assert req.trace_id is not None and req.trace_id.endswith("Sampled=0")
+
+
+def test_a_request_whose_id_changes_after_begin_still_ends_its_span(
+    tracer: Tracer, exporter: InMemorySpanExporter
+) -> None:
+    upstream = f"Root={ROOT};Parent={PARENT};Sampled=1"
+    req = request(upstream)
+    tracer.begin(spec(), req, upstream, "PassThrough")
+    req.request_id = "queued-event-id"  # what the async dispatcher does
+    tracer.finish(req, result())
+    root = next(s for s in exporter.get_finished_spans() if s.name == "fn")
+    assert root.attributes is not None and root.attributes["faas.invocation_id"] == "queued-event-id"

@@ -366,3 +366,20 @@ async def test_extension_errors() -> None:
     finally:
         h.api.close()
         server.close()
+
+
+async def test_oversized_or_malformed_requests_close_the_connection(h: Harness) -> None:
+    c = await h.client()
+    c.writer.write(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n" + b"X-Big: " + b"a" * (2 * 1024 * 1024))
+    try:  # the server answers 400 and closes; unread data may turn the close into a reset
+        status, _, body = await c.response()
+        assert status == 400 and json.loads(body)["errorType"] == "InvalidRequestFormat"
+        assert await c.reader.read() == b""
+    except (ConnectionResetError, asyncio.IncompleteReadError):
+        pass
+    assert not h.api.conns or all(conn.transport is None for conn in h.api.conns)
+    c2 = await h.client()
+    c2.writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+    assert (await c2.response())[0] == 400
+    c.close()
+    c2.close()

@@ -24,7 +24,8 @@ def handler(e, c):
         import time
         time.sleep(e["sleep"])
     return {"r": random.random(), "u": str(uuid.uuid4()), "seed": SEED_DRAW, "urandom": os.urandom(8).hex(),
-            "stream": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"], "type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]}
+            "stream": os.environ["AWS_LAMBDA_LOG_STREAM_NAME"], "type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"],
+            "gc": __import__("gc").isenabled()}
 """
 
 
@@ -47,6 +48,7 @@ async def test_init_runs_once_and_each_environment_is_its_own(
     assert len({d["seed"] for d in docs}) == 1  # ... but what INIT drew is the snapshot's, shared
     assert len({d["stream"] for d in docs}) == 4  # per-environment values reach the fork
     assert {d["type"] for d in docs} == {"on-demand"}
+    assert {d["gc"] for d in docs} == {True}  # the zygote runs without collections; its forks do not
     assert all(r.init_duration_ms is not None for r in results)
     assert sink.texts().count("INIT says hi") == 1  # one INIT for four environments
     zygote = manager._zygotes[spec.pool_key]
@@ -139,14 +141,19 @@ async def test_zygotes_off_starts_fresh(sink: Sink, tmp_path: Path) -> None:
 async def test_environ_hook_reaches_forked_and_fresh_environments(sink: Sink, tmp_path: Path) -> None:
     from .conftest import started
 
-    source = "import os\ndef handler(e, c):\n    return os.environ.get('EXTRA')\n"
+    source = (
+        "import os\nAT_INIT = os.environ.get('EXTRA')\n"
+        "def handler(e, c):\n    return [AT_INIT, os.environ.get('EXTRA')]\n"
+    )
     for zygotes in (True, False):
         manager = await started("process", sink, zygotes=zygotes)
         manager.environ_hook = lambda spec, env_id: {"EXTRA": env_id}
         try:
             spec = make_spec(write_code(tmp_path, source))
             result = await manager.invoke(spec, make_request(spec))
-            assert json.loads(result.payload) == result.environment_id
+            at_init, now = json.loads(result.payload)
+            assert now == result.environment_id
+            assert at_init is not None  # INIT (in the zygote, for forks) had its own values too
         finally:
             await manager.stop()
 
@@ -207,3 +214,50 @@ async def test_zygote_pages_are_charged_to_the_zygote(ns_manager: SandboxManager
     assert env.handle is not None and env.handle.cgroup.peak_bytes() < 120 * 1024 * 1024  # type: ignore[attr-defined]
     hog = await ns_manager.invoke(spec, make_request(spec, b'{"mb": 200}'))
     assert hog.error_type == "Runtime.ExitError", hog.payload  # its own pages are still held to 128 MB
+
+
+async def test_idle_zygote_is_shut_down(sink: Sink, tmp_path: Path) -> None:
+    from .conftest import started
+
+    manager = await started("process", sink, idle_timeout=0.2)
+    try:
+        spec = make_spec(write_code(tmp_path, "def handler(e, c):\n    return 1\n"))
+        await manager.invoke(spec, make_request(spec))
+        zygote = manager._zygotes[spec.pool_key]
+        for _ in range(200):
+            if zygote.closed:
+                break
+            await asyncio.sleep(0.05)
+        assert zygote.closed and spec.pool_key not in manager._zygotes
+        assert (await manager.invoke(spec, make_request(spec))).payload == b"1"  # a new zygote, new INIT
+    finally:
+        await manager.stop()
+
+
+async def test_provisioned_environments_are_not_reaped(sink: Sink, tmp_path: Path) -> None:
+    from .conftest import started
+
+    manager = await started("process", sink, idle_timeout=0.2)
+    try:
+        source = "import os\ndef handler(e, c):\n    return os.environ['AWS_LAMBDA_INITIALIZATION_TYPE']\n"
+        spec = make_spec(write_code(tmp_path, source), version="1")
+        manager.provisioner.set_target(spec, 2)
+        for _ in range(200):
+            if manager.provisioned_count(spec.pool_key) == 2:
+                break
+            await asyncio.sleep(0.05)
+        ids = {e.id for e in manager._envs if e.provisioned}
+        assert len(ids) == 2
+        await asyncio.sleep(1.0)  # five idle timeouts
+        assert {e.id for e in manager._envs if e.provisioned and e.alive} == ids
+        result = await manager.invoke(spec, make_request(spec))
+        assert result.payload == b'"provisioned-concurrency"' and result.init_duration_ms is None
+        assert result.environment_id in ids
+        manager.provisioner.set_target(spec, 0)  # back to ordinary environments, reaped when idle
+        for _ in range(200):
+            if manager.environment_count() == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert manager.environment_count() == 0
+    finally:
+        await manager.stop()

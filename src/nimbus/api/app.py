@@ -11,13 +11,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from nimbus.api import auth, errors, functions, logs
+from nimbus.api import auth, dashboard, errors, functions, logs
 from nimbus.api import eventconfigs as eventconfigs_api
-from nimbus.api import dashboard
 from nimbus.api import keys as keys_api
 from nimbus.api import layers as layers_api
-from nimbus.api import provisioned as provisioned_api
 from nimbus.api import metrics as metrics_api
+from nimbus.api import provisioned as provisioned_api
 from nimbus.api import streaming as streaming_api
 from nimbus.api import urls as urls_api
 from nimbus.api.actor import ActorApp

@@ -390,8 +390,8 @@ def announce(console: Any, app: AuthApp) -> None:
     console.print(f"  auth:      SigV4; admin credentials in {keys.credentials_path} (mode 0600)")
     if keys.created_admin:
         akid, secret = keys.admin.access_key_id, keys.admin.secret
+        console.print("[bold]First start: an admin access key was created.[/] Use it like an AWS key:")
         console.print(
-            "[bold]First start: an admin access key was created.[/] Use it like an AWS key:\n"
             f"  export AWS_ACCESS_KEY_ID={akid}\n"
             f"  export AWS_SECRET_ACCESS_KEY={secret}\n"
             f"  export AWS_DEFAULT_REGION={settings.region}\n"
@@ -399,7 +399,7 @@ def announce(console: Any, app: AuthApp) -> None:
             "or as a profile (~/.aws/credentials):\n"
             f"  [nimbus]\n  aws_access_key_id = {akid}\n  aws_secret_access_key = {secret}\n"
             f"The nimbus CLI on this machine reads {keys.credentials_path} by itself (NIMBUS_DATA_DIR).",
-            highlight=False, soft_wrap=True,
+            markup=False, highlight=False, soft_wrap=True,
         )
 
 

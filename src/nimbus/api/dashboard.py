@@ -24,7 +24,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from nimbus.api.metrics import cost_report
+from nimbus.api.metrics import cost_report, find_queue
 from nimbus.control.deployments import history as deployment_history
 from nimbus.errors import LambdaError, ResourceNotFound
 from nimbus.observe.metering import month_range
@@ -230,16 +230,6 @@ async def function_detail(request: Request) -> Response:
     detail["costHourly"] = await asyncio.to_thread(observer.meter.hourly, name, start, end)
     detail["asyncQueue"] = await async_queue_state(platform, name)
     return JSONResponse(detail)
-
-
-def find_queue(platform: Platform) -> Any:
-    """The async event queue (issue 4) if this build has one."""
-    for owner in (platform, platform.invoker):
-        for attr in ("queue", "event_queue", "async_queue"):
-            queue = getattr(owner, attr, None)
-            if queue is not None and hasattr(queue, "stats"):
-                return queue
-    return None
 
 
 async def async_queue_state(platform: Platform, name: str) -> dict[str, Any] | None:

@@ -1,5 +1,5 @@
 """Routes of the async invocation pipeline: the event-invoke config API at botocore's paths
-(`/2019-09-25/functions/{name}/event-invoke-config[/list]`) and nimbus's queue figures
+(`/2019-09-25/functions/{name}/event-invoke-config[/list]`), the legacy InvokeAsync, and nimbus's queue figures
 (`GET /nimbus/v1/functions/{name}/async-queue`, `GET /nimbus/v1/async-queue`)."""
 
 from __future__ import annotations
@@ -105,6 +105,14 @@ async def all_queues(request: Request) -> Response:
     })
 
 
+async def invoke_async(request: Request) -> Response:
+    """InvokeAsync, AWS's deprecated predecessor of `Invoke` with `InvocationType=Event`: same queue, 202."""
+    platform = request.app.state.platform
+    payload = await read_body(request, platform.settings.async_payload_max_bytes)
+    outcome = await platform.invoker.invoke(request.path_params["name"], None, payload, invocation_type="Event")
+    return JSONResponse({"Status": 202}, status_code=202, headers=outcome.headers)
+
+
 _C = "/2019-09-25/functions/{name}/event-invoke-config"
 
 routes: list[BaseRoute] = [
@@ -113,6 +121,8 @@ routes: list[BaseRoute] = [
     Route(_C, get_config, methods=["GET"]),
     Route(_C, delete_config, methods=["DELETE"]),
     Route(_C + "/list", list_configs, methods=["GET"]),
+    Route("/2014-11-13/functions/{name}/invoke-async", invoke_async, methods=["POST"]),
+    Route("/2014-11-13/functions/{name}/invoke-async/", invoke_async, methods=["POST"]),
     Route("/nimbus/v1/functions/{name}/async-queue", function_queue, methods=["GET"]),
     Route("/nimbus/v1/async-queue", all_queues, methods=["GET"]),
 ]

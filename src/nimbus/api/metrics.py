@@ -8,6 +8,8 @@ concurrency, async queue) are registered here as scrape-time sources of the proc
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +23,18 @@ from nimbus.observe.cost import AWS_PRICES, bill
 from nimbus.observe.metering import month_range
 from nimbus.observe.metrics import Sample
 from nimbus.platform import Platform
+
+log = logging.getLogger("nimbus.api.metrics")
+
+
+def find_queue(platform: Platform) -> Any:
+    """The durable async event queue (issue 4) if this build has one."""
+    for owner in (platform.invoker, getattr(platform, "asyncs", None), platform):
+        for attr in ("events", "queue", "event_queue", "async_queue"):
+            queue = getattr(owner, attr, None)
+            if queue is not None and hasattr(queue, "stats"):
+                return queue
+    return None
 
 
 def install_sources(platform: Platform) -> None:
@@ -56,21 +70,34 @@ def _platform_samples(platform: Platform) -> Iterable[Sample]:
     # Provisioned concurrency (issue 5) and the async queue (issue 4) report through duck-typed hooks.
     provisioned = getattr(sandbox, "provisioned_stats", None)
     if callable(provisioned):
-        rows = list(provisioned())  # (function, qualifier, allocated, in use)
+        rows = list(provisioned())  # (function, version, allocated, in use, memory, architecture)
         yield Sample("nimbus_provisioned_concurrency", "Provisioned environments allocated.",
-                     ("function", "qualifier"), [((fn, q), float(a)) for fn, q, a, _ in rows])
+                     ("function", "qualifier"), [((r[0], r[1]), float(r[2])) for r in rows])
         yield Sample("nimbus_provisioned_concurrency_utilization",
                      "Share of provisioned environments busy (ProvisionedConcurrencyUtilization).",
-                     ("function", "qualifier"), [((fn, q), (u / a if a else 0.0)) for fn, q, a, u in rows])
-    depths = getattr(platform.invoker, "async_queue_depths", None)
-    if callable(depths):
+                     ("function", "qualifier"), [((r[0], r[1]), (r[3] / r[2] if r[2] else 0.0)) for r in rows])
+    depths: dict[str, tuple[int, int | None]] = getattr(platform.invoker.observer, "queue_depths", {})
+    if depths:
+        now_ms = time.time() * 1000
         yield Sample("nimbus_async_queue_depth", "Async events accepted and not yet processed.", ("function",),
-                     [((fn,), float(n)) for fn, n in sorted(depths().items())])
+                     [((fn,), float(n)) for fn, (n, _) in sorted(depths.items())])
+        yield Sample("nimbus_async_oldest_event_age_seconds", "Age of the oldest queued async event.",
+                     ("function",),
+                     [((fn,), max(0.0, (now_ms - oldest) / 1000)) for fn, (_, oldest) in sorted(depths.items())
+                      if oldest is not None])
 
 
 async def metrics(request: Request) -> Response:
     platform: Platform = request.app.state.platform
     install_sources(platform)
+    queue = find_queue(platform)
+    if queue is not None:  # the async queue's depth is a database query: read it here, not in the collector
+        try:
+            stats = await queue.stats()
+            platform.invoker.observer.queue_depths = {  # type: ignore[attr-defined]
+                s.function_name: (int(s.depth), s.oldest_enqueued_ms) for s in stats}
+        except Exception:  # noqa: BLE001 (the scrape goes on without it)
+            log.exception("reading the async queue for /metrics failed")
     body = await asyncio.to_thread(platform.invoker.observer.metrics.exposition)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
@@ -100,8 +127,6 @@ async def cost_report(platform: Platform, month: str | None, function: str | Non
 
 
 def _month_of(epoch: int) -> str:
-    import time
-
     return time.strftime("%Y-%m", time.gmtime(epoch))
 
 

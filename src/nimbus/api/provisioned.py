@@ -58,10 +58,19 @@ def apply_targets(platform: Any, configs: ProvisionedConfigs, function_name: str
 
 
 def restore_targets(platform: Any) -> None:
-    """At start-up: every stored config gets its environments again."""
+    """At start-up: every stored config gets its environments again; afterwards, every change to a function
+    (an alias pointed elsewhere, a version or the function deleted) re-applies its targets."""
     configs = ProvisionedConfigs(platform.registry)
     for name in sorted({c.function_name for c in configs.list()}):
         apply_targets(platform, configs, name)
+    loop = asyncio.get_running_loop()
+
+    def changed(name: str) -> None:  # from whichever thread committed the change
+        configs.prune(name)
+        if loop.is_running():
+            loop.call_soon_threadsafe(apply_targets, platform, configs, name)
+
+    platform.registry.subscribe(changed)
 
 
 def _document(request: Request, config: ProvisionedConfig, with_arn: bool = False) -> dict[str, Any]:
@@ -98,10 +107,10 @@ async def put_config(request: Request) -> Response:
     if not isinstance(requested, int) or isinstance(requested, bool):
         raise constraint(requested, "provisionedConcurrentExecutions", "Member must not be null")
     settings = platform.settings
-    cap = settings.account_concurrency - settings.min_unreserved_concurrency
     configs = _configs(request)
     config = await asyncio.to_thread(
-        configs.put, request.path_params["name"], request.query_params.get("Qualifier"), requested, cap
+        configs.put, request.path_params["name"], request.query_params.get("Qualifier"), requested,
+        settings.account_concurrency, settings.min_unreserved_concurrency,
     )
     apply_targets(platform, configs, config.function_name)
     return _json(_document(request, config), 202)

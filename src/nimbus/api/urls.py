@@ -103,8 +103,15 @@ routes: list[BaseRoute] = [
 # ---------------------------------------------------------------------------------------------- serving
 
 
+_ERROR_TYPES = {403: b"AccessDeniedException", 404: b"ResourceNotFoundException", 413: b"RequestTooLargeException",
+                429: b"TooManyRequestsException"}
+
+
 def _message(status: int, text: str | None) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    return status, [(b"content-type", b"application/json")], json.dumps({"Message": text}).encode()
+    headers = [(b"content-type", b"application/json")]
+    if status in _ERROR_TYPES:
+        headers.append((b"x-amzn-errortype", _ERROR_TYPES[status]))
+    return status, headers, json.dumps({"Message": text}).encode()
 
 
 class FunctionUrlApp:

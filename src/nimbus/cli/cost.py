@@ -61,6 +61,6 @@ def cost(
     table.add_row("due on AWS", "", "", "", "", "", "", _usd(report["total"]), style="bold")
     out.print(table)
     prices = report["prices"]
-    out.print(f"Prices: ${prices['perMillionRequests']} per 1M requests; per GB-s "
-              + ", ".join(f"{a} ${p}" for a, p in prices["gbSecond"].items())
-              + ". On nimbus this usage cost you only your own hardware.", style="dim")
+    out.print(f"AWS prices: ${prices['perMillionRequests']:.2f} per 1M requests; per GB-second "
+              + ", ".join(f"{a} ${p:.10f}".rstrip("0") for a, p in prices["gbSecond"].items())
+              + ". On nimbus the same usage costs only your own hardware.", style="dim")

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from nimbus.cli.asyncqueue import async_queues
 from nimbus.cli.client import ApiError, LambdaClient
 
 console = Console()
@@ -160,10 +161,13 @@ def functions(endpoint: Endpoint = None) -> None:
                 break
     except ApiError as exc:
         raise fail(exc) from None
-    header = ("Name", "Runtime", "Handler", "Memory", "Timeout", "Code size", "Last modified")
+    queues = async_queues(client)  # queued async events and the oldest one's age (cli/asyncqueue.py)
+    header = ("Name", "Runtime", "Handler", "Memory", "Timeout", "Code size", "Last modified", "Queued",
+              "Oldest event")
     cells = [
         (fn["FunctionName"], str(fn.get("Runtime", "")), str(fn.get("Handler", "")), f"{fn.get('MemorySize')} MB",
-         f"{fn.get('Timeout')} s", str(fn.get("CodeSize")), str(fn.get("LastModified", "")))
+         f"{fn.get('Timeout')} s", str(fn.get("CodeSize")), str(fn.get("LastModified", "")),
+         *queues.get(fn["FunctionName"], ("0", "-")))
         for fn in rows
     ]
     if not console.is_terminal:

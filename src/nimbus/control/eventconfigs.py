@@ -66,6 +66,12 @@ class EventConfigs:
                 self._cache[function_name] = configs
         return configs.get(qualifier or LATEST) or self.defaults()
 
+    def shortest_age(self, function_name: str) -> int:
+        """The smallest maximum event age (seconds) any event of the function can have."""
+        self.lookup(function_name, None)  # loads the cache
+        ages = [c.maximum_event_age for c in self._cache.get(function_name, {}).values()]
+        return min([self.settings.async_max_event_age, *ages])
+
     def invalidate(self, function_name: str) -> None:
         with self._lock:
             self._cache.pop(function_name, None)

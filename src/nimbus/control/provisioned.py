@@ -13,7 +13,13 @@ from nimbus.control.documents import lambda_timestamp
 from nimbus.control.models import ProvisionedConcurrencyRow
 from nimbus.control.registry import Registry
 from nimbus.control.specs import VersionSpec
-from nimbus.errors import InvalidParameterValue, ProvisionedConcurrencyConfigNotFound, ResourceNotFound
+from nimbus.errors import (
+    InvalidParameterValue,
+    ProvisionedConcurrencyConfigNotFound,
+    ResourceConflict,
+    ResourceNotFound,
+    ValidationError,
+)
 
 
 @dataclass(frozen=True)
@@ -52,29 +58,76 @@ class ProvisionedConfigs:
             raise ResourceNotFound(f"Function not found: {snapshot.function_arn}:{qualifier}")
         return name, qualifier, spec
 
-    def put(self, function: str, qualifier: str | None, requested: int, limit: int) -> ProvisionedConfig:
-        name, qualifier, _ = self.resolve(function, qualifier)
+    def put(
+        self, function: str, qualifier: str | None, requested: int, account_limit: int, min_unreserved: int
+    ) -> ProvisionedConfig:
+        """Store a config. Like Lambda: within the function's reserved concurrency if it has one, else leaving
+        the account's unreserved pool at least `min_unreserved`; one config per version (directly or through
+        an alias)."""
         if requested < 1:
-            raise InvalidParameterValue(
+            raise ValidationError(
                 f"1 validation error detected: Value '{requested}' at 'provisionedConcurrentExecutions' failed "
                 "to satisfy constraint: Member must have value greater than or equal to 1"
             )
+        name, qualifier, spec = self.resolve(function, qualifier)
         snapshot = self.registry.snapshot(name)
-        others = sum(c.requested for c in self.list(name) if c.qualifier != qualifier)
-        cap = snapshot.reserved_concurrency if snapshot.reserved_concurrency is not None else limit
-        if others + requested > cap:
-            what = "reservedConcurrentExecution" if snapshot.reserved_concurrency is not None else "unreserved"
-            raise InvalidParameterValue(
-                f"Requested Provisioned Concurrency should not be greater than the {what} concurrency "
-                f"for function ({cap - others})" if what == "unreserved" else
-                f"Requested Provisioned Concurrency should not be greater than the {what} for function"
+        mine = self.list(name)
+        others = sum(c.requested for c in mine if c.qualifier != qualifier)
+        if snapshot.reserved_concurrency is not None:
+            if others + requested > snapshot.reserved_concurrency:
+                raise InvalidParameterValue(
+                    "Requested Provisioned Concurrency should not be greater than the reservedConcurrentExecution "
+                    "for function"
+                )
+        else:
+            unreserved = account_limit - self.registry.reserved_total()
+            elsewhere = sum(
+                c.requested for c in self.list()
+                if (c.function_name, c.qualifier) != (name, qualifier) and self._unreserved(c.function_name)
             )
+            if unreserved - elsewhere - requested < min_unreserved:
+                raise InvalidParameterValue(
+                    "Specified ConcurrentExecutions for function decreases account's UnreservedConcurrentExecution "
+                    f"below its minimum value of [{min_unreserved}]."
+                )
+        for config in mine:
+            if config.qualifier == qualifier:
+                continue
+            target = config.qualifier if config.qualifier.isdigit() else (
+                snapshot.aliases[config.qualifier].function_version if config.qualifier in snapshot.aliases else "")
+            if target == spec.version:
+                if qualifier.isdigit():
+                    raise ResourceConflict("Version is pointed by a Provisioned Concurrency alias")
+                raise ResourceConflict(
+                    "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version"
+                )
         row = ProvisionedConcurrencyRow(
             function_name=name, qualifier=qualifier, requested=requested, last_modified=lambda_timestamp()
         )
         with Session(self.registry.engine) as s, s.begin():
             s.merge(row)
         return ProvisionedConfig(name, qualifier, requested, row.last_modified)
+
+    def prune(self, function_name: str) -> None:
+        """Drop configs whose function, version or alias no longer exists (Lambda deletes them with it)."""
+        try:
+            snapshot = self.registry.snapshot(function_name)
+        except ResourceNotFound:
+            snapshot = None
+        with Session(self.registry.engine) as s, s.begin():
+            rows = s.scalars(
+                select(ProvisionedConcurrencyRow).where(ProvisionedConcurrencyRow.function_name == function_name)
+            ).all()
+            for row in rows:
+                q = row.qualifier
+                if snapshot is None or (q not in snapshot.versions if q.isdigit() else q not in snapshot.aliases):
+                    s.delete(row)
+
+    def _unreserved(self, function_name: str) -> bool:
+        try:
+            return self.registry.snapshot(function_name).reserved_concurrency is None
+        except ResourceNotFound:
+            return False
 
     def get(self, function: str, qualifier: str | None) -> ProvisionedConfig:
         name, qualifier, _ = self.resolve(function, qualifier)

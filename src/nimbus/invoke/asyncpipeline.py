@@ -74,7 +74,7 @@ class AsyncPipeline:
         self.configs = EventConfigs(settings, registry)
         self.target = InvokerTarget(settings, registry, invoker)
         self.dispatcher = Dispatcher(settings, self.queue, self.target, self.configs.lookup,
-                                     before_ack=logstore.flush)
+                                     before_ack=logstore.flush, shortest_age=self.configs.shortest_age)
         invoker.events = self.queue
         registry.subscribe(self._on_function_changed)
 

@@ -77,6 +77,7 @@ class Dispatcher:
         before_ack: Callable[[], Awaitable[None]] | None = None,
         ack_interval: float = 0.05,
         lease_interval: float = 0.01,
+        shortest_age: Callable[[str], int] | None = None,
     ) -> None:
         self.settings = settings
         self.queue = queue
@@ -85,6 +86,8 @@ class Dispatcher:
         self.before_ack = before_ack
         self.ack_interval = ack_interval
         self.lease_interval = lease_interval
+        # The shortest MaximumEventAgeInSeconds among a function's configs (for expiring waiting events).
+        self.shortest_age = shortest_age or (lambda fn: settings.async_max_event_age)
         self.max_concurrency = settings.async_max_concurrency
         self._known: dict[str, int] = {}  # function -> when its earliest queued event is due (epoch ms)
         self._generation: dict[str, int] = {}  # bumped whenever new events of the function commit
@@ -166,6 +169,7 @@ class Dispatcher:
                 try:
                     for fn, due in (await self.queue.ready_functions()).items():
                         self._known[fn] = min(self._known.get(fn, INF), due)
+                    await self._expire_waiting(now)
                 except Exception:
                     log.exception("async dispatcher: scanning the queue failed")
             leased = 0
@@ -206,6 +210,32 @@ class Dispatcher:
         self._tokens_at = t
         return max(0, int(self._tokens))
 
+    def _capacity(self, fn: str, free: int) -> int:
+        """How many more deliveries of `fn` may start (reserved concurrency minus what runs)."""
+        try:
+            reserved = self.target.reserved_concurrency(fn)
+        except ResourceNotFound:
+            return free  # leased only to be dropped
+        if reserved is None or reserved == 0:  # 0: straight to the failure destination, nothing runs
+            return free
+        mine = self._running.get(fn, 0)
+        others = max(0, self.target.in_flight(fn) - mine)
+        return max(0, reserved - mine - others)
+
+    async def _expire_waiting(self, now: int) -> None:
+        """Events of functions at their reserved concurrency wait for a slot; those past the shortest
+        maximum age of their function are leased anyway, to be failed with EventAgeExceeded (an event
+        that turns out younger for its qualifier is requeued as a throttle)."""
+        for fn, due in list(self._known.items()):
+            if due > now or self._capacity(fn, 1) > 0:
+                continue
+            try:
+                cutoff = now - self.shortest_age(fn) * 1000
+            except ResourceNotFound:
+                continue
+            for event in await self.queue.lease(fn, 100, self.target_lease_ms(fn), accepted_before_ms=cutoff):
+                self._start(event)
+
     async def _lease_round(self, now: int) -> int:
         free = self.max_concurrency - self._total
         budget = self._busy_budget()
@@ -216,19 +246,7 @@ class Dispatcher:
         ready = [fn for fn, due in self._known.items() if due <= now and self._paused.get(fn, 0) <= now]
         if not ready:
             return 0
-        capacity: dict[str, int] = {}
-        for fn in ready:
-            try:
-                reserved = self.target.reserved_concurrency(fn)
-            except ResourceNotFound:
-                capacity[fn] = free  # leased only to be dropped
-                continue
-            if reserved is None or reserved == 0:  # 0: straight to the failure destination, nothing runs
-                capacity[fn] = free
-            else:
-                mine = self._running.get(fn, 0)
-                others = max(0, self.target.in_flight(fn) - mine)
-                capacity[fn] = max(0, reserved - mine - others)
+        capacity = {fn: self._capacity(fn, free) for fn in ready}
         allot = _water_fill(ready, capacity, self._running, free, self._rr)
         self._rr += 1
         if not allot:

@@ -121,8 +121,10 @@ class EventQueue(Protocol):
     async def enqueue(self, events: Sequence[NewEvent]) -> None:
         """Store events durably; returns once they are committed."""
 
-    async def lease(self, function_name: str, limit: int, lease_ms: int) -> list[LeasedEvent]:
-        """Take up to `limit` ready events of one function, oldest first, for `lease_ms` milliseconds."""
+    async def lease(self, function_name: str, limit: int, lease_ms: int,
+                    accepted_before_ms: int | None = None) -> list[LeasedEvent]:
+        """Take up to `limit` ready events of one function, oldest first, for `lease_ms` milliseconds (only
+        those accepted before `accepted_before_ms` when given: the expired ones)."""
 
     async def complete(self, completions: Sequence[Completion]) -> None:
         """Ack, requeue (retry later) and enqueue follow-ups, atomically per call."""
@@ -219,10 +221,11 @@ class SqlEventQueue:
         if events:
             await self._submit("enqueue", [e.row() for e in events])
 
-    async def lease(self, function_name: str, limit: int, lease_ms: int) -> list[LeasedEvent]:
+    async def lease(self, function_name: str, limit: int, lease_ms: int,
+                    accepted_before_ms: int | None = None) -> list[LeasedEvent]:
         if limit <= 0:
             return []
-        result: list[LeasedEvent] = await self._submit("lease", (function_name, limit, lease_ms))
+        result: list[LeasedEvent] = await self._submit("lease", (function_name, limit, lease_ms, accepted_before_ms))
         return result
 
     async def complete(self, completions: Sequence[Completion]) -> None:
@@ -287,8 +290,8 @@ class SqlEventQueue:
                 if op.kind == "enqueue":
                     results.append(None)
                 elif op.kind == "lease":
-                    fn, limit, lease_ms = op.args
-                    results.append(self._lease(conn, fn, limit, lease_ms, now))
+                    fn, limit, lease_ms, before = op.args
+                    results.append(self._lease(conn, fn, limit, lease_ms, now, before))
                 else:
                     self._complete(conn, op.args)
                     results.append(None)
@@ -301,11 +304,33 @@ class SqlEventQueue:
         self.enqueued += sum(len(op.args) for op in ops if op.kind == "enqueue")
         return results
 
-    def _lease(self, conn: Connection, function_name: str, limit: int, lease_ms: int, now: int) -> list[LeasedEvent]:
+    def _lease(self, conn: Connection, function_name: str, limit: int, lease_ms: int, now: int,
+               accepted_before_ms: int | None = None) -> list[LeasedEvent]:
         until = now + lease_ms
+        stmt = self.lease_statement(function_name, limit, now, until, accepted_before_ms)
+        leased = [
+            LeasedEvent(
+                id=r.id, request_id=r.request_id, function_name=r.function_name, qualifier=r.qualifier,
+                payload=bytes(r.payload), client_context=r.client_context, trace_id=r.trace_id,
+                enqueued_ms=r.enqueued_ms, attempts=r.attempts, throttles=r.throttles, lease_owner=self.owner,
+                lease_until_ms=until, last_version=r.last_version, last_error=r.last_error,
+                last_response=None if r.last_response is None else bytes(r.last_response),
+            )
+            for r in conn.execute(stmt)
+        ]
+        leased.sort(key=lambda e: e.id)
+        return leased
+
+    def lease_statement(self, function_name: str, limit: int, now: int, until: int,
+                        accepted_before_ms: int | None = None) -> Any:
+        """`UPDATE … WHERE id IN (oldest ready ids … FOR UPDATE SKIP LOCKED) RETURNING …`: one statement for
+        both databases (SQLite renders no locking clause; it has a single writer)."""
+        conditions = [EVENTS.c.function_name == function_name, EVENTS.c.available_ms <= now]
+        if accepted_before_ms is not None:
+            conditions.append(EVENTS.c.enqueued_ms < accepted_before_ms)
         ready = (
             select(EVENTS.c.id)
-            .where(EVENTS.c.function_name == function_name, EVENTS.c.available_ms <= now)
+            .where(*conditions)
             .order_by(EVENTS.c.available_ms, EVENTS.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -321,18 +346,7 @@ class SqlEventQueue:
                 EVENTS.c.throttles, EVENTS.c.last_version, EVENTS.c.last_error, EVENTS.c.last_response,
             )
         )
-        leased = [
-            LeasedEvent(
-                id=r.id, request_id=r.request_id, function_name=r.function_name, qualifier=r.qualifier,
-                payload=bytes(r.payload), client_context=r.client_context, trace_id=r.trace_id,
-                enqueued_ms=r.enqueued_ms, attempts=r.attempts, throttles=r.throttles, lease_owner=self.owner,
-                lease_until_ms=until, last_version=r.last_version, last_error=r.last_error,
-                last_response=None if r.last_response is None else bytes(r.last_response),
-            )
-            for r in conn.execute(stmt)
-        ]
-        leased.sort(key=lambda e: e.id)
-        return leased
+        return stmt
 
     def _complete(self, conn: Connection, completions: list[Completion]) -> None:
         done = [c.event.id for c in completions if c.retry_at_ms is None]

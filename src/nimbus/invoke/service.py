@@ -84,7 +84,8 @@ class Invoker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._routes: dict[tuple[str, str | None], _Route] = {}
         registry.subscribe(self._on_function_changed)
-        self.observer = Observer(settings, registry.engine)  # metrics, metering, tracing (observe/)
+        # Metrics, metering, tracing (observe/); provisioned concurrency is metered while allocated.
+        self.observer = Observer(settings, registry.engine, provisioned=getattr(sandbox, "provisioned_stats", None))
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

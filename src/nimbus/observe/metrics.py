@@ -148,7 +148,8 @@ class Metrics:
         if init_ms is not None:
             stats.cold_starts += 1
             stats.init.observe(init_ms)
-        if restore_ms is not None:
+        if restore_ms is not None:  # a SnapStart environment's first invocation: a cold start too
+            stats.cold_starts += 1
             stats.restore.observe(restore_ms)
 
     def throttle(self, function: str, qualifier: str) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine
@@ -37,13 +38,15 @@ def qualifier_of(invoked_arn: str) -> str:
 class Observer:
     """Metrics + metering + tracing of one server."""
 
-    def __init__(self, settings: Settings, engine: Engine, tracer: Tracer | None = None) -> None:
+    def __init__(self, settings: Settings, engine: Engine, tracer: Tracer | None = None,
+                 provisioned: Callable[[], list[tuple[str, str, int, int, int, str]]] | None = None) -> None:
         self.enabled = settings.metrics
         self.metrics = Metrics(enabled=self.enabled)
         self.meter = Meter(engine, flush_interval=settings.metering_flush_interval, enabled=self.enabled)
         self.tracer = tracer if tracer is not None else Tracer.from_env(settings.tracing_sample_ratio)
         self._stats: dict[tuple[str, str], Stats] = {}  # (function, invoked ARN) -> counters
         self._sampler: asyncio.Task[None] | None = None
+        self._provisioned = provisioned  # the sandbox's provisioned environments, metered while allocated
         # function -> its last invocations (time, request id, invoked ARN, duration, billed ms, memory, init, error)
         self._recent: dict[str, deque[tuple[float, str, str, float, int, int, float | None, str | None]]] = {}
 
@@ -61,9 +64,18 @@ class Observer:
         await asyncio.to_thread(self.tracer.shutdown)
 
     async def _sample_forever(self) -> None:
+        last = time.monotonic()
         while True:
             self.metrics.sample()
             await asyncio.sleep(SAMPLE_INTERVAL)
+            now = time.monotonic()
+            if self._provisioned is not None and self.enabled:
+                try:
+                    for function, _version, allocated, _busy, memory, arch in self._provisioned():
+                        self.meter.provisioned(function, arch, memory, allocated * (now - last) * 1000)
+                except Exception:  # metering must never stop the sampler
+                    log.exception("metering provisioned concurrency failed")
+            last = now
 
     # ------------------------------------------------------------------------------------- hot path
 
@@ -83,10 +95,12 @@ class Observer:
                 self._stats.clear()
             stats = self._stats[key] = self.metrics.stats(spec.function_name, qualifier_of(request.invoked_arn))
         init_ms = result.init_duration_ms
-        self.metrics.invocation(stats, result.duration_ms, result.function_error is not None, init_ms)
+        restore_ms = _restore_ms(result.extra_report) if result.extra_report else None
+        self.metrics.invocation(stats, result.duration_ms, result.function_error is not None, init_ms, restore_ms)
         now = time.time()
         billed = self.meter.record(spec.function_name, spec.architectures[0] if spec.architectures else "x86_64",
-                                   spec.memory_size, result.duration_ms, init_ms, now)
+                                   spec.memory_size, result.duration_ms, init_ms if restore_ms is None else restore_ms,
+                                   now)
         recent = self._recent.get(spec.function_name)
         if recent is None:
             recent = self._recent[spec.function_name] = deque(maxlen=RECENT_INVOCATIONS)
@@ -120,3 +134,14 @@ class Observer:
         self._recent.pop(function, None)
         for key in [k for k in self._stats if k[0] == function]:
             del self._stats[key]
+
+
+def _restore_ms(extra: dict[str, str]) -> float | None:
+    """A SnapStart environment's first REPORT carries `Restore Duration: 12.34 ms` (billed like INIT)."""
+    text = extra.get("Restore Duration")
+    if not text:
+        return None
+    try:
+        return float(text.split()[0])
+    except ValueError:
+        return None

@@ -147,7 +147,9 @@ class Tracer:
     def __init__(self, processor: SpanProcessor | None = None, sample_ratio: float = 1.0) -> None:
         self.sample_ratio = sample_ratio
         self._ids = _IdGenerator()
-        self._open: dict[str, tuple[Any, int]] = {}
+        # Spans of invocations in flight, by the request object's identity (the async dispatcher replaces a
+        # request's id with the queued event's after the request is built).
+        self._open: dict[int, tuple[Any, int]] = {}
         self.provider: TracerProvider | None = None
         self._tracer: trace.Tracer | None = None
         if processor is not None:
@@ -227,14 +229,15 @@ class Tracer:
         if len(self._open) >= MAX_OPEN_SPANS:  # invocations that never finished (crashed callers)
             oldest = next(iter(self._open))
             self._open.pop(oldest)[0].end()
-        self._open[request.request_id] = (span, time.time_ns())
+        self._open[id(request)] = (span, time.time_ns())
 
     def finish(self, request: InvokeRequest, result: InvokeResult | None) -> None:
         """End the invocation's span (with its Init and Invocation phases as children)."""
-        entry = self._open.pop(request.request_id, None)
+        entry = self._open.pop(id(request), None)
         if entry is None or self._tracer is None:
             return
         span, started_ns = entry
+        span.set_attribute("faas.invocation_id", request.request_id)
         end_ns = time.time_ns()
         if result is not None:
             context = trace.set_span_in_context(span)

@@ -71,6 +71,8 @@ class ApiEnvironment(Environment):
         self.api: RuntimeAPI | None = None
         self._server: asyncio.AbstractServer | None = None
         self._control_sock: socket.socket | None = None
+        self._control_buf = b""
+        self._listener: socket.socket | None = None  # received, not yet served
         self._out_fd = -1
         self._output = _Output(self)
         self._ext_waiter: asyncio.Future[None] | None = None
@@ -148,7 +150,8 @@ class ApiEnvironment(Environment):
         return await super()._start(request_id)
 
     def _on_control(self) -> None:
-        """The launcher's one message: the listening socket and the extensions it started (or an error)."""
+        """The launcher's messages (JSON lines): the listening socket and the extensions it started, or an
+        error (nothing could start, or the exec of the runtime failed). The socket closes on that exec."""
         sock = self._control_sock
         if sock is None:
             return
@@ -158,19 +161,27 @@ class ApiEnvironment(Environment):
             return
         except OSError:
             data, fds = b"", []
-        self._loop.remove_reader(sock.fileno())
-        if not data:  # the launcher died before it could say anything: the exit watcher reports it
-            self._close_control()
-            for fd in fds:
+        for fd in fds:
+            if self._listener is None:
+                self._listener = socket.socket(fileno=fd)
+            else:
                 os.close(fd)
+        if not data:  # exec'd (or died: the exit watcher reports that)
+            self._close_control()
             return
-        listener = socket.socket(fileno=fds[0]) if fds else None
+        self._control_buf += data
+        while b"\n" in self._control_buf:
+            line, _, self._control_buf = self._control_buf.partition(b"\n")
+            self._on_launcher_message(line)
+
+    def _on_launcher_message(self, line: bytes) -> None:
         try:
-            message = json.loads(data)
+            message = json.loads(line)
         except ValueError:
             message = {"error": {"errorType": "Runtime.Unknown", "errorMessage": "bad launcher message"}}
+        listener, self._listener = self._listener, None
         error = message.get("error")
-        if error or listener is None:
+        if error or (listener is None and self.api is None):
             if listener is not None:
                 listener.close()
             error = error or {"errorType": "Runtime.Unknown", "errorMessage": "no Runtime API socket"}
@@ -179,7 +190,8 @@ class ApiEnvironment(Environment):
                    "errorMessage": f"RequestId: {self._request_id} Error: {error.get('errorMessage')}"}
             self._resolve(_frame(READY, False, error_type, json.dumps(doc).encode()))
             return
-        self._close_control()
+        if listener is None:
+            return
         spec = self.spec
         identity = ApiIdentity(spec.function_name, spec.version, spec.handler, spec.function_arn, self.id)
         self.api = RuntimeAPI(identity, self, self.settings.sync_payload_max_bytes + RESPONSE_SLACK,
@@ -202,6 +214,9 @@ class ApiEnvironment(Environment):
         self._server = server
 
     def _close_control(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._control_sock is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._loop.remove_reader(self._control_sock.fileno())
@@ -261,6 +276,10 @@ class ApiEnvironment(Environment):
             waiter.set_result(frame)
 
     def api_ready(self) -> None:
+        self._drain_output()
+        lines = self._take_stray()
+        if lines:  # INIT's output belongs to the log stream before the first invocation, not to it
+            self.log_sink(self.spec.log_group, self.log_stream, lines)
         self._resolve(_frame(READY, True))
 
     def api_init_error(self, error_type: str, payload: bytes) -> None:

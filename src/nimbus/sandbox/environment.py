@@ -123,7 +123,9 @@ def make_log_stream(version: str) -> str:
 def runtime_version_line(runtime: str, region: str) -> str:
     """The INIT_START line AWS logs at each cold start."""
     digest = hashlib.sha256(runtime.encode()).hexdigest()
-    name = runtime.replace("python", "python:")
+    # AWS's spelling: python:3.12, nodejs:20, provided:al2023
+    name = runtime.replace("python", "python:").replace("nodejs", "nodejs:").removesuffix(".x")
+    name = name.replace("provided.", "provided:")
     return (
         f"INIT_START Runtime Version: {name}.v1\t"
         f"Runtime Version ARN: arn:aws:lambda:{region}::runtime:{digest}"
@@ -445,7 +447,8 @@ class Environment:
         reseeds, runs after-restore hooks and answers READY (see sandbox/zygote.py)."""
         loop = self._loop
         forked = await zygote.acquire(self.id, self.spec.memory_size, self.spec.ephemeral_storage)
-        environ = {"AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream, "AWS_LAMBDA_INITIALIZATION_TYPE": self.init_type}
+        init_type = "snap-start" if zygote.snapstart and self.init_type == "on-demand" else self.init_type
+        environ = {"AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream, "AWS_LAMBDA_INITIALIZATION_TYPE": init_type}
         try:
             if self.environ_hook is not None:
                 environ.update(self.environ_hook(self.id))
@@ -553,8 +556,10 @@ class Environment:
                 log.warning("environment %s: no zygote (%s): starting it fresh", self.id, e)
                 failure = None
                 self.zygote = zygote = None
-            if failure is not None:
+            if failure is not None and zygote is not None:
                 self.kill("init-error")
+                version_line = runtime_version_line(self.spec.runtime, self.settings.region)
+                self.log_sink(self.spec.log_group, self.log_stream, restore_lines(zygote, version_line))
                 return dataclasses.replace(
                     failure, log_stream=self.log_stream, environment_id=self.id, extra_report=dict(failure.extra_report)
                 )

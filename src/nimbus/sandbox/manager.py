@@ -213,6 +213,18 @@ class SandboxManager:
             pool.release(env, failure is None and not self._stopping)
         return None if failure is None else (failure.error_type or "the environment failed to start")
 
+    def provisioned_stats(self) -> list[tuple[str, str, int, int, int, str]]:
+        """(function, version, provisioned environments, busy ones, memory MB, architecture) of every pool
+        with provisioned concurrency (metrics and metering)."""
+        out = []
+        for (function, version, _), pool in list(self._pools.items()):
+            envs = [e for e in (*pool.idle, *pool.busy) if getattr(e, "provisioned", False) and e.alive]
+            if envs:
+                busy = sum(1 for e in envs if e in pool.busy)
+                arch = pool.spec.architectures[0] if pool.spec.architectures else "x86_64"
+                out.append((function, version, len(envs), busy, pool.spec.memory_size, arch))
+        return out
+
     def provisioned_count(self, pool_key: tuple[str, str, str]) -> int:
         pool = self._pools.get(pool_key)
         return 0 if pool is None else pool.provisioned()
@@ -276,9 +288,12 @@ class SandboxManager:
 
     def _zygote_environment(self, zygote: Zygote) -> Environment:
         assert self._backend is not None
+        hook, spec = self.environ_hook, zygote.spec
         return Environment(
             zygote.spec, self._backend, self.settings, zygote.capture, zygote.interpreter, self._deadlines,
-            launcher=zygote.launcher, role="zygote",
+            launcher=zygote.launcher, role="zygote", init_type="snap-start" if zygote.snapstart else "on-demand",
+            # INIT needs credentials too (clients made at import time keep the zygote's, as with SnapStart)
+            environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
         )
 
     def _zygote_idle(self) -> float:
@@ -289,7 +304,7 @@ class SandboxManager:
         """Close zygotes nothing needs any more: retired ones once their environments are gone, idle ones
         (no environment, no fork for idle_timeout) like idle environments."""
         for key, zygote in list(self._zygotes.items()):
-            if zygote.closed or (zygote.live == 0 and now - zygote.last_used >= idle_timeout):
+            if zygote.closed or zygote.idle_since(now, idle_timeout):
                 del self._zygotes[key]
                 zygote.close()
         for zygote in list(self._old_zygotes):

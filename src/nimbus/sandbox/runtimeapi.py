@@ -58,8 +58,8 @@ SHUTDOWN_GRACE_MS = 2000  # external extensions get 2,000 ms after SHUTDOWN (AWS
 RUNTIME_PREFIX = "/2018-06-01/runtime/"
 EXTENSION_PREFIX = "/2020-01-01/extension/"
 STATE_MESSAGE = "State transition from {} to {} failed for runtime. Error: State transition is not allowed"
-EXT_STATE_MESSAGE = "State transition from {} to {} failed for extension {}. Error: State transition is not allowed"
 ACCEPTED = b'{"status":"OK"}'
+MAX_HEAD_BYTES = 1024 * 1024  # URL + headers (+ trailers) of one request
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +224,6 @@ class RuntimeAPI:
         self._next = None
 
     # ------------------------------------------------------------------ runtime routes
-
-    def _forbidden(self, conn: _Conn, target: str) -> None:
-        conn.send(http_response(403, _error_body("InvalidStateTransition", STATE_MESSAGE.format(self.state, target))))
 
     def runtime_next(self, conn: _Conn) -> None:
         if self.state == "InitError" or self.current is not None or self._next is not None:
@@ -404,7 +401,7 @@ class _Conn(asyncio.Protocol):
         self.headers: dict[bytes, bytes] = {}
         self.body: list[bytes] = []
         self.size = 0
-        self.in_trailers = False
+        self.in_body = False
         self.route: Callable[[], None] | None = None
         self.stream_request_id = ""
         self.streaming = False
@@ -412,6 +409,7 @@ class _Conn(asyncio.Protocol):
         self.waiting_extension: _Extension | None = None
         self.platform_task: asyncio.Task[None] | None = None
         self.partial = False  # a request has begun and is not complete yet
+        self.head_bytes = 0
         self.sock: Any = None
 
     # asyncio.Protocol
@@ -436,6 +434,14 @@ class _Conn(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        if not self.in_body:
+            # The parser buffers a request's head until it is complete: bound it (the function's code is
+            # not trusted with the server's memory). Counted per read, so a head may exceed it by one read.
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self.send(http_response(400, _error_body("InvalidRequestFormat", "Request head too large")))
+                self.close()
+                return
         try:
             self.parser.feed_data(data)
             if self.partial and self.sock is not None:
@@ -469,7 +475,7 @@ class _Conn(asyncio.Protocol):
         self.headers = {}
         self.body = []
         self.size = 0
-        self.in_trailers = False
+        self.in_body = False
         self.route = None
         self.rejected = None
 
@@ -480,7 +486,8 @@ class _Conn(asyncio.Protocol):
         self.headers[name.lower()] = value
 
     def on_headers_complete(self) -> None:
-        self.in_trailers = True
+        self.in_body = True
+        self.head_bytes = 0
         path = self.url.split(b"?", 1)[0].decode("latin-1")
         method = self.parser.get_method()
         self.route = self._route(method, path)
@@ -490,11 +497,12 @@ class _Conn(asyncio.Protocol):
             self._stream_chunk(body)
             return
         self.size += len(body)
-        if self.size <= self.api.max_response or self.route is None:
+        if self.route is not None and self.size <= self.api.max_response:
             self.body.append(body)
 
     def on_message_complete(self) -> None:
         self.partial = False
+        self.in_body = False
         route = self.route
         if self.rejected is not None:
             self.send(self.rejected)

@@ -28,6 +28,7 @@ import struct
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +42,8 @@ from nimbus.sandbox.types import InvokeResult, LogLine
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0  # seconds a forked child may take to say hello
-MAX_FORKS_IN_FLIGHT = 32
-SPARE_DELAY = 0.05  # seconds after a fork before spares are made  # fork requests queued in the zygote at once (its socket buffer is finite)
+MAX_FORKS_IN_FLIGHT = 32  # fork requests queued in the zygote at once (its socket buffer is finite)
+SPARE_DELAY = 0.05  # seconds after a fork before spares are made
 CLONE_NEWUSER = 0x10000000
 # What the zygote itself may do that environments may not: build their namespaces.
 ZYGOTE_ALLOWED = frozenset({"mount", "unshare", "setns"})
@@ -253,6 +254,7 @@ class Zygote:
         self.spare_target = max(0, int(getattr(settings, "zygote_spares", 1)))
         self.spares: list[Forked] = []
         self._refill: asyncio.Task[None] | None = None
+        self._forking = 0  # forks in progress (not yet environments: the zygote must not go meanwhile)
         self._loop = asyncio.get_running_loop()
         self.isolated = not isinstance(backend, ProcessBackend)
 
@@ -329,7 +331,14 @@ class Zygote:
         env = self._make_environment(self)
         assert isinstance(env, Environment)
         self.env = env
-        failure = await env._start("zygote-init")
+        env.busy = True  # output written around the runtime's back during INIT is kept with INIT's result
+        try:
+            failure = await env._start("zygote-init")
+        finally:
+            env.busy = False
+            stray = env._take_stray()
+        if stray and failure is None:
+            self.capture(self.spec.log_group, env.log_stream, stray)
         if failure is not None:
             self.failure = failure
             self.close()
@@ -399,6 +408,13 @@ class Zygote:
             self.spares.append(forked)
 
     async def _fork(self, env_id: str, memory_mb: int, tmp_mb: int) -> Forked:
+        self._forking += 1
+        try:
+            return await self._fork_one(env_id, memory_mb, tmp_mb)
+        finally:
+            self._forking -= 1
+
+    async def _fork_one(self, env_id: str, memory_mb: int, tmp_mb: int) -> Forked:
         assert self._sock is not None
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         parent.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -433,7 +449,7 @@ class Zygote:
         handle: _ExitWatch
         if self.isolated:
             try:
-                cgroup = await asyncio.to_thread(self._place, env_id, pid, memory_mb, tmp_mb)
+                cgroup = await self._loop.run_in_executor(_placer(), self._place, env_id, pid, memory_mb, tmp_mb)
             except OSError as e:
                 proc.kill()
                 parent.close()
@@ -507,6 +523,13 @@ class Zygote:
     # ---------------------------------------------------------------------------------------------
     # Life
 
+    def idle_since(self, now: float, idle_timeout: float) -> bool:
+        """No environment, nothing starting or forking, and no fork for `idle_timeout` seconds."""
+        starting = self._started is not None and not self._started.done()
+        return (
+            self.live == 0 and not starting and not self._forking and now - self.last_used >= idle_timeout
+        )
+
     @property
     def live(self) -> int:
         """Environments forked from this zygote that have not exited (spares not counted)."""
@@ -532,6 +555,7 @@ class Zygote:
             forked.discard()
         children, self._children = self._children, {}
         for child in children.values():
+            child.kill()  # type: ignore[attr-defined]  # (process backend: they outlive the zygote otherwise)
             child.exited(-signal.SIGKILL)
         env = self.env
         if env is not None:
@@ -541,6 +565,13 @@ class Zygote:
         env = self.env
         if env is not None:
             await env.wait_closed()  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _placer() -> ThreadPoolExecutor:
+    """Threads that move forks into their cgroups: their own, so a burst's moves do not queue behind other
+    blocking work in the default executor (memory watchers cost an RCU grace period each too)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="nimbus-cgroup")
 
 
 async def _hello(sock: socket.socket) -> int:

@@ -177,6 +177,11 @@ async function renderFunction(name) {
   $("#fn-queue").innerHTML = q ? `<p>${q.depth} queued · ${q.in_flight} in delivery · ${q.delayed} waiting for retry${q.oldest_enqueued_ms ? ` · oldest ${((Date.now() - q.oldest_enqueued_ms) / 1000).toFixed(0)} s` : ""}</p>` : `<p class="muted">no async queue on this server</p>`;
   const cost = d.cost;
   $("#fn-cost").innerHTML = `<p id="fn-cost-total">${usd(cost.gross)} · ${cost.requests} requests · ${cost.gbSeconds.toFixed(3)} GB-s</p>`;
+  const hourly = (d.costHourly || []).map(h => ({t: h.hour, v: h.gbSeconds}));
+  if (hourly.length) {
+    if (hourly.length === 1) hourly.unshift({t: hourly[0].t - 3600, v: 0});
+    $("#fn-cost").appendChild(Charts.panel("GB-seconds per hour", Charts.fmt(hourly[hourly.length - 1].v), hourly, {color: "#b48cff", height: 80}));
+  }
   $("#fn-versions").innerHTML = `<tr><th>Version</th><th>Code SHA-256</th><th>Description</th><th>Modified</th></tr>` +
     d.versions.map(v => `<tr><td>${esc(v.Version)}</td><td><code>${esc((v.CodeSha256 || "").slice(0, 16))}…</code></td><td>${esc(v.Description)}</td><td>${esc(v.LastModified)}</td></tr>`).join("");
   $("#fn-aliases").innerHTML = `<tr><th>Alias</th><th>Version</th><th>Weights</th></tr>` +

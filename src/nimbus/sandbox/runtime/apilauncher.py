@@ -13,7 +13,8 @@ port, announced in AWS_LAMBDA_RUNTIME_API), _NIMBUS_RUNTIME_ARGV (the command as
 a bootstrap as AWS does), _NIMBUS_EXTENSIONS_DIR, _NIMBUS_OPT_DIR, _NIMBUS_EXTENSION_HIDDEN (variables
 extensions must not see, comma-separated).
 
-The message to nimbus is JSON: {"extensions": [names]} or {"error": {"errorType", "errorMessage"}}.
+Messages to nimbus are JSON lines: {"extensions": [names]} (with the fd) or {"error": {"errorType",
+"errorMessage"}} (nothing can start; also sent when the exec of the runtime fails).
 """
 
 import json
@@ -107,17 +108,19 @@ def main():
             if start_extension(path, ext_env):
                 started.append(os.path.basename(path))
 
-    message = json.dumps({"error": error} if error else {"extensions": started}).encode()
+    message = json.dumps({"error": error} if error else {"extensions": started}).encode() + b"\n"
     socket.send_fds(control, [message], [listener.fileno()])
     listener.close()
     if error is not None:
         control.recv(1)  # nimbus records the error, then kills the environment
         os._exit(1)
-    control.close()
     try:
-        os.execve(argv[0], argv, environ)
+        os.execve(argv[0], argv, environ)  # the control socket closes on exec (close-on-exec)
     except OSError as exc:
-        sys.stderr.write(f"fork/exec {argv[0]}: {exc.strerror}\n")
+        reason = (exc.strerror or str(exc)).lower()
+        error = {"errorType": "Runtime.InvalidEntrypoint", "errorMessage": f"fork/exec {argv[0]}: {reason}"}
+        control.sendall(json.dumps({"error": error}).encode() + b"\n")
+        control.recv(1)
         os._exit(1)
 
 

@@ -161,7 +161,6 @@ def serve(channel, logs, streams, send_ready):
     import signal
     import socket
 
-    env = os.environ
     # Host -> zygote: the fork socket, passed once over the control channel.
     ctl = socket.socket(fileno=os.dup(channel.fd))
     try:
@@ -188,7 +187,7 @@ def serve(channel, logs, streams, send_ready):
             continue
         for fd, _mask in events:
             if fd == wake_r:
-                try:
+                try:  # noqa: SIM105 (no contextlib in the runtime)
                     os.read(wake_r, 4096)
                 except OSError:
                     pass
@@ -215,19 +214,28 @@ def serve(channel, logs, streams, send_ready):
             except OSError as e:
                 for f in fds:
                     os.close(f)
+                if isolate and pidns is not None:  # forks after this one must not land in a dead namespace
+                    _lib().setns(pidns, CLONE_NEWPID)
                 fork_sock.send(b"E" + json.dumps({"id": request["id"], "error": str(e)}).encode())
                 continue
             if pid == 0:
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 for f in (wake_r, wake_w, fork_sock.fileno(), channel.fd):
-                    try:
+                    try:  # noqa: SIM105 (no contextlib in the runtime)
                         os.close(f)
                     except OSError:
                         pass
                 if pidns is not None:
                     os.close(pidns)
-                return _become_environment(request, fds, isolate, logs, streams, send_ready)
+                try:
+                    return _become_environment(request, fds, isolate, logs, streams, send_ready)
+                except Exception as e:  # never back into the zygote's loop: the host sees us exit
+                    try:  # noqa: SIM105 (no contextlib in the runtime)
+                        os.write(2, f"nimbus: forked environment failed: {e!r}\n".encode())
+                    except OSError:
+                        pass
+                    os._exit(70)
             if isolate:
                 _check(_lib().setns(pidns, CLONE_NEWPID), "setns(pid)")
             children[pid] = request["id"]
@@ -248,7 +256,7 @@ def _reap(children, fork_sock):
         env_id = children.pop(pid, None)
         if env_id is not None:
             code = os.waitstatus_to_exitcode(status)
-            try:
+            try:  # noqa: SIM105 (no contextlib in the runtime)
                 fork_sock.send(b"X" + json.dumps({"id": env_id, "status": code}).encode())
             except OSError:
                 pass
@@ -342,6 +350,7 @@ def _become_environment(request, fds, isolate, logs, streams, send_ready):
     (n,) = __import__("struct").unpack("!I", _read_exact(control_fd, 4))
     go = json.loads(_read_exact(control_fd, n))
     os.environ.update(go.get("environ", {}))
+    gc.enable()  # off in the zygote (pages stay shared); INIT's objects are frozen, so collections skip them
     _copy_tmp()
     _reseed()
     error = None
@@ -379,7 +388,7 @@ def _reseed():
         tmp._name_sequence = None
     np_random = mods.get("numpy.random")
     if np_random is not None:
-        try:
+        try:  # noqa: SIM105 (no contextlib in the runtime)
             np_random.seed()
         except Exception:  # noqa: BLE001
             pass

@@ -1,0 +1,82 @@
+"""Which Runtime API runtimes the host can run, and their command lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nimbus.sandbox import apiruntimes
+from nimbus.sandbox.apiruntimes import (
+    NODE_RIC_INSIDE,
+    api_runtimes,
+    find_node,
+    is_api_runtime,
+    runtime_command,
+    unavailable_reason,
+)
+
+
+def test_runtime_families() -> None:
+    assert all(is_api_runtime(r) for r in ("provided", "provided.al2", "provided.al2023", "nodejs22.x"))
+    assert not is_api_runtime("python3.12")
+
+
+def test_custom_runtimes_look_for_a_bootstrap() -> None:
+    command = runtime_command("provided.al2023", isolated=True)
+    assert command.argv == () and command.binds == ()
+
+
+def test_custom_runtimes_need_only_the_launcher_python(tmp_path: Path) -> None:
+    python = tmp_path / "python3.11"
+    assert set(api_runtimes({"python3.11": python})) >= {"provided", "provided.al2", "provided.al2023"}
+    assert api_runtimes({}) == {}
+
+
+def test_missing_node_is_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NIMBUS_NODE", "/nonexistent/node")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert find_node("nodejs22.x") is None
+    assert "Node.js (node) is not installed" in unavailable_reason("nodejs22.x")
+    assert unavailable_reason("provided.al2023") == ""
+    assert "nodejs22.x" not in api_runtimes({"python3.11": Path("/usr/bin/python3.11")})
+    with pytest.raises(FileNotFoundError):
+        runtime_command("nodejs22.x", isolated=True)
+
+
+def test_missing_ric_is_explained(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    node = tmp_path / "node"
+    node.write_text("#!/bin/sh\n")
+    node.chmod(0o755)
+    monkeypatch.setenv("NIMBUS_RUNTIME_NODEJS20_X", str(node))
+    monkeypatch.setenv("NIMBUS_NODE_RIC_DIR", str(tmp_path / "nothing"))
+    apiruntimes.node_ric_dir.cache_clear()
+    try:
+        assert "aws-lambda-ric" in unavailable_reason("nodejs20.x")
+    finally:
+        monkeypatch.undo()
+        apiruntimes.node_ric_dir.cache_clear()
+
+
+def test_node_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ric = tmp_path / "ric"
+    ric.mkdir()
+    (ric / "index.mjs").write_text("")
+    node = tmp_path / "prefix" / "bin" / "node"
+    node.parent.mkdir(parents=True)
+    node.write_text("#!/bin/sh\n")
+    node.chmod(0o755)
+    monkeypatch.setenv("NIMBUS_RUNTIME_NODEJS24_X", str(node))
+    monkeypatch.setenv("NIMBUS_NODE_RIC_DIR", str(ric))
+    apiruntimes.node_ric_dir.cache_clear()
+    try:
+        inside = runtime_command("nodejs24.x", isolated=True)
+        assert inside.argv[0] == str(node) and inside.argv[-1] == f"{NODE_RIC_INSIDE}/index.mjs"
+        # The RIC is mounted, and so is node's prefix (not under /usr).
+        assert set(inside.binds) == {(str(ric), NODE_RIC_INSIDE), (str(tmp_path / "prefix"), str(tmp_path / "prefix"))}
+        assert inside.environ["NODE_PATH"].endswith("/var/runtime:/var/task")
+        outside = runtime_command("nodejs24.x", isolated=False)
+        assert outside.argv[-1] == f"{ric}/index.mjs" and outside.binds == ()
+    finally:
+        monkeypatch.undo()
+        apiruntimes.node_ric_dir.cache_clear()
