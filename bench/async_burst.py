@@ -8,6 +8,7 @@
    delivered at least once. Goal: 0 lost; duplicates are counted and reported.
 
 Run: .venv/bin/python bench/async_burst.py [--seconds 8] [--events 10000] [--skip-throughput] [--skip-burst]
+     [--no-intake-priority]   (deliveries at full speed during the burst, competing with acceptance)
 """
 
 from __future__ import annotations
@@ -245,7 +246,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-burst", action="store_true")
+    parser.add_argument("--no-intake-priority", action="store_true",
+                        help="deliver at full speed while accepting (NIMBUS_ASYNC_BUSY_DELIVERY_RATE=0)")
     args = parser.parse_args()
+    if args.no_intake_priority:
+        ENV["NIMBUS_ASYNC_BUSY_DELIVERY_RATE"] = "0"
     if not args.skip_throughput:
         throughput(args.seconds, args.connections)
     if not args.skip_burst:

@@ -441,7 +441,22 @@ def test_format_age() -> None:
 
 def test_legacy_invoke_async_goes_through_the_queue(lam: Any, logs: Any) -> None:
     name = deploy(lam, RECORDER)
-    with pytest.warns(DeprecationWarning):  # boto3 itself warns: InvokeAsync is deprecated
-        out = lam.invoke_async(FunctionName=name, InvokeArgs=json.dumps({"legacy": True}))
+    out = lam.invoke_async(FunctionName=name, InvokeArgs=json.dumps({"legacy": True}))
     assert out["Status"] == 202
     wait_for(lambda: any('"legacy": true' in m for m in messages(logs, name)), what="the legacy event")
+
+
+def test_a_timeout_is_a_function_error_and_is_retried(lam: Any, logs: Any) -> None:
+    recorder = deploy(lam, RECORDER, "rec")
+    name = f"async-slow-{uuid.uuid4().hex[:8]}"
+    lam.create_function(FunctionName=name, Runtime=RUNTIME, Role=ROLE, Handler="app.handler", Timeout=1,
+                        Code={"ZipFile": make_zip({"app.py": "import time\ndef handler(e, c):\n    time.sleep(5)\n"})})
+    lam.put_function_event_invoke_config(
+        FunctionName=name, MaximumRetryAttempts=1, DestinationConfig={"OnFailure": {"Destination": f"{ARN}{recorder}"}}
+    )
+    rid = event(lam, name, {"slow": True})
+    (record,) = records(logs, recorder)
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert sum(f"{rid} Task timed out after 1.00 seconds" in m for m in messages(logs, name)) == 2

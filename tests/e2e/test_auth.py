@@ -58,7 +58,11 @@ def test_without_credentials_nothing_happens(server: NimbusServer, lam: Any) -> 
         ("POST", f"/2015-03-31/functions/{name}/invocations", {"content": b"{}"}),
         ("PUT", f"/2015-03-31/functions/{name}/code", {"json": {"ZipFile": "x"}}),
         ("DELETE", f"/2015-03-31/functions/{name}", {}),
+        ("POST", f"/2021-11-15/functions/{name}/response-streaming-invocations", {"content": b"{}"}),
+        ("POST", f"/2021-10-31/functions/{name}/url", {"json": {"AuthType": "NONE"}}),
         ("GET", "/nimbus/v1/keys", {}),
+        ("POST", "/nimbus/v1/keys", {"json": {}}),
+        ("POST", "/nimbus/v1/keys/session", {"json": {"FunctionName": name}}),
         ("POST", "/", {"content": b"{}", "headers": {"X-Amz-Target": "Logs_20140328.DescribeLogGroups"}}),
     ]
     with server.http(auth=None) as http:

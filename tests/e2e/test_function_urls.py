@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -279,5 +282,56 @@ def test_response_stream_mode(server: NimbusServer, lam: Any) -> None:
         with by_path(server, uid) as http:
             r = http.get("/")
         assert r.status_code == 200 and json.loads(r.content) == {"hello": "world"}
+    finally:
+        lam.delete_function(FunctionName=name)
+
+
+STREAMER = r'''
+import json
+
+def handler(event, context):
+    def generate():
+        yield json.dumps({"statusCode": 207, "headers": {"content-type": "text/plain"}, "cookies": ["s=1"]})
+        yield b"\x00" * 8
+        for i in range(3):
+            yield f"part {i}\n"
+    return generate()
+'''
+
+
+def test_response_stream_with_http_prelude(server: NimbusServer, lam: Any) -> None:
+    name = f"url-stream-{uuid.uuid4().hex[:8]}"
+    lam.create_function(FunctionName=name, Runtime=RUNTIME, Role=ROLE, Handler="app.handler",
+                        Code={"ZipFile": make_zip({"app.py": STREAMER})})
+    try:
+        uid = url_id(lam.create_function_url_config(FunctionName=name, AuthType="NONE",
+                                                    InvokeMode="RESPONSE_STREAM")["FunctionUrl"])
+        make_public(lam, name)
+        with by_path(server, uid) as http:
+            r = http.get("/")
+        assert r.status_code == 207, r.text
+        assert r.headers["content-type"] == "text/plain" and r.headers["set-cookie"] == "s=1"
+        assert r.text == "part 0\npart 1\npart 2\n"
+    finally:
+        lam.delete_function(FunctionName=name)
+
+
+def test_cli_url_commands(server: NimbusServer, lam: Any) -> None:
+    name = create(lam)
+    env = {**os.environ, **server.cli_env()}
+
+    def nimbus(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "nimbus", "url", *args], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    try:
+        out = nimbus("create", name, "--public", "--cors-origin", "https://a.example")
+        assert out.returncode == 0, out.stderr
+        url = out.stdout.strip()
+        with by_path(server, url_id(url)) as http:
+            assert http.get("/").json() == {"hello": "world"}
+        assert json.loads(nimbus("get", name).stdout)["Cors"]["AllowOrigins"] == ["https://a.example"]
+        assert nimbus("delete", name).returncode == 0
+        assert nimbus("get", name).returncode == 1
     finally:
         lam.delete_function(FunctionName=name)

@@ -154,6 +154,12 @@ def test_metrics_count_invocations_errors_throttles_and_environments(srv: Nimbus
               if metric == "nimbus_environment_memory_bytes" and ("function", name) in labels]
     assert memory and all(v > 0 for v in memory)
 
+    lam.delete_function(FunctionName=name)  # a deleted function's series go
+    deadline = time.monotonic() + 30
+    while ("nimbus_invocations_total", latest) in scrape(srv):
+        assert time.monotonic() < deadline, "series of a deleted function stayed"
+        time.sleep(0.1)
+
 
 def test_metering_and_nimbus_cost(srv: NimbusServer, lam: Any) -> None:
     name = create(lam, MemorySize=256, Architectures=["arm64"])
@@ -340,7 +346,7 @@ def test_metrics_off_setting(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_async_queue_depth_is_exported(srv: NimbusServer, lam: Any) -> None:
+def test_async_queue_depth_and_event_age(srv: NimbusServer, lam: Any) -> None:
     name = f"obs-{uuid.uuid4().hex[:10]}"
     slow = "import time\ndef handler(e, c):\n    time.sleep(1.5)\n"
     lam.create_function(FunctionName=name, Runtime=RUNTIME, Role=ROLE, Handler="app.handler",
@@ -355,3 +361,13 @@ def test_async_queue_depth_is_exported(srv: NimbusServer, lam: Any) -> None:
         seen = scrape(srv).get(("nimbus_async_queue_depth", depth), 0.0)
         time.sleep(0.1)
     assert seen >= 1
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # all four invoked: four ages, the last ones waited for the first
+        got = scrape(srv)
+        if got.get(("nimbus_async_event_age_seconds_count", depth), 0) == 4:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("not every async event's age was observed")
+    assert got[("nimbus_async_event_age_seconds_sum", depth)] >= 1.5  # later events waited behind a 1.5 s one
+    assert got[("nimbus_async_dispatcher_events_total", frozenset({("outcome", "delivered")}))] >= 4

@@ -148,6 +148,9 @@ class Verifier:
             payload_hash = hashlib.sha256(body).hexdigest()
         elif content_sha == sigv4.UNSIGNED_PAYLOAD:
             payload_hash = content_sha
+        elif content_sha.startswith("STREAMING-"):
+            raise InvalidSignature(f"x-amz-content-sha256 {content_sha} (aws-chunked payloads) is not supported; "
+                                   "sign the whole payload or use UNSIGNED-PAYLOAD.")
         else:
             payload_hash = content_sha
             if not hmac.compare_digest(content_sha.lower(), hashlib.sha256(body).hexdigest()):
@@ -406,14 +409,17 @@ def announce(console: Any, app: AuthApp) -> None:
 def attach_function_credentials(platform: Any, app: AuthApp, credentials: Any) -> None:
     """Give every new execution environment its own session key (revoked when it ends), and serve the
     platform API, behind this authentication, on each environment's endpoint (127.0.0.1:9001 inside it)."""
+    from nimbus.sandbox.apiruntimes import is_api_runtime
     from nimbus.sandbox.runtimeapi import set_platform_app
 
     sandbox = platform.sandbox
 
     def environ_hook(spec: Any, environment_id: str) -> dict[str, str]:
-        # Inside a namespace sandbox the environment's endpoint is 127.0.0.1:9001; elsewhere its port varies
-        # (AWS_LAMBDA_RUNTIME_API says where), so no fixed endpoint variable is set.
-        endpoint = "http://127.0.0.1:9001" if sandbox.backend_name == "namespaces" else None
+        # The endpoint exists in environments served over the Runtime API (custom and Node.js runtimes): at
+        # 127.0.0.1:9001 inside a namespace sandbox; elsewhere its port varies (AWS_LAMBDA_RUNTIME_API says
+        # where), so no fixed endpoint variable is set. Python environments have no such endpoint yet.
+        endpoint = ("http://127.0.0.1:9001" if sandbox.backend_name == "namespaces" and is_api_runtime(spec.runtime)
+                    else None)
         env: dict[str, str] = credentials.environ_hook(spec, environment_id, endpoint)
         return env
 

@@ -162,9 +162,7 @@ async def overview(request: Request) -> Response:
             }
         )
     start, end = month_range(None)
-    meter = platform.invoker.observer.meter
-    await meter.flush()
-    cost = await cost_report(platform, None, None)
+    cost = await cost_report(platform, None, None)  # flushes the meter first
     return JSONResponse(
         {
             "time": time.time(),

@@ -76,6 +76,13 @@ def _platform_samples(platform: Platform) -> Iterable[Sample]:
         yield Sample("nimbus_provisioned_concurrency_utilization",
                      "Share of provisioned environments busy (ProvisionedConcurrencyUtilization).",
                      ("function", "qualifier"), [((r[0], r[1]), (r[3] / r[2] if r[2] else 0.0)) for r in rows])
+    dispatcher = getattr(getattr(platform, "asyncs", None), "dispatcher", None)
+    if dispatcher is not None:  # the async dispatcher's own tallies (server-wide)
+        outcomes = ("delivered", "retried", "throttled", "failed", "dropped")
+        yield Sample("nimbus_async_dispatcher_events", "Async event attempts by outcome (failed: retries or age "
+                     "exhausted, dropped: function gone).", ("outcome",),
+                     [((o,), float(getattr(dispatcher, o, 0))) for o in outcomes if hasattr(dispatcher, o)],
+                     kind="counter")
     depths: dict[str, tuple[int, int | None]] = getattr(platform.invoker.observer, "queue_depths", {})
     if depths:
         now_ms = time.time() * 1000

@@ -178,7 +178,7 @@ def install_snapstart_state(platform: Any) -> None:
             task.add_done_callback(pending.discard)
 
         loop.call_soon_threadsafe(start)
-        return ("Pending", "Lambda is creating a snapshot of the function version.", "Creating")
+        return ("Pending", "The function is being created.", "Creating")
 
     async def prepare(name: str, version: str, revision_id: str) -> None:
         for _ in range(100):

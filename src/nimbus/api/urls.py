@@ -39,6 +39,7 @@ from nimbus.platform import Platform
 log = logging.getLogger("nimbus.api.urls")
 
 PATH_PREFIX = "/lambda-url/"
+TRUSTED_PROXIES = ("127.0.0.1", "::1")  # whose X-Forwarded-For names the caller (uvicorn's default trust)
 _TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml", "application/ld+json")
 
 # ------------------------------------------------------------------------------------------ config API
@@ -232,7 +233,9 @@ class FunctionUrlApp:
                body: bytes, request_id: str, caller: AccessKey | None) -> dict[str, Any]:
         cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
         client = scope.get("client") or ("127.0.0.1", 0)
-        source_ip = headers.get("x-forwarded-for", "").split(",")[0].strip() or client[0]
+        source_ip = client[0]
+        if source_ip in TRUSTED_PROXIES:  # a proxy on this machine: the client is the one it names
+            source_ip = headers.get("x-forwarded-for", "").split(",")[0].strip() or source_ip
         headers.setdefault("x-forwarded-for", source_ip)
         headers.setdefault("x-forwarded-proto", scope.get("scheme", "http"))
         server = scope.get("server") or ("", 0)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nimbus.cli import functions, keys
+from nimbus.cli import functions, keys, urls
 from nimbus.cli.cost import cost
 from nimbus.cli.logs import logs
 
@@ -34,8 +34,8 @@ def server(
         str | None, typer.Option(help="sigv4 (default) | none: check request signatures [NIMBUS_AUTH]")
     ] = None,
     insecure: Annotated[
-        bool | None, typer.Option("--insecure", help="Allow --auth none on a non-loopback address [NIMBUS_INSECURE]")
-    ] = None,
+        bool, typer.Option("--insecure", help="Allow --auth none on a non-loopback address [NIMBUS_INSECURE]")
+    ] = False,
 ) -> None:
     """Start the whole platform in one process on embedded defaults."""
     import pydantic
@@ -55,7 +55,7 @@ def server(
             "account_id": account_id,
             "idle_timeout": idle_timeout,
             "auth": auth,
-            "insecure": insecure,
+            "insecure": insecure or None,
         }.items()
         if v is not None
     }
@@ -78,3 +78,4 @@ app.command()(functions.delete)
 app.command("logs")(logs)
 app.command("cost")(cost)
 app.add_typer(keys.app, name="keys")
+app.add_typer(urls.app, name="url")

@@ -49,6 +49,9 @@ class EventConfigs:
         self.registry = registry
         self.engine = registry.engine
         self._cache: dict[str, dict[str, AsyncConfig]] = {}
+        # Bumped by every invalidation, so a lookup that read the database before a change cannot cache
+        # what it read after the change was committed.
+        self._generation: dict[str, int] = {}
         self._lock = threading.Lock()
         registry.subscribe(self.invalidate)
 
@@ -61,9 +64,11 @@ class EventConfigs:
         """The settings for an event invoked as `function_name[:qualifier]` (unqualified = `$LATEST`)."""
         configs = self._cache.get(function_name)
         if configs is None:
+            generation = self._generation.get(function_name, 0)
             configs = self._load(function_name)
             with self._lock:
-                self._cache[function_name] = configs
+                if self._generation.get(function_name, 0) == generation:
+                    self._cache[function_name] = configs
         return configs.get(qualifier or LATEST) or self.defaults()
 
     def shortest_age(self, function_name: str) -> int:
@@ -74,6 +79,7 @@ class EventConfigs:
 
     def invalidate(self, function_name: str) -> None:
         with self._lock:
+            self._generation[function_name] = self._generation.get(function_name, 0) + 1
             self._cache.pop(function_name, None)
 
     def _load(self, function_name: str) -> dict[str, AsyncConfig]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,6 +29,8 @@ CORS_LISTS = {"AllowHeaders": (100, 1024, 0), "AllowMethods": (6, 6, 0), "AllowO
               "ExposeHeaders": (100, 1024, 0)}  # field: (max items, max item length, min item length)
 URL_ACTIONS = ("lambda:InvokeFunctionUrl", "lambda:*", "*")
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_MISSING_MAX = 10_000
+_MISSING_TTL = 5.0  # seconds (front ends sharing a database see each other's new URLs after this)
 
 
 def new_url_id() -> str:
@@ -88,6 +91,7 @@ class FunctionUrls:
         self.settings = settings
         self.engine = registry.engine
         self._cache: dict[str, UrlTarget] = {}
+        self._missing: dict[str, float] = {}  # url id -> when it was found not to exist (kept _MISSING_TTL s)
         self._lock = threading.Lock()
         registry.subscribe(self._forget_function)
 
@@ -191,9 +195,16 @@ class FunctionUrls:
             return found
         if len(url_id) != 32 or not url_id.isalnum():
             return None
+        seen = self._missing.get(url_id)
+        if seen is not None and time.monotonic() - seen < _MISSING_TTL:
+            return None
         with Session(self.engine) as s:
             row = s.scalars(select(FunctionUrlRow).where(FunctionUrlRow.url_id == url_id)).first()
             if row is None:
+                with self._lock:
+                    if len(self._missing) >= _MISSING_MAX:
+                        self._missing.clear()
+                    self._missing[url_id] = time.monotonic()
                 return None
             fn = s.get(FunctionRow, row.function_name)
             arn = self.registry.arn(row.function_name, row.qualifier or None)
@@ -208,6 +219,7 @@ class FunctionUrls:
         # Called after every committed change to a function: its URLs, policy or existence may have changed.
         with self._lock:
             self._cache = {k: t for k, t in self._cache.items() if t.function_name != name}
+            self._missing.clear()
 
 
 def _auth_type(value: Any) -> str:

@@ -44,10 +44,12 @@ class InvokerTarget:
         return lease_ms(max((v.timeout for v in versions), default=self.settings.timeout_max), self.settings)
 
     async def run(self, event: LeasedEvent) -> AttemptResult:
+        age = (now_ms() - event.enqueued_ms) / 1000  # AsyncEventAge: accepted -> invoked (metrics, issue 8)
         spec, result = await self.invoker.run_event(
             event.function_name, event.qualifier, event.request_id, event.payload, event.client_context,
             event.trace_id,
         )
+        self.invoker.observer.metrics.async_event_age(event.function_name, max(0.0, age))
         return AttemptResult(spec.version, spec.qualified_arn, result.payload, result.function_error)
 
     def function_arn(self, function_name: str, qualifier: str | None) -> str:

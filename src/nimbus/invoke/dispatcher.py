@@ -187,7 +187,9 @@ class Dispatcher:
             next_due = min(
                 [max(due, self._paused.get(fn, 0)) for fn, due in self._known.items()], default=INF
             )
-            timeout_ms = min(max(next_due - now, 1), poll_ms - (now - last_scan))
+            # Work that is due but could not start (no capacity, intake busy) is retried a round later
+            # (a delivery finishing wakes the loop at once); otherwise sleep until the next due event.
+            timeout_ms = min(max(next_due - now, int(self.lease_interval * 1000)), poll_ms - (now - last_scan))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(timeout_ms, 1) / 1000)

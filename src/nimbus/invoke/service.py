@@ -22,6 +22,7 @@ from nimbus.errors import (
     InvalidParameterValue,
     InvalidRequestContent,
     RequestTooLarge,
+    ResourceNotFound,
     ServiceError,
     TooManyRequests,
     ValidationError,
@@ -110,8 +111,10 @@ class Invoker:
         try:
             snapshot = self._registry.snapshot(name)
             keep = {(v.version, v.revision_id) for v in snapshot.versions.values()}
-        except Exception:  # deleted (ResourceNotFound) or unreadable: nothing of it stays warm
+        except Exception as exc:  # deleted (ResourceNotFound) or unreadable: nothing of it stays warm
             keep = set()
+            if isinstance(exc, ResourceNotFound):
+                self.observer.forget(name)  # its live metrics go; its metering stays for the bill
         self._sandbox.retire(name, keep)
 
     async def invoke(

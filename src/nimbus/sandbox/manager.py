@@ -255,7 +255,7 @@ class SandboxManager:
         if zygote is None:
             self._snapshots[spec.pool_key] = None
             return
-        self._snapshots[spec.pool_key] = ("Pending", "Lambda is creating a snapshot of the function version.",
+        self._snapshots[spec.pool_key] = ("Pending", "The function is being created.",
                                           "Creating")
 
         async def run() -> None:

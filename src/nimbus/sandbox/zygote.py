@@ -450,11 +450,13 @@ class Zygote:
         if self.isolated:
             try:
                 cgroup = await self._loop.run_in_executor(_placer(), self._place, env_id, pid, memory_mb, tmp_mb)
-            except OSError as e:
+            except BaseException as e:  # (cancelled too: nothing of this fork may leak)
                 proc.kill()
                 parent.close()
                 os.close(out_r)
-                raise ZygoteError(f"cannot place the environment in its cgroup: {e}") from e
+                if isinstance(e, OSError):
+                    raise ZygoteError(f"cannot place the environment in its cgroup: {e}") from e
+                raise
             handle = _namespaces_handle_class()(proc, cgroup, memory_mb, tmp_mb)  # type: ignore[assignment,call-arg,arg-type]
         else:
             handle = ForkedProcessHandle(proc)

@@ -57,7 +57,7 @@ function stop() { if (state.timer) clearTimeout(state.timer); state.timer = null
 function route() {
   stop();
   const m = location.hash.match(/^#\/fn\/(.+)$/);
-  state.lastLog = null; state.seenLogs = new Set(); state.logFor = null;
+  state.lastLog = null; state.seenLogs = new Set(); state.logFor = null; state.concurrency = [];
   if (m) renderFunction(decodeURIComponent(m[1])); else renderOverview();
 }
 
@@ -165,6 +165,12 @@ async function renderFunction(name) {
   charts.appendChild(Charts.panel("Errors / s", Charts.fmt(last(s, "errors")), series(s, "errors"), {color: "#ff6b6b"}));
   charts.appendChild(Charts.panel("Throttles / s", Charts.fmt(last(s, "throttles")), series(s, "throttles"), {color: "#ffb84d"}));
   charts.appendChild(Charts.panel("Duration (avg ms)", Charts.fmt(last(s, "avg_ms")), series(s, "avg_ms"), {color: "#4cd17f"}));
+  // Concurrency is a gauge: the page keeps its own history of it, one point per poll.
+  state.concurrency.push({t: Date.now() / 1000, v: live.concurrent});
+  if (state.concurrency.length > 300) state.concurrency.shift();
+  const hasReserved = live.reserved !== undefined && live.reserved !== null;
+  charts.appendChild(Charts.panel(`Concurrent executions${hasReserved ? ` (reserved ${live.reserved})` : ""}`,
+    String(live.concurrent), state.concurrency, {color: "#4f9dff", min: hasReserved ? live.reserved : 1}));
   const conf = [["Runtime", c.Runtime], ["Handler", c.Handler], ["Memory", c.MemorySize + " MB"], ["Timeout", c.Timeout + " s"],
     ["Architecture", (c.Architectures || []).join(", ")], ["Code SHA-256", c.CodeSha256], ["Code size", c.CodeSize + " bytes"],
     ["Last modified", c.LastModified], ["Tracing", (c.TracingConfig || {}).Mode],
