@@ -317,7 +317,7 @@ BAD_CREATES: list[tuple[dict[str, Any], int, str, str]] = [
     ({"Environment": {"Variables": {"BIG": "x" * 5000}}}, 400, "InvalidParameterValueException", "4KB"),
     ({"Environment": {"Variables": {"1BAD": "x"}}}, 400, "ValidationException", "environment.variables"),
     ({"Runtime": "python2.9"}, 400, "InvalidParameterValueException", "Value python2.9 at 'runtime'"),
-    ({"Runtime": "nodejs20.x"}, 400, "InvalidParameterValueException", RUNTIME),
+    ({"Runtime": "java21"}, 400, "InvalidParameterValueException", RUNTIME),
     ({"Handler": "nodot"}, 400, "InvalidParameterValueException", "module.function"),
     ({"Handler": "has space.x"}, 400, "ValidationException", "at 'handler'"),
     ({"Handler": "a." + "b" * 130}, 400, "ValidationException", "at 'handler'"),
