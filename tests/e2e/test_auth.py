@@ -22,6 +22,7 @@ from nimbus import sigv4
 from nimbus.config import Settings
 from nimbus.control.db import make_engine, migrate
 from nimbus.control.keys import KeyStore
+from nimbus.sandbox.runtimes import available_runtimes
 from tests.conftest import ROLE, RUNTIME, BotoSigV4, NimbusServer, free_port, make_zip
 
 CODE = make_zip({"app.py": "def handler(event, context):\n    return event\n"})
@@ -266,8 +267,8 @@ while True:
 '''
 
 
-@pytest.mark.skipif("provided.al2023" not in __import__("nimbus.sandbox.runtimes", fromlist=["x"])
-                    .available_runtimes(), reason="custom runtimes need the launcher's interpreter")
+@pytest.mark.skipif("provided.al2023" not in available_runtimes(), reason="custom runtimes need the launcher's "
+                    "interpreter")
 def test_function_credentials_act_on_their_own_function_only(lam: Any) -> None:
     py = f"python{sys.version_info.major}.{sys.version_info.minor}"
     bootstrap = f'#!/bin/sh\nexec {py} "$LAMBDA_TASK_ROOT/probe.py"\n'

@@ -76,7 +76,10 @@ class AsyncPipeline:
         self.configs = EventConfigs(settings, registry)
         self.target = InvokerTarget(settings, registry, invoker)
         self.dispatcher = Dispatcher(settings, self.queue, self.target, self.configs.lookup,
-                                     before_ack=logstore.flush, shortest_age=self.configs.shortest_age)
+                                     before_ack=logstore.flush, shortest_age=self.configs.shortest_age,
+                                     on_dropped=invoker.observer.metrics.async_event_dropped,
+                                     on_destination_failure=lambda fn: invoker.observer.metrics.destination_failure(
+                                         fn, "lambda"))
         invoker.events = self.queue
         registry.subscribe(self._on_function_changed)
 

@@ -78,6 +78,8 @@ class Dispatcher:
         ack_interval: float = 0.05,
         lease_interval: float = 0.01,
         shortest_age: Callable[[str], int] | None = None,
+        on_dropped: Callable[[str, str], None] | None = None,
+        on_destination_failure: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.queue = queue
@@ -88,6 +90,10 @@ class Dispatcher:
         self.lease_interval = lease_interval
         # The shortest MaximumEventAgeInSeconds among a function's configs (for expiring waiting events).
         self.shortest_age = shortest_age or (lambda fn: settings.async_max_event_age)
+        # Metrics hooks: an event discarded without a destination (function, reason), and an invocation
+        # record that could not be addressed to its destination (function).
+        self.on_dropped = on_dropped or (lambda fn, reason: None)
+        self.on_destination_failure = on_destination_failure or (lambda fn: None)
         self.max_concurrency = settings.async_max_concurrency
         self._known: dict[str, int] = {}  # function -> when its earliest queued event is due (epoch ms)
         self._generation: dict[str, int] = {}  # bumped whenever new events of the function commit
@@ -377,6 +383,7 @@ class Dispatcher:
 
     def _drop(self, event: LeasedEvent, why: str) -> Completion:
         self.dropped += 1
+        self.on_dropped(event.function_name, "FunctionDeleted")
         log.warning("async event dropped: %s", why, extra={"request_id": event.request_id,
                                                           "function": event.function_name})
         return Completion(event)
@@ -393,6 +400,8 @@ class Dispatcher:
     def _finish(self, event: LeasedEvent, destination: str | None, condition: str,
                 last: AttemptResult | None) -> Completion:
         if destination is None:
+            if condition != dest.SUCCESS:
+                self.on_dropped(event.function_name, condition)
             return Completion(event)
         if last is not None and last.function_arn:
             arn = last.function_arn
@@ -404,6 +413,8 @@ class Dispatcher:
         record = dest.invocation_record(event, condition, arn, last)
         follow = dest.record_event(destination, record, self.target.new_request_id(),
                                    self.settings.async_payload_max_bytes, self.target.split_destination)
+        if follow is None:
+            self.on_destination_failure(event.function_name)
         return Completion(event, follow_up=[follow] if follow is not None else [])
 
     # -------------------------------------------------------------------------------------- acks

@@ -226,11 +226,11 @@ class Invoker:
         return route
 
     def _request(
-        self, target: router.Target, payload: bytes, client_context: str | None, trace_id: str | None
+        self, target: router.Target, payload: bytes, client_context: str | None, trace_id: str | None,
+        request_id: str | None = None,
     ) -> InvokeRequest:
-        request_id = _new_request_id()
         request = InvokeRequest(
-            request_id=request_id,
+            request_id=request_id or _new_request_id(),
             payload=payload,
             deadline_ms=int(time.time() * 1000) + target.spec.timeout * 1000,
             invoked_arn=target.invoked_arn,
@@ -252,8 +252,7 @@ class Invoker:
         cold = self._sandbox.idle_count(route.pool_key) == 0
         lease = self.concurrency.acquire(snapshot.name, snapshot.reserved_concurrency, cold)
         try:
-            request = self._request(route.target, payload, client_context, trace_id)
-            request.request_id = request_id
+            request = self._request(route.target, payload, client_context, trace_id, request_id)
             result = await self._sandbox.invoke(route.spec, request)
         finally:
             self.concurrency.release(lease)

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 10.0  # seconds a forked child may take to say hello
 MAX_FORKS_IN_FLIGHT = 32  # fork requests queued in the zygote at once (its socket buffer is finite)
 SPARE_DELAY = 0.05  # seconds after a fork before spares are made
+ZYGOTE_FORK_ALLOWANCE_MB = 512  # memory a zygote's group may use beyond INIT's limit for forking (see _after_init)
 CLONE_NEWUSER = 0x10000000
 # What the zygote itself may do that environments may not: build their namespaces.
 ZYGOTE_ALLOWED = frozenset({"mount", "unshare", "setns"})
@@ -141,6 +142,22 @@ def _namespaces_handle_class() -> type[Handle]:
         def __init__(self, proc: ForkedProcess, cgroup: Cgroup, memory_mb: int, tmp_mb: int) -> None:
             super().__init__(proc, cgroup, memory_mb, tmp_mb)  # type: ignore[arg-type]
             self.proc = proc
+            self.armed: int | None = None  # memory watcher registered before the environment was handed out
+
+        def arm(self) -> None:
+            """Register the memory watcher (blocking, ~an RCU grace period: a thread). Until it is armed the
+            group's hard limit is the function's memory alone; once it is, the limit makes room for /tmp
+            (cgroup v1, see CgroupManager.create) and the watcher holds the function's own memory."""
+            fd = NamespacesHandle.start_memory_watch(self)
+            if fd >= 0:
+                _raise_memory(self.cgroup, self.memory_mb, self.tmp_mb)
+            self.armed = fd
+
+        def start_memory_watch(self) -> int:
+            if self.armed is None:
+                self.arm()
+            fd, self.armed = self.armed, None
+            return -1 if fd is None else fd
 
         def kill(self) -> None:
             self.cgroup.kill()
@@ -185,6 +202,7 @@ class Forked:
     def discard(self) -> None:
         """Kill an unused fork and release what it holds (its cgroup once it is gone)."""
         self.handle.kill()
+        self.handle.close_memory_watch()
         self.sock.close()
         with contextlib.suppress(OSError):
             os.close(self.out_r)
@@ -344,6 +362,7 @@ class Zygote:
             self.close()
             return failure
         self.init_duration_ms = env.init_duration_ms
+        self._after_init(env)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             transport = env._transport
@@ -366,6 +385,25 @@ class Zygote:
             env._exited.add_done_callback(lambda _f: self._on_zygote_exit())
         self._schedule_refill()
         return None
+
+    def _after_init(self, env: object) -> None:
+        """INIT ran under the function's memory limit; from now on only nimbus's fork server runs in the
+        zygote's group, which is charged a little for every fork (page tables, the pages a child touches
+        before it is moved into its own group: ~0.5 MB). Give the group room for that instead of the
+        function-memory watcher, which would otherwise kill the zygote after a few hundred forks."""
+        from nimbus.sandbox.environment import Environment
+
+        assert isinstance(env, Environment)
+        cgroup = getattr(env.handle, "cgroup", None)
+        if cgroup is None:
+            return
+        env._unwatch_memory()
+        if env._memory_task is not None:
+            env._memory_task.cancel()
+        try:
+            _raise_memory(cgroup, self.spec.memory_size + ZYGOTE_FORK_ALLOWANCE_MB, self.spec.ephemeral_storage)
+        except OSError as e:
+            log.warning("zygote of %s: cannot widen its memory limit: %s", self.spec.function_name, e)
 
     # ---------------------------------------------------------------------------------------------
     # Forks
@@ -458,8 +496,26 @@ class Zygote:
                     raise ZygoteError(f"cannot place the environment in its cgroup: {e}") from e
                 raise
             handle = _namespaces_handle_class()(proc, cgroup, memory_mb, tmp_mb)  # type: ignore[assignment,call-arg,arg-type]
+            try:  # armed before any user code runs (a fork is ready sooner than a watcher set up afterwards)
+                await self._loop.run_in_executor(_placer(), handle.arm)  # type: ignore[attr-defined]
+            except OSError as e:
+                log.warning("forked environment %s: no memory watcher: %s", env_id, e)
+            except BaseException:
+                Forked(handle, parent, out_r).discard()  # type: ignore[arg-type]
+                raise
         else:
             handle = ForkedProcessHandle(proc)
+        # The fork is in its place: it may build its namespaces and start the runtime, which says hello too
+        # (the fork stays its pid 1, a reaper).
+        try:
+            parent.send(b"P")
+            runtime_pid = await asyncio.wait_for(_hello(parent), HELLO_TIMEOUT)
+        except BaseException as e:
+            Forked(handle, parent, out_r).discard()  # type: ignore[arg-type]
+            if isinstance(e, (OSError, ZygoteError, TimeoutError)):
+                raise ZygoteError(f"the forked environment did not start: {e}") from e
+            raise
+        proc.pid = handle.pid = runtime_pid  # type: ignore[attr-defined]
         self._children[env_id] = handle
         self.forks += 1
         assert isinstance(handle, Handle)
@@ -472,7 +528,8 @@ class Zygote:
 
         backend = self.backend
         assert isinstance(backend, NamespacesBackend)
-        cgroup = backend.cgroups.create(env_id, memory_mb, self.settings.pids_max, tmp_mb)
+        # No room for /tmp in the hard limit until the memory watcher is armed (ForkedNamespacesHandle.arm).
+        cgroup = backend.cgroups.create(env_id, memory_mb, self.settings.pids_max)
         try:
             for path in cgroup.procs_files:
                 fd = os.open(path, os.O_WRONLY)
@@ -567,6 +624,23 @@ class Zygote:
         env = self.env
         if env is not None:
             await env.wait_closed()  # type: ignore[attr-defined]
+
+
+def _raise_memory(cgroup: Cgroup, memory_mb: int, tmp_mb: int) -> None:
+    """Raise a group's memory limit (v1: memsw first, it must stay >= the limit)."""
+    if cgroup.version != 1:
+        cgroup.set_memory(memory_mb, tmp_mb)
+        return
+    limit = str((memory_mb + tmp_mb) * MB).encode()
+    d = cgroup.dirs["memory"]
+    for name in ("memory.memsw.limit_in_bytes", "memory.limit_in_bytes"):
+        path = d / name
+        if path.exists():
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, limit)
+            finally:
+                os.close(fd)
 
 
 @functools.cache

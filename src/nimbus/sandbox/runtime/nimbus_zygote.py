@@ -219,6 +219,12 @@ def serve(channel, logs, streams, send_ready):
                 fork_sock.send(b"E" + json.dumps({"id": request["id"], "error": str(e)}).encode())
                 continue
             if pid == 0:
+                # First thing: the host moves us into the environment's own cgroup (it learns our pid from
+                # the kernel with this byte), so what we touch from here on is charged there, not to the
+                # zygote's group.
+                os.write(fds[0], b"H")
+                if _read_exact(fds[0], 1) != b"P":
+                    os._exit(0)
                 signal.set_wakeup_fd(-1)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 for f in (wake_r, wake_w, fork_sock.fileno(), channel.fd):
@@ -346,7 +352,7 @@ def _become_environment(request, fds, isolate, logs, streams, send_ready):
     os.dup2(out_fd, 2)
     os.close(out_fd)
     os.set_inheritable(control_fd, False)
-    os.write(control_fd, b"H")  # the host learns our pid from the kernel and moves us into our cgroup
+    os.write(control_fd, b"R")  # the runtime's own pid, for the host's signals (SIGUSR2 before a kill)
     (n,) = __import__("struct").unpack("!I", _read_exact(control_fd, 4))
     go = json.loads(_read_exact(control_fd, n))
     os.environ.update(go.get("environ", {}))
