@@ -1,6 +1,7 @@
 """Snapshot cold starts (issue 5), measured on the sandbox layer directly (no HTTP): first-invoke latency of
 a new environment, fresh vs forked from the version's zygote, for an echo handler and a 300 ms INIT; a burst
-of concurrent new environments of a version whose zygote is ready; USS of idle forked environments. Ratios against the fresh path, same run.
+of concurrent new environments of a version whose zygote is ready; USS of idle forked environments. Ratios
+against the fresh path, measured in the same run.
 
 Run: .venv/bin/python bench/forkstart.py [--runs 20] [--burst 200] [--isolation namespaces]
 """
