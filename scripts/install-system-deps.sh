@@ -12,6 +12,8 @@ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/n
 # Node.js runtimes: node, npm, and what compiles aws-lambda-ric's native client (scripts/install-node-ric.sh).
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# curl: the bash + curl custom runtimes and extensions of the Runtime API tests (issue 6).
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 for tool in make g++ cmake autoconf automake libtool; do
   command -v "$tool" >/dev/null 2>&1 || { [ "$tool" = libtool ] && command -v libtoolize >/dev/null 2>&1; } || missing+=("$tool")
 done

@@ -167,6 +167,10 @@ def test_payload_over_the_async_limit_is_413(lam: Any, srv: NimbusServer) -> Non
             headers={"X-Amz-Invocation-Type": "Event"})
     assert r.status_code == 413
     assert r.headers["x-amzn-ErrorType"] == "RequestTooLargeException"
+    assert r.json()["Message"] == "Request must be smaller than 262144 bytes for the InvokeFunction operation"
+    r = api(srv, "POST", f"/2014-11-13/functions/{name}/invoke-async/", content=body)
+    assert r.status_code == 413
+    assert r.json()["Message"] == "Request must be smaller than 262144 bytes for the InvokeAsync operation"
 
 
 def test_unknown_function_is_404_not_202(lam: Any) -> None:

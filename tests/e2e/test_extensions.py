@@ -90,3 +90,47 @@ def test_custom_runtime_bootstrap_from_a_layer(lam: Any) -> None:
     r = lam.invoke(FunctionName=name, Payload=b'{"from": "layer"}')
     assert "FunctionError" not in r, r["Payload"].read()
     assert json.loads(r["Payload"].read())["event"] == {"from": "layer"}
+
+
+def extension_function(lam: Any, extension: str) -> str:
+    code = zip_files({"extensions/ext": extension}, executable=("extensions/ext",))
+    layer = lam.publish_layer_version(LayerName=f"ext-{uuid.uuid4().hex[:8]}", Content={"ZipFile": code})
+    name = f"ext-fn-{uuid.uuid4().hex[:8]}"
+    lam.create_function(FunctionName=name, Runtime="provided.al2023", Role=ROLE, Handler="function.handler",
+                        Code={"ZipFile": zip_files({"bootstrap": BASH_BOOTSTRAP})}, Timeout=5,
+                        Layers=[layer["LayerVersionArn"]])
+    return name
+
+
+def test_an_extension_exiting_during_init_fails_it_with_extension_crash(lam: Any) -> None:
+    # AWS: "RequestId: … Error: exit code 0" / Extension.Crash, even for a clean exit before registering
+    # (without the exit being noticed, INIT would wait for the extension until its timeout).
+    name = extension_function(lam, "#!/bin/sh\necho one-shot extension exits\nexit 0\n")
+    for _ in range(2):  # each invocation gets a fresh environment, which fails the same way
+        r = lam.invoke(FunctionName=name, Payload=b"{}")
+        body = json.loads(r["Payload"].read())
+        assert r["FunctionError"] == "Unhandled"
+        assert body["errorType"] == "Extension.Crash", body
+        rid = r["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+        assert body["errorMessage"].startswith(f"RequestId: {rid} Error: extension ext exited"), body
+
+
+CRASHER = r'''#!/bin/bash
+API="http://${AWS_LAMBDA_RUNTIME_API}/2020-01-01/extension"
+ID=$(curl -sS -D - -o /dev/null -X POST "$API/register" -H "Lambda-Extension-Name: ext" \
+  -d '{"events":["INVOKE"]}' | grep -Fi Lambda-Extension-Identifier | cut -d' ' -f2 | tr -d '\r\n')
+curl -sS "$API/event/next" -H "Lambda-Extension-Identifier: $ID" >/dev/null
+curl -sS "$API/event/next" -H "Lambda-Extension-Identifier: $ID" >/dev/null
+echo "[ext] crashing while it holds an INVOKE event"
+exit 3
+'''
+
+
+def test_an_extension_that_dies_after_init_does_not_hold_up_the_environment(lam: Any) -> None:
+    # The extension exits while busy with an INVOKE event: the environment must not wait for its `next`
+    # (until the next invocation's timeout) before taking more work.
+    name = extension_function(lam, CRASHER)
+    for i in range(3):
+        r = lam.invoke(FunctionName=name, Payload=json.dumps({"i": i}))
+        assert "FunctionError" not in r, r["Payload"].read()
+        assert json.loads(r["Payload"].read())["event"] == {"i": i}

@@ -95,6 +95,14 @@ def test_async_handler_and_context(lam: Any, async_fn: str, server: NimbusServer
     assert body2["event"] == {"a": 2} and "Init Duration" not in logs2
 
 
+def test_invoke_without_a_payload_gives_the_handler_an_empty_object(lam: Any, async_fn: str) -> None:
+    # AWS delivers `{}` when Invoke has no payload (the aws-lambda-ric would fail to JSON.parse "").
+    r = lam.invoke(FunctionName=async_fn)
+    body = json.loads(r["Payload"].read())
+    assert "FunctionError" not in r, body
+    assert body["event"] == {}
+
+
 def test_async_handler_error_shape(lam: Any, async_fn: str) -> None:
     r, body, logs = invoke(lam, async_fn, {"throw": "x"})
     assert r["FunctionError"] == "Unhandled"

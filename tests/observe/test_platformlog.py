@@ -89,3 +89,33 @@ def test_odd_characters_are_escaped() -> None:
                                             NOW)
     assert json.loads(lines[0])["record"]["requestId"] == 'id"with\\quotes'
     assert json.loads(lines[-1])["record"]["errorType"] == 'Bad"Type'
+
+
+def test_application_log_level_filters_the_functions_lines_as_lambda_does() -> None:
+    lines_in = [
+        (NOW - 9, "plain print"),  # no level: INFO
+        (NOW - 8, '{"timestamp": "t", "level": "DEBUG", "message": "d", "requestId": "r"}'),
+        (NOW - 7, '{"level": "trace", "msg": "t"}'),
+        (NOW - 6, '{"level": "info", "msg": "i"}'),
+        (NOW - 5, '{"timestamp": "t", "level": "WARNING", "message": "w"}'),
+        (NOW - 4, '{"level": "bogus", "msg": "invalid level: INFO"}'),
+        (NOW - 3, '{"timestamp": "t", "log_level": "ERROR", "errorType": "ValueError"}'),
+        (NOW - 2, '{"level": "CRITICAL", "message": "c"}'),
+        (NOW - 1, "{not json"),
+    ]
+
+    def kept(level: str | None) -> list[int]:
+        conf = {"ApplicationLogLevel": level} if level else {}
+        _, lines = platformlog.invocation_lines(spec(SystemLogLevel="WARN", **conf), REQUEST,
+                                                result(logs=lines_in), NOW)
+        return [[text for _, text in lines_in].index(x) for x in lines]
+
+    everything = list(range(9))
+    assert kept("TRACE") == everything
+    assert kept("DEBUG") == [0, 1, 3, 4, 5, 6, 7, 8]
+    assert kept(None) == kept("INFO") == [0, 3, 4, 5, 6, 7, 8]
+    assert kept("WARN") == [4, 6, 7]  # print() output is INFO: dropped, as on AWS
+    assert kept("ERROR") == [6, 7]
+    assert kept("FATAL") == [7]
+    assert platformlog.line_level('{"level": "Warn"}') == 30
+    assert platformlog.line_level('["level", "ERROR"]') == 20

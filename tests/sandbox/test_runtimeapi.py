@@ -383,3 +383,50 @@ async def test_oversized_or_malformed_requests_close_the_connection(h: Harness) 
     assert (await c2.response())[0] == 400
     c.close()
     c2.close()
+
+
+async def test_an_empty_payload_is_delivered_as_an_empty_json_object(h: Harness) -> None:
+    # AWS passes `{}` when Invoke has no payload; Node's aws-lambda-ric JSON.parses the body of `next`.
+    c = await h.client()
+    await c.send("GET", NEXT)
+    await h.listener.wait_for("ready")
+    h.api.dispatch(request("e", payload=b""), 1)
+    status, headers, body = await c.response()
+    assert (status, body) == (200, b"{}")
+    assert headers["content-length"] == "2"
+    c.close()
+
+
+async def test_an_extension_process_exiting_fails_init_only_before_it_ends() -> None:
+    h, server = await harness_for(["ext"])
+    try:
+        c = await h.client()
+        await c.send("GET", NEXT)  # the runtime is ready; INIT still waits for "ext"
+        assert h.api.extension_exited("ext") is True  # AWS: Extension.Crash
+        assert h.api.state == "InitError"
+        assert h.api.extension_exited("ext") is False  # reported once
+        c.close()
+    finally:
+        h.api.close()
+        server.close()
+    h, server = await harness_for(["ext"])
+    try:
+        e = await h.client()
+        status, headers, _ = await e.call("POST", "/2020-01-01/extension/register", b'{"events":["INVOKE"]}',
+                                          {"Lambda-Extension-Name": "ext"})
+        ext_id = headers["lambda-extension-identifier"]
+        await e.send("GET", "/2020-01-01/extension/event/next", headers={"Lambda-Extension-Identifier": ext_id})
+        c = await h.client()
+        await c.send("GET", NEXT)
+        await h.listener.wait_for("ready")
+        h.api.dispatch(request("r1"), 1)  # the extension gets INVOKE and is busy with it
+        await e.response()
+        assert h.api.extensions_busy
+        assert h.api.extension_exited("ext") is False  # after INIT: it no longer holds the environment up
+        assert not h.api.extensions_busy
+        await h.listener.wait_for("idle")
+        e.close()
+        c.close()
+    finally:
+        h.api.close()
+        server.close()

@@ -19,6 +19,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -27,13 +28,14 @@ from starlette.staticfiles import StaticFiles
 from nimbus.api.metrics import cost_report, find_queue
 from nimbus.control.deployments import history as deployment_history
 from nimbus.errors import LambdaError, ResourceNotFound
+from nimbus.observe.logstore import EVENTS, STREAMS
 from nimbus.observe.metering import month_range
 from nimbus.platform import Platform
 
 STATIC = Path(__file__).with_name("dashboard")
 COOKIE = "nimbus_session"
 RECENT_LOG_LIMIT = 200  # events on a first load
-FOLLOW_LOG_LIMIT = 2000  # events per follow poll (which looks back a few seconds)
+FOLLOW_LOG_LIMIT = 2000  # events per follow poll (the rest come in the next one)
 
 
 # ------------------------------------------------------------------------------------------ sessions
@@ -244,9 +246,32 @@ async def async_queue_state(platform: Platform, name: str) -> dict[str, Any] | N
     return asdict(first) if is_dataclass(first) and not isinstance(first, type) else dict(first)
 
 
+def follow_events(logstore: Any, group: str, after: int | None, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Follow mode: the events of `group` stored after the event row `after` (in storage order, which is not
+    time order: an invocation's lines are stored when it ends, stamped from when it began), and the cursor
+    for the next poll. With `after` None: no events, only the cursor (the newest row now)."""
+    e, s = EVENTS.c, STREAMS.c
+    with logstore.engine.connect() as conn:
+        streams = select(s.id).where(s.group_name == group).scalar_subquery()
+        if after is None:
+            newest = conn.execute(select(func.max(e.id)).where(e.stream_id.in_(streams))).scalar()
+            return [], int(newest or 0)
+        rows = conn.execute(
+            select(e.id, s.name, e.timestamp_ms, e.message)
+            .join(STREAMS, s.id == e.stream_id)
+            .where(s.group_name == group, e.id > after)
+            .order_by(e.id.asc())
+            .limit(limit)
+        ).all()
+    events = [{"timestamp": ts, "stream": name, "message": msg, "id": f"{ts:020d}{rid:020d}"}
+              for rid, name, ts, msg in rows]
+    return events, int(rows[-1][0]) if rows else after
+
+
 async def function_logs(request: Request) -> Response:
-    """Recent log events of a function (`since`: epoch ms, exclusive, for follow mode) and its last
-    invocations as the invoker recorded them."""
+    """Recent log events of a function and its last invocations as the invoker recorded them. The first
+    load (no `after`) gives the newest events and a `cursor`; follow polls pass `after=<cursor>` and get
+    every event stored since, whatever its timestamp."""
     if _user(request) is None:
         return _unauthorized()
     platform: Platform = request.app.state.platform
@@ -256,20 +281,25 @@ async def function_logs(request: Request) -> Response:
     except ResourceNotFound as exc:
         return JSONResponse({"message": exc.message}, status_code=404)
     group = snapshot.versions["$LATEST"].log_group
-    since = request.query_params.get("since")
-    start = max(0, int(since) + 1) if since and since.lstrip("-").isdigit() else None
+    after_param = request.query_params.get("after", "")
+    after = int(after_param) if after_param.isdigit() else None
     logstore = platform.logstore
+    invocations = platform.invoker.observer.recent(name)
+    if after is not None:
+        events, cursor = await logstore.run(follow_events, logstore, group, after, FOLLOW_LOG_LIMIT)
+        return JSONResponse({"events": events, "cursor": cursor, "invocations": invocations})
+    # The cursor is read before the events: a line stored in between comes again in the next poll (the page
+    # drops repeats by id) rather than never.
+    _, cursor = await logstore.run(follow_events, logstore, group, None, 0)
     try:
-        page = await logstore.run(logstore.filter_log_events, group, None, None, start, None, None, None,
-                                  FOLLOW_LOG_LIMIT if start is not None else RECENT_LOG_LIMIT,
-                                  start is not None)  # newest first on the first load
+        page = await asyncio.to_thread(logstore.filter_log_events, group, None, None, None, None, None, None,
+                                       RECENT_LOG_LIMIT, False)  # newest first
     except ResourceNotFound:
-        return JSONResponse({"events": [], "invocations": []})
-    events = page.events
-    events = sorted(events, key=lambda e: (e["timestamp"], e["eventId"]))
+        return JSONResponse({"events": [], "cursor": cursor, "invocations": invocations})
+    events = sorted(page.events, key=lambda e: (e["timestamp"], e["eventId"]))
     out = [{"timestamp": e["timestamp"], "stream": e["logStreamName"], "message": e["message"],
             "id": e["eventId"]} for e in events]
-    return JSONResponse({"events": out, "invocations": platform.invoker.observer.recent(name)})
+    return JSONResponse({"events": out, "cursor": cursor, "invocations": invocations})
 
 
 routes = [

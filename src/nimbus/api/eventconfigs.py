@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from nimbus.api.body import parse_json_object, read_body
 from nimbus.control.validation import constraint
+from nimbus.errors import RequestTooLarge
 from nimbus.invoke.asyncpipeline import AsyncPipeline
 
 
@@ -108,7 +109,11 @@ async def all_queues(request: Request) -> Response:
 async def invoke_async(request: Request) -> Response:
     """InvokeAsync, AWS's deprecated predecessor of `Invoke` with `InvocationType=Event`: same queue, 202."""
     platform = request.app.state.platform
-    payload = await read_body(request, platform.settings.async_payload_max_bytes)
+    limit = platform.settings.async_payload_max_bytes
+    try:
+        payload = await read_body(request, limit)
+    except RequestTooLarge:
+        raise RequestTooLarge(f"Request must be smaller than {limit} bytes for the InvokeAsync operation") from None
     outcome = await platform.invoker.invoke(request.path_params["name"], None, payload, invocation_type="Event")
     return JSONResponse({"Status": 202}, status_code=202, headers=outcome.headers)
 

@@ -7,6 +7,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -18,6 +19,12 @@ err = Console(stderr=True, highlight=False)
 
 def _usd(value: float) -> str:
     return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.6f}"
+
+
+def _row(line: dict[str, Any]) -> list[str]:
+    return [line["function"], line["architecture"], f"{line['memoryMB']} MB", f"{line['requests']:,}",
+            f"{line['gbSeconds']:,.3f}", _usd(line["requestCost"]),
+            _usd(line["durationCost"] + line["provisionedCost"]), _usd(line["total"])]
 
 
 def cost(
@@ -44,23 +51,30 @@ def cost(
         out.print_json(json.dumps(report))
         return
     title = f"AWS Lambda cost of {report['month']}" + (f" — {function}" if function else "")
-    table = Table(title=title)
-    for col in ("Function", "Arch", "Memory", "Requests", "GB-seconds", "Requests $", "Duration $", "Total $"):
-        table.add_column(col, justify="left" if col in ("Function", "Arch") else "right")
-    for line in report["lines"]:
-        table.add_row(
-            line["function"], line["architecture"], f"{line['memoryMB']} MB", f"{line['requests']:,}",
-            f"{line['gbSeconds']:,.3f}", _usd(line["requestCost"]),
-            _usd(line["durationCost"] + line["provisionedCost"]), _usd(line["total"]),
-        )
-    table.add_section()
-    table.add_row("total", "", "", f"{report['requests']:,}", f"{report['gbSeconds']:,.3f}", "", "",
-                  _usd(report["gross"]))
+    table = Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False, show_edge=False)
+    rows = [_row(line) for line in report["lines"]]
+    summary = [["total", "", "", f"{report['requests']:,}", f"{report['gbSeconds']:,.3f}", "", "",
+                _usd(report["gross"])]]
     if report.get("freeTierApplied"):
-        table.add_row("free tier", "", "", "1M req", "400,000 GB-s", "", "", "-" + _usd(report["freeTierCredit"]))
-    table.add_row("due on AWS", "", "", "", "", "", "", _usd(report["total"]), style="bold")
-    out.print(table)
+        summary.append(["free tier", "", "", "1M", "400,000", "", "", "-" + _usd(report["freeTierCredit"])])
+    summary.append(["due on AWS", "", "", "", "", "", "", _usd(report["total"])])
+    for i, col in enumerate(("Function", "Arch", "Memory", "Requests", "GB-seconds", "Req. $", "Dur. $",
+                             "Total $")):
+        # Figures never wrap or get cut to "$0.000…" in a narrow terminal: names fold instead.
+        widest = max([len(col), *(len(r[i]) for r in rows + summary)])
+        if col in ("Function", "Arch"):
+            table.add_column(col, overflow="fold", min_width=min(widest, 8))
+        else:
+            table.add_column(col, justify="right", no_wrap=True, min_width=widest)
+    for row in rows:
+        table.add_row(*row)
+    table.add_section()
+    for row in summary:
+        table.add_row(*row, style="bold" if row[0] == "due on AWS" else None)
+    # Piped into a file or another program there is no terminal width to respect: print whole rows.
+    console = out if out.is_terminal else Console(highlight=False, width=max(out.width, 160))
+    console.print(table)
     prices = report["prices"]
-    out.print(f"AWS prices: ${prices['perMillionRequests']:.2f} per 1M requests; per GB-second "
-              + ", ".join(f"{a} ${p:.10f}".rstrip("0") for a, p in prices["gbSecond"].items())
-              + ". On nimbus the same usage costs only your own hardware.", style="dim")
+    console.print(f"AWS prices: ${prices['perMillionRequests']:.2f} per 1M requests; per GB-second "
+                  + ", ".join(f"{a} ${p:.10f}".rstrip("0") for a, p in prices["gbSecond"].items())
+                  + ". On nimbus the same usage costs only your own hardware.", style="dim")

@@ -6,6 +6,8 @@ The registry calls `record` inside the transaction that makes the change; the ca
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from contextvars import ContextVar
 from typing import Any
@@ -24,13 +26,22 @@ def record(s: Session, function_name: str, action: str, version: str, code_sha25
                         actor=current_actor.get(), at_ms=int(time.time() * 1000)))
 
 
+def code_sha256_b64(digest: str) -> str:
+    """The stored hex digest as the API shows `CodeSha256` (base64), so both read the same."""
+    try:
+        return base64.b64encode(bytes.fromhex(digest)).decode()
+    except (ValueError, binascii.Error):
+        return digest
+
+
 def history(engine: Engine, function_name: str, limit: int = 50) -> list[dict[str, Any]]:
-    """The newest `limit` entries of a function's history, newest first."""
+    """The newest `limit` entries of a function's history, newest first (`codeSha256` in base64 like the
+    API's `CodeSha256`)."""
     stmt = (select(DeploymentRow).where(DeploymentRow.function_name == function_name)
             .order_by(DeploymentRow.id.desc()).limit(limit))
     with Session(engine) as s:
         return [
-            {"action": r.action, "version": r.version, "codeSha256": r.code_sha256, "actor": r.actor,
+            {"action": r.action, "version": r.version, "codeSha256": code_sha256_b64(r.code_sha256), "actor": r.actor,
              "time": r.at_ms}
             for r in s.scalars(stmt)
         ]

@@ -1,7 +1,9 @@
 """Lambda's platform records in the JSON log format (`LoggingConfig.LogFormat = JSON`): `platform.start`,
 `platform.runtimeDone` and `platform.report` replace the START / END / REPORT text lines, each kept or dropped
 by `SystemLogLevel` as AWS maps them (start and report are INFO, runtimeDone is DEBUG; WARN keeps none of
-them). Shapes follow the Telemetry API schema that CloudWatch shows for JSON-format functions, e.g.
+them); the function's own lines are kept or dropped by `ApplicationLogLevel` as Lambda's log-level filter
+does (the `"level"` of a JSON line, else INFO). Shapes follow the Telemetry API schema that CloudWatch
+shows for JSON-format functions, e.g.
 
     {"time":"2024-07-01T08:54:54.127Z","type":"platform.report","record":{"requestId":"…","metrics":
      {"durationMs":17.493,"billedDurationMs":18,"memorySizeMB":128,"maxMemoryUsedMB":75,"initDurationMs":235.086},
@@ -49,6 +51,40 @@ def enabled(spec: VersionSpec, event_type: str) -> bool:
     return EVENT_LEVELS.get(event_type, 20) >= threshold
 
 
+APP_LEVELS = {"TRACE": 5, "DEBUG": 10, "INFO": 20, "WARN": 30, "WARNING": 30, "ERROR": 40, "FATAL": 50,
+              "CRITICAL": 50}
+
+
+def line_level(text: str) -> int:
+    """A function output line's level as Lambda's log-level filter reads it: a JSON object's `"level"`
+    (case-insensitive; `log_level`, which older Python runtimes put on unhandled-error records, counts too),
+    else INFO — plain text, `print()` output and records with a missing or invalid level are INFO."""
+    if text[:1] == "{":
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return 20
+        if isinstance(doc, dict):
+            level = doc.get("level", doc.get("log_level"))
+            if isinstance(level, str):
+                return APP_LEVELS.get(level.upper(), 20)
+    return 20
+
+
+def filter_application(spec: VersionSpec, logs: list[LogLine]) -> list[LogLine]:
+    """The function's own lines that `ApplicationLogLevel` (INFO by default) lets through. Only lines that
+    can be below the threshold are parsed: at INFO, JSON lines naming DEBUG or TRACE."""
+    threshold = APP_LEVELS.get(str(spec.logging_config.get("ApplicationLogLevel") or "INFO").upper(), 20)
+    if threshold <= 5 or not logs:
+        return logs
+    if threshold <= 20:
+        words = ("trace",) if threshold <= 10 else ("debug", "trace")
+        return [line for line in logs
+                if line[1][:1] != "{" or not any(w in line[1].lower() for w in words)
+                or line_level(line[1]) >= threshold]
+    return [line for line in logs if line_level(line[1]) >= threshold]
+
+
 def status_of(result: InvokeResult) -> str:
     """`success`, `error` (a function error), `timeout` or `failure` (the runtime or sandbox failed)."""
     status = (result.extra_report or {}).get("Status")
@@ -84,6 +120,7 @@ def invocation_lines(
     logs = result.logs
     if logs:
         started = min(started, logs[0][0])
+        logs = filter_application(spec, logs)
     status = status_of(result)
     threshold = LEVELS.get(str(spec.logging_config.get("SystemLogLevel") or "INFO"), 20)
     now_stamp = stamp(now)

@@ -73,6 +73,8 @@ class ApiEnvironment(Environment):
         self._control_sock: socket.socket | None = None
         self._control_buf = b""
         self._listener: socket.socket | None = None  # received, not yet served
+        self._pidfds: list[int] = []  # received with the listener: one per watched extension
+        self._ext_watch: dict[int, str] = {}  # pidfd -> extension name, watched until it exits
         self._out_fd = -1
         self._output = _Output(self)
         self._ext_waiter: asyncio.Future[None] | None = None
@@ -156,7 +158,7 @@ class ApiEnvironment(Environment):
         if sock is None:
             return
         try:
-            data, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+            data, fds, _, _ = socket.recv_fds(sock, 65536, 64)
         except BlockingIOError:
             return
         except OSError:
@@ -165,7 +167,7 @@ class ApiEnvironment(Environment):
             if self._listener is None:
                 self._listener = socket.socket(fileno=fd)
             else:
-                os.close(fd)
+                self._pidfds.append(fd)
         if not data:  # exec'd (or died: the exit watcher reports that)
             self._close_control()
             return
@@ -180,6 +182,7 @@ class ApiEnvironment(Environment):
         except ValueError:
             message = {"error": {"errorType": "Runtime.Unknown", "errorMessage": "bad launcher message"}}
         listener, self._listener = self._listener, None
+        pidfds, self._pidfds = self._pidfds, []
         error = message.get("error")
         if error or (listener is None and self.api is None):
             if listener is not None:
@@ -196,6 +199,11 @@ class ApiEnvironment(Environment):
         identity = ApiIdentity(spec.function_name, spec.version, spec.handler, spec.function_arn, self.id)
         self.api = RuntimeAPI(identity, self, self.settings.sync_payload_max_bytes + RESPONSE_SLACK,
                               list(message.get("extensions", [])))
+        for name, fd in zip(message.get("watch", []), pidfds, strict=False):
+            self._ext_watch[fd] = str(name)
+            self._loop.add_reader(fd, self._on_extension_exit, fd)
+        for fd in pidfds[len(self._ext_watch):]:
+            os.close(fd)
         listener.setblocking(False)
         self._loop.create_task(self._serve(listener))
 
@@ -212,6 +220,30 @@ class ApiEnvironment(Environment):
             server.close()
             return
         self._server = server
+
+    def _on_extension_exit(self, fd: int) -> None:
+        """An extension's process ended (its pidfd became readable). During INIT that fails the environment
+        as on AWS (`Extension.Crash`); afterwards the extension only stops holding the environment up."""
+        name = self._ext_watch.pop(fd, "")
+        self._unwatch(fd)
+        api = self.api
+        if api is None or self.dead or not api.extension_exited(name):
+            return
+        doc = {"errorType": "Extension.Crash",
+               "errorMessage": f"RequestId: {self._request_id} Error: extension {name} exited during INIT"}
+        self._resolve(_frame(READY, False, "Extension.Crash", json.dumps(doc).encode()))
+
+    def _unwatch(self, fd: int) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._loop.remove_reader(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    def _unwatch_extensions(self) -> None:
+        for fd in [*self._ext_watch, *self._pidfds]:
+            self._unwatch(fd)
+        self._ext_watch.clear()
+        self._pidfds.clear()
 
     def _close_control(self) -> None:
         if self._listener is not None:
@@ -375,6 +407,7 @@ class ApiEnvironment(Environment):
         self._drain_output()
         self._close_output()
         self._close_control()
+        self._unwatch_extensions()
         if self._server is not None:
             self._server.close()
             self._server = None

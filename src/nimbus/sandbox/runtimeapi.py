@@ -135,7 +135,9 @@ class _Invocation:
             headers.append(("Lambda-Runtime-Client-Context", request.client_context))
         if request.identity:
             headers.append(("Lambda-Runtime-Cognito-Identity", request.identity))
-        self.event = http_response(200, request.payload, headers)
+        # An Invoke without a payload delivers `{}`, as on AWS (and nimbus's Python runtime): runtimes parse
+        # the event as JSON (aws-lambda-ric's JSON.parse fails on an empty body).
+        self.event = http_response(200, request.payload or b"{}", headers)
 
 
 class _Extension:
@@ -366,8 +368,23 @@ class RuntimeAPI:
             self._ext_busy += 1
         conn.send(http_response(200, event, [("Lambda-Extension-Event-Identifier", str(uuid.uuid4()))]))
 
+    def extension_exited(self, name: str) -> bool:
+        """The process of the external extension `name` ended. True when that fails INIT (AWS reports
+        `Extension.Crash`, even for exit code 0); after INIT the extension just stops getting events."""
+        if not self.initialized:
+            if self.state == "InitError":
+                return False
+            self.state = "InitError"
+            return True
+        for ext in list(self.extensions.values()):
+            if ext.name == name and ext.state != "Exited":
+                self.extension_gone(ext)
+        return False
+
     def extension_gone(self, ext: _Extension) -> None:
-        """Its connection closed while it waited in `next`: the extension exited."""
+        """Its connection closed while it waited in `next`, or its process ended: the extension exited."""
+        if ext.state == "Exited":
+            return
         ext.gone = True
         ext.waiting = None
         if ext.state == "Running":

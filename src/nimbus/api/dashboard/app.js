@@ -1,8 +1,7 @@
 // The nimbus dashboard: a functions list with live charts and a per-function page, polled every 2 s.
 "use strict";
 const POLL_MS = 2000;
-const LOOKBACK_MS = 3000;
-const state = {timer: null, follow: true, lastLog: null, logFor: null, seenLogs: new Set()};
+const state = {timer: null, follow: true, logCursor: null, logFor: null, seenLogs: new Set()};
 const $ = sel => document.querySelector(sel);
 const esc = s => String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
 const usd = v => "$" + (v || 0).toFixed(v >= 1 || !v ? 2 : 6);
@@ -57,7 +56,7 @@ function stop() { if (state.timer) clearTimeout(state.timer); state.timer = null
 function route() {
   stop();
   const m = location.hash.match(/^#\/fn\/(.+)$/);
-  state.lastLog = null; state.seenLogs = new Set(); state.logFor = null; state.concurrency = [];
+  state.logCursor = null; state.seenLogs = new Set(); state.logFor = null; state.concurrency = [];
   if (m) renderFunction(decodeURIComponent(m[1])); else renderOverview();
 }
 
@@ -191,19 +190,27 @@ async function renderFunction(name) {
   $("#fn-versions").innerHTML = `<tr><th>Version</th><th>Code SHA-256</th><th>Description</th><th>Modified</th></tr>` +
     d.versions.map(v => `<tr><td>${esc(v.Version)}</td><td><code>${esc((v.CodeSha256 || "").slice(0, 16))}…</code></td><td>${esc(v.Description)}</td><td>${esc(v.LastModified)}</td></tr>`).join("");
   $("#fn-aliases").innerHTML = `<tr><th>Alias</th><th>Version</th><th>Weights</th></tr>` +
-    (d.aliases.length ? d.aliases.map(a => `<tr><td>${esc(a.Name)}</td><td>${esc(a.FunctionVersion)}</td><td>${esc(JSON.stringify(((a.RoutingConfig || {}).AdditionalVersionWeights) || {}))}</td></tr>`).join("") : `<tr><td colspan="3" class="muted">none</td></tr>`);
+    (d.aliases.length ? d.aliases.map(a => `<tr><td>${esc(a.Name)}</td><td>${esc(a.FunctionVersion)}</td><td>${esc(weights(a))}</td></tr>`).join("") : `<tr><td colspan="3" class="muted">none</td></tr>`);
   $("#fn-deployments").innerHTML = `<tr><th>When</th><th>What</th><th>Version</th><th>Code SHA-256</th><th>Who</th></tr>` +
     d.deployments.map(x => `<tr class="deployment"><td>${new Date(x.time).toLocaleString()}</td><td>${esc(x.action)}</td><td>${esc(x.version)}</td><td><code>${esc(x.codeSha256.slice(0, 16))}…</code></td><td>${esc(x.actor)}</td></tr>`).join("");
   await refreshLogs(name);
   loop(() => renderFunction(name));
 }
 
+function weights(alias) {
+  const w = (alias.RoutingConfig || {}).AdditionalVersionWeights || {};
+  const parts = Object.entries(w).map(([v, x]) => `${v}: ${Math.round(x * 100)}%`);
+  return parts.length ? parts.join(", ") : "–";
+}
+
 async function refreshLogs(name) {
-  // Follow: look back a few seconds behind the newest event seen (an invocation's lines are stored when it
-  // ends, after newer lines of others); event ids keep repeats out.
-  const since = state.lastLog !== null ? `?since=${state.lastLog - LOOKBACK_MS}` : "";
+  // Follow: ask for every event stored after the last poll's cursor (storage order, not time order: an
+  // invocation's lines are stored when it ends, stamped from when it began); event ids keep repeats out.
+  const after = state.logCursor !== null ? `?after=${state.logCursor}` : "";
   let data;
-  try { data = await api(`/dashboard/api/functions/${encodeURIComponent(name)}/logs${since}`); } catch (e) { return; }
+  try { data = await api(`/dashboard/api/functions/${encodeURIComponent(name)}/logs${after}`); } catch (e) { return; }
+  if (state.logFor !== name) return;  // the page moved on while this poll was in flight
+  state.logCursor = data.cursor;
   const box = $("#fn-logs");
   for (const e of data.events) {
     if (state.seenLogs.has(e.id)) continue;
@@ -212,7 +219,6 @@ async function refreshLogs(name) {
     line.className = "log-line";
     line.innerHTML = `<span class="ts">${new Date(e.timestamp).toISOString()}</span>${esc(e.message)}`;
     box.appendChild(line);
-    state.lastLog = Math.max(state.lastLog || 0, e.timestamp);
   }
   while (box.childElementCount > 1000) box.removeChild(box.firstChild);
   if (state.follow) box.scrollTop = box.scrollHeight;

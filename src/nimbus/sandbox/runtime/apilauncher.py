@@ -13,7 +13,8 @@ port, announced in AWS_LAMBDA_RUNTIME_API), _NIMBUS_RUNTIME_ARGV (the command as
 a bootstrap as AWS does), _NIMBUS_EXTENSIONS_DIR, _NIMBUS_OPT_DIR, _NIMBUS_EXTENSION_HIDDEN (variables
 extensions must not see, comma-separated).
 
-Messages to nimbus are JSON lines: {"extensions": [names]} (with the fd) or {"error": {"errorType",
+Messages to nimbus are JSON lines: {"extensions": [names], "watch": [names]} (with the listening fd, then
+one pidfd per name in "watch", readable once that extension exits) or {"error": {"errorType",
 "errorMessage"}} (nothing can start; also sent when the exec of the runtime fails).
 """
 
@@ -52,13 +53,17 @@ def list_extensions(directory):
 
 def start_extension(path, env):
     """Start `path` as a grandchild (re-parented to the sandbox's init, which reaps it) so that it outlives
-    the exec into the runtime without becoming the runtime's zombie. True when the exec succeeded."""
+    the exec into the runtime without becoming the runtime's zombie. Returns (started, pidfd): a pidfd of
+    the extension (readable once it exits: nimbus watches it), or None when the kernel cannot give one or
+    the extension already exited."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # child
         try:
             os.close(r)
-            if os.fork() != 0:
+            grandchild = os.fork()
+            if grandchild != 0:
+                os.write(w, b"%d\n" % grandchild)
                 os._exit(0)
             os.set_inheritable(w, False)
             os.chdir("/")
@@ -71,11 +76,16 @@ def start_extension(path, env):
     os.close(w)
     os.waitpid(pid, 0)
     with os.fdopen(r, "rb") as f:
-        failure = f.read()
+        first, _, failure = f.read().partition(b"\n")
+    if not first.isdigit():  # the second fork failed: `first` is the reason
+        failure = first + failure
     if failure:
         sys.stderr.write(f"extension {path} failed to start: {failure.decode('utf-8', 'replace')}\n")
-        return False
-    return True
+        return False, None
+    try:
+        return True, os.pidfd_open(int(first))
+    except (OSError, AttributeError, ValueError):  # gone already (ESRCH), or no pidfds (Linux < 5.3)
+        return True, None
 
 
 def main():
@@ -102,15 +112,22 @@ def main():
         error = {"errorType": "Runtime.InvalidEntrypoint", "errorMessage": f"fork/exec {argv[0]}: permission denied"}
 
     started = []
+    watched = []  # (name, pidfd): nimbus learns when each extension exits
     if error is None and extensions_dir:
         ext_env = {k: v for k, v in environ.items() if k not in hidden and not k.startswith("AWS_XRAY_")}
         for path in list_extensions(extensions_dir):
-            if start_extension(path, ext_env):
+            ok, pidfd = start_extension(path, ext_env)
+            if ok:
                 started.append(os.path.basename(path))
+                if pidfd is not None:
+                    watched.append((os.path.basename(path), pidfd))
 
-    message = json.dumps({"error": error} if error else {"extensions": started}).encode() + b"\n"
-    socket.send_fds(control, [message], [listener.fileno()])
+    doc = {"error": error} if error else {"extensions": started, "watch": [name for name, _ in watched]}
+    message = json.dumps(doc).encode() + b"\n"
+    socket.send_fds(control, [message], [listener.fileno()] + [fd for _, fd in watched])
     listener.close()
+    for _, fd in watched:
+        os.close(fd)
     if error is not None:
         control.recv(1)  # nimbus records the error, then kills the environment
         os._exit(1)
