@@ -20,9 +20,9 @@ from nimbus.control.aliases import AliasOps
 from nimbus.control.arn import is_version
 from nimbus.control.codestore import CodeBlob
 from nimbus.control.configs import apply_request
-from nimbus.control.layers import LayerOps
 from nimbus.control.core import LATEST, ONLY_LATEST, new_revision, page_of, version_sort_key
 from nimbus.control.documents import lambda_timestamp
+from nimbus.control.layers import LayerOps
 from nimbus.control.models import AliasRow, FunctionRow, VersionRow
 from nimbus.control.permissions import PolicyOps
 from nimbus.errors import InvalidParameterValue, ResourceConflict
