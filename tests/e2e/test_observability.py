@@ -150,6 +150,7 @@ def test_metrics_count_invocations_errors_throttles_and_environments(srv: Nimbus
     assert got[("nimbus_invocations_total", frozenset({("function", name), ("qualifier", "live")}))] == 1
     assert got[("nimbus_environments", frozenset({("state", "idle")}))] >= 1
     assert got[("nimbus_account_concurrency_limit", frozenset())] == 1000
+    assert got[("nimbus_concurrent_executions", frozenset({("function", name)}))] == 0  # idle: 0, not absent
     memory = [v for (metric, labels), v in got.items()
               if metric == "nimbus_environment_memory_bytes" and ("function", name) in labels]
     assert memory and all(v > 0 for v in memory)
@@ -378,6 +379,12 @@ def test_dashboard_log_follow_gets_lines_stored_late_with_early_timestamps(srv: 
         assert len(ids) == len(set(ids))
         assert http.get(path, params={"after": cursor}).json()["events"] == []
 
+        # Concurrency against limits: an unreserved function shares the account limit minus reservations.
+        pool = http.get(f"/dashboard/api/functions/{name}").json()["live"]["unreservedPool"]
+        lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=7)
+        live = http.get(f"/dashboard/api/functions/{name}").json()["live"]
+        assert live["reserved"] == 7 and live["unreservedPool"] == pool - 7
+
 
 def test_dashboard_needs_a_login_checked_against_the_key_store(srv: NimbusServer) -> None:
     akid, secret = srv.credentials
@@ -398,6 +405,20 @@ def test_dashboard_needs_a_login_checked_against_the_key_store(srv: NimbusServer
 def test_server_logs_are_json_when_not_a_terminal(srv: NimbusServer) -> None:
     lines = [x for x in srv.output().splitlines() if x.startswith("{")]
     assert lines and all({"time", "level", "logger", "message"} <= set(json.loads(x)) for x in lines)
+
+
+def test_a_deleted_keys_dashboard_sessions_end_with_it(srv: NimbusServer) -> None:
+    with srv.http() as api:
+        created = api.post("/nimbus/v1/keys", json={"Description": "dashboard session test"})
+        assert created.status_code in (200, 201), created.text
+        key = created.json()
+        with srv.http() as browser:
+            login = {"accessKeyId": key["AccessKeyId"], "secretAccessKey": key["SecretAccessKey"]}
+            assert browser.post("/dashboard/api/login", json=login).status_code == 200
+            assert browser.get("/dashboard/api/overview").status_code == 200
+            assert api.delete(f"/nimbus/v1/keys/{key['AccessKeyId']}").status_code in (200, 204)
+            assert browser.get("/dashboard/api/overview").status_code == 401
+            assert browser.get("/dashboard/api/session").json()["authenticated"] is False
 
 
 def test_metrics_off_setting(tmp_path: Path) -> None:

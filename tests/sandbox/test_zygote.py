@@ -261,3 +261,38 @@ async def test_provisioned_environments_are_not_reaped(sink: Sink, tmp_path: Pat
         assert manager.environment_count() == 0
     finally:
         await manager.stop()
+
+
+async def test_siblings_are_visible_but_not_readable(ns_manager: SandboxManager, tmp_path: Path) -> None:
+    """Forks share the zygote sandbox's /proc (documented): they may list each other, but not read each
+    other's environment (credentials) or memory. (Signals cannot reach them: they are in no pid namespace of
+    ours.)"""
+    source = """
+    import os, time
+    def handler(e, c):
+        time.sleep(0.3)
+        me = os.readlink("/proc/self")
+        out = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or pid == me:
+                continue
+            try:
+                open(f"/proc/{pid}/environ", "rb").read()
+                out[pid] = "read"
+            except OSError as exc:
+                out[pid] = type(exc).__name__
+        return {"others": out, "pids_in_my_namespace": [p for p in range(1, 9) if _alive(p)]}
+    def _alive(pid):
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+    """
+    spec = make_spec(write_code(tmp_path, source))
+    results = await burst(ns_manager, spec, 2, b"{}")
+    for r in results:
+        doc = json.loads(r.payload)
+        assert len(doc["others"]) >= 3  # the zygote's processes and the other environment
+        assert set(doc["others"].values()) <= {"PermissionError", "FileNotFoundError"}, doc
+        assert doc["pids_in_my_namespace"] == [1, 2]  # its reaper and itself: nothing else to signal

@@ -20,7 +20,7 @@ class ActorApp:
             return
         actor = getattr(principal, "access_key_id", None) or str(principal)
         if getattr(principal, "description", ""):
-            actor = f"{actor} ({principal.description})"
+            actor = f"{actor} · {principal.description}"  # e.g. "NKIA… · admin (data dir)"
         token = current_actor.set(actor)
         try:
             await self.app(scope, receive, send)

@@ -82,7 +82,11 @@ def _user(request: Request) -> str | None:
     platform: Platform = request.app.state.platform
     if not _auth_required(platform):
         return "anonymous"
-    return check_session(_secret(request), request.cookies.get(COOKIE))
+    user = check_session(_secret(request), request.cookies.get(COOKIE))
+    lookup = getattr(getattr(request.app.state, "keys", None), "lookup", None)
+    if user is not None and callable(lookup) and lookup(user) is None:
+        return None  # the key was deleted (`nimbus keys delete`): its sessions end with it, as its signatures do
+    return user
 
 
 def _unauthorized() -> Response:
@@ -224,12 +228,23 @@ async def function_detail(request: Request) -> Response:
         "reserved": reserved,
         "accountConcurrency": platform.settings.account_concurrency,
         "accountConcurrent": sum(in_flight.values()),
+        # What a function without reserved concurrency shares: the account limit minus every reservation.
+        "unreservedPool": platform.settings.account_concurrency - _reserved_total(platform),
+        "unreservedConcurrent": int(getattr(platform.invoker.concurrency, "_unreserved_in_flight", 0)),
     }
     detail["cost"] = await cost_report(platform, None, name, free_tier=False)
     start, end = month_range(None)
     detail["costHourly"] = await asyncio.to_thread(observer.meter.hourly, name, start, end)
     detail["asyncQueue"] = await async_queue_state(platform, name)
     return JSONResponse(detail)
+
+
+def _reserved_total(platform: Platform) -> int:
+    reserved = getattr(platform.invoker.concurrency, "_reserved_total", None)
+    try:
+        return int(reserved()) if callable(reserved) else 0
+    except Exception:  # noqa: BLE001 (the page goes on without it)
+        return 0
 
 
 async def async_queue_state(platform: Platform, name: str) -> dict[str, Any] | None:

@@ -50,8 +50,11 @@ def _platform_samples(platform: Platform) -> Iterable[Sample]:
     settings = platform.settings
     concurrency = platform.invoker.concurrency
     in_flight: dict[str, int] = dict(getattr(concurrency, "_in_flight", {}))
+    # Every function seen since the start has a series, 0 when idle (a series that vanishes between
+    # invocations breaks avg_over_time and alerts on it).
+    known = set(platform.invoker.observer.metrics.functions()) | set(in_flight)
     yield Sample("nimbus_concurrent_executions", "Invocations running now (ConcurrentExecutions).", ("function",),
-                 [((fn, ), float(n)) for fn, n in sorted(in_flight.items())])
+                 [((fn, ), float(in_flight.get(fn, 0))) for fn in sorted(known)])
     yield Sample("nimbus_account_concurrent_executions", "Invocations running now on the whole server.", (),
                  [((), float(sum(in_flight.values())))])
     yield Sample("nimbus_account_concurrency_limit", "The account concurrency limit.", (),

@@ -125,7 +125,9 @@ async function renderFunction(name) {
     $("#view").innerHTML = `<p class="error">${esc(e.message)}</p><p><a href="#/">Back</a></p>`; return;
   }
   const c = d.config, live = d.live, s = live.series;
-  const limit = live.reserved !== undefined && live.reserved !== null ? live.reserved : live.accountConcurrency;
+  const hasReserved = live.reserved !== undefined && live.reserved !== null;
+  const pool = live.unreservedPool !== undefined ? live.unreservedPool : live.accountConcurrency;
+  const limit = hasReserved ? live.reserved : pool;
   const pct = limit ? Math.min(100, 100 * live.concurrent / limit) : 0;
   const view = $("#view");
   if (state.logFor !== name) {
@@ -167,7 +169,6 @@ async function renderFunction(name) {
   // Concurrency is a gauge: the page keeps its own history of it, one point per poll.
   state.concurrency.push({t: Date.now() / 1000, v: live.concurrent});
   if (state.concurrency.length > 300) state.concurrency.shift();
-  const hasReserved = live.reserved !== undefined && live.reserved !== null;
   charts.appendChild(Charts.panel(`Concurrent executions${hasReserved ? ` (reserved ${live.reserved})` : ""}`,
     String(live.concurrent), state.concurrency, {color: "#4f9dff", min: hasReserved ? live.reserved : 1}));
   const conf = [["Runtime", c.Runtime], ["Handler", c.Handler], ["Memory", c.MemorySize + " MB"], ["Timeout", c.Timeout + " s"],
@@ -176,7 +177,7 @@ async function renderFunction(name) {
     ["Logging", c.LoggingConfig ? `${c.LoggingConfig.LogFormat} → ${c.LoggingConfig.LogGroup}` : ""],
     ["Environment", Object.keys((c.Environment || {}).Variables || {}).join(", ") || "–"]];
   $("#fn-config").innerHTML = conf.map(([k, v]) => `<tr><th>${k}</th><td><code>${esc(v)}</code></td></tr>`).join("");
-  $("#fn-concurrency").innerHTML = `<p>${live.concurrent} running of ${live.reserved !== null && live.reserved !== undefined ? `${live.reserved} reserved` : `${live.accountConcurrency} (account, unreserved pool)`}
+  $("#fn-concurrency").innerHTML = `<p>${live.concurrent} running of ${hasReserved ? `${live.reserved} reserved` : `the unreserved pool of ${pool} (${live.unreservedConcurrent !== undefined ? live.unreservedConcurrent : "?"} in use by all unreserved functions)`}
     · account: ${live.accountConcurrent} / ${live.accountConcurrency}</p><div class="bar"><div style="width:${pct}%"></div></div>`;
   const q = d.asyncQueue;
   $("#fn-queue").innerHTML = q ? `<p>${q.depth} queued · ${q.in_flight} in delivery · ${q.delayed} waiting for retry${q.oldest_enqueued_ms ? ` · oldest ${((Date.now() - q.oldest_enqueued_ms) / 1000).toFixed(0)} s` : ""}</p>` : `<p class="muted">no async queue on this server</p>`;
