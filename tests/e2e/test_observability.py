@@ -222,6 +222,11 @@ def test_json_logs_platform_records_and_levels(srv: NimbusServer, lam: Any) -> N
         time.sleep(0.2)
     else:
         pytest.fail("no platform.report in the custom log group")
+    # The environment's first record is platform.initStart, not the text INIT_START line.
+    messages = [e["message"] for e in events]
+    assert not any(m.startswith("INIT_START") for m in messages)
+    init = [json.loads(m) for m in messages if '"platform.initStart"' in m]
+    assert init and init[0]["record"]["functionName"] == name and init[0]["record"]["runtimeVersion"]
 
     # SystemLogLevel DEBUG adds runtimeDone; a function error is a JSON record too.
     lam.update_function_configuration(FunctionName=name, LoggingConfig={"SystemLogLevel": "DEBUG"})

@@ -119,3 +119,12 @@ def test_application_log_level_filters_the_functions_lines_as_lambda_does() -> N
     assert kept("FATAL") == [7]
     assert platformlog.line_level('{"level": "Warn"}') == 30
     assert platformlog.line_level('["level", "ERROR"]') == 20
+
+
+def test_a_snapstart_restore_is_reported_as_restore_duration() -> None:
+    restored = result(init_duration_ms=None, extra_report={"Restore Duration": "12.27 ms",
+                                                           "Billed Restore Duration": "13 ms"})
+    _, lines = platformlog.invocation_lines(spec(), REQUEST, restored, NOW)
+    metrics = json.loads(lines[-1])["record"]["metrics"]
+    assert metrics["restoreDurationMs"] == 12.27 and "initDurationMs" not in metrics
+    assert platformlog._restore_fields({"Restore Duration": "n/a"}) == ""

@@ -317,6 +317,41 @@ async def function_logs(request: Request) -> Response:
     return JSONResponse({"events": out, "cursor": cursor, "invocations": invocations})
 
 
+def invocation_events(logstore: Any, group: str, request_id: str) -> list[dict[str, Any]]:
+    """One invocation's log events: its stream from the first to the last line naming its request id
+    (START…REPORT, or platform.start…platform.report). An environment runs one invocation at a time, so
+    what its stream holds in between is that invocation's output."""
+    named = logstore.filter_log_events(group, None, None, None, None, f'"{request_id}"', None, 100, True).events
+    if not named:
+        return []
+    stream = named[0]["logStreamName"]
+    ids = [e["eventId"] for e in named if e["logStreamName"] == stream]
+    first, last = min(ids), max(ids)
+    span = logstore.filter_log_events(group, [stream], None, int(first[:20]), int(last[:20]), None, None,
+                                      RECENT_LOG_LIMIT * 5, True).events
+    return [{"timestamp": e["timestamp"], "stream": stream, "message": e["message"], "id": e["eventId"]}
+            for e in span if first <= e["eventId"] <= last]
+
+
+async def function_invocation_logs(request: Request) -> Response:
+    """The log lines of one recent invocation (the dashboard's click on a request id)."""
+    if _user(request) is None:
+        return _unauthorized()
+    platform: Platform = request.app.state.platform
+    name, request_id = request.path_params["name"], request.path_params["request_id"]
+    if not all(c.isalnum() or c == "-" for c in request_id):
+        return JSONResponse({"message": "not a request id"}, status_code=400)
+    try:
+        group = platform.registry.snapshot(name).versions["$LATEST"].log_group
+    except ResourceNotFound as exc:
+        return JSONResponse({"message": exc.message}, status_code=404)
+    try:
+        events = await platform.logstore.run(invocation_events, platform.logstore, group, request_id)
+    except ResourceNotFound:
+        events = []
+    return JSONResponse({"requestId": request_id, "events": events})
+
+
 routes = [
     Route("/dashboard", redirect, methods=["GET"]),
     Route("/dashboard/", index, methods=["GET"]),
@@ -326,5 +361,7 @@ routes = [
     Route("/dashboard/api/overview", overview, methods=["GET"]),
     Route("/dashboard/api/functions/{name}", function_detail, methods=["GET"]),
     Route("/dashboard/api/functions/{name}/logs", function_logs, methods=["GET"]),
+    Route("/dashboard/api/functions/{name}/invocations/{request_id}/logs", function_invocation_logs,
+          methods=["GET"]),
     Mount("/dashboard/static", app=StaticFiles(directory=STATIC), name="dashboard-static"),
 ]

@@ -156,16 +156,11 @@ def invocation_lines(
 
 
 def _restore_fields(extra: dict[str, str]) -> str:
-    """`restoreDurationMs` / `billedRestoreDurationMs` of the Telemetry API's report metrics, from the text
-    REPORT's `Restore Duration: 12.34 ms` and `Billed Restore Duration: 13 ms`."""
-    out = ""
-    for key, field in (("Restore Duration", "restoreDurationMs"), ("Billed Restore Duration", "billedRestoreDurationMs")):
-        try:
-            value = float(str(extra.get(key, "")).split()[0])
-        except (ValueError, IndexError):
-            continue
-        out += f',"{field}":{int(value) if field.startswith("billed") else _n(value)}'
-    return out
+    """The Telemetry API report metric `restoreDurationMs`, from the text REPORT's `Restore Duration: 12.34 ms`."""
+    try:
+        return f',"restoreDurationMs":{_n(float(str(extra.get("Restore Duration", "")).split()[0]))}'
+    except (ValueError, IndexError):
+        return ""
 
 
 def init_start(spec: VersionSpec, runtime_version: str, runtime_version_arn: str, ms: int) -> str | None:
@@ -177,3 +172,30 @@ def init_start(spec: VersionSpec, runtime_version: str, runtime_version_arn: str
         "runtimeVersionArn": runtime_version_arn, "functionName": spec.function_name,
         "functionVersion": spec.version,
     })
+
+
+_START_LINE = re.compile(r"^(INIT_START|RESTORE_START) Runtime Version: (\S+)\tRuntime Version ARN: (\S+)$")
+
+
+def start_lines(spec: VersionSpec, lines: list[LogLine]) -> list[LogLine]:
+    """An environment's first lines in the JSON format: INIT_START / RESTORE_START become `platform.initStart` /
+    `platform.restoreStart` (or vanish under SystemLogLevel); the function's own INIT output stays."""
+    out: list[LogLine] = []
+    for ms, text in lines:
+        match = _START_LINE.match(text)
+        if match is None:
+            out.append((ms, text))
+            continue
+        kind, version, arn = match.groups()
+        if kind == "INIT_START":
+            converted = init_start(spec, version, arn, ms)
+        elif enabled(spec, "platform.restoreStart"):
+            converted = record("platform.restoreStart", ms, {
+                "runtimeVersion": version, "runtimeVersionArn": arn, "functionName": spec.function_name,
+                "functionVersion": spec.version,
+            })
+        else:
+            converted = None
+        if converted is not None:
+            out.append((ms, converted))
+    return out

@@ -24,6 +24,7 @@ from signal import SIGUSR2
 
 from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
+from nimbus.observe import platformlog
 from nimbus.sandbox.backends import Backend, Handle, Launch
 from nimbus.sandbox.cgroups import ANON_POLL_INTERVAL
 from nimbus.sandbox.protocol import (
@@ -565,7 +566,10 @@ class Environment:
                 )
         version_line = runtime_version_line(self.spec.runtime, self.settings.region)
         lines = restore_lines(zygote, version_line) if zygote is not None else None
-        self.log_sink(self.spec.log_group, self.log_stream, lines or [(time.time_ns() // 1_000_000, version_line)])
+        lines = lines or [(time.time_ns() // 1_000_000, version_line)]
+        if platformlog.is_json(self.spec):  # LoggingConfig JSON: platform.initStart instead of INIT_START
+            lines = platformlog.start_lines(self.spec, lines)
+        self.log_sink(self.spec.log_group, self.log_stream, lines)
         self._waiter = self._loop.create_future()
         await self._spawn()
         timeout = self.settings.init_timeout

@@ -148,10 +148,20 @@ async function renderFunction(name) {
       </div>
       <h2>Deployment history</h2><table id="fn-deployments"></table>
       <h2>Recent invocations</h2><table id="fn-invocations"></table>
+      <div id="fn-invocation" hidden><h2>Invocation <code id="fn-invocation-id"></code> <a href="#" id="fn-invocation-close" class="muted">close</a></h2>
+        <div class="logs" id="fn-invocation-logs"></div></div>
       <h2>Logs <label class="muted"><input type="checkbox" id="follow" ${state.follow ? "checked" : ""} style="display:inline;width:auto"> follow</label></h2>
       <div class="logs" id="fn-logs"></div>`;
     state.logFor = name;
     $("#follow").addEventListener("change", ev => { state.follow = ev.target.checked; });
+    // A click on a request id shows that invocation's own lines (the table is redrawn every poll: delegate).
+    $("#fn-invocations").addEventListener("click", ev => {
+      const link = ev.target.closest("a.inv-link");
+      if (!link) return;
+      ev.preventDefault();
+      showInvocation(name, link.dataset.rid);
+    });
+    $("#fn-invocation-close").addEventListener("click", ev => { ev.preventDefault(); $("#fn-invocation").hidden = true; });
   }
   const t = live.totals;
   $("#fn-cards").innerHTML = `
@@ -198,6 +208,16 @@ async function renderFunction(name) {
   loop(() => renderFunction(name));
 }
 
+async function showInvocation(name, rid) {
+  let data;
+  try { data = await api(`/dashboard/api/functions/${encodeURIComponent(name)}/invocations/${encodeURIComponent(rid)}/logs`); } catch (e) { return; }
+  $("#fn-invocation-id").textContent = rid;
+  const box = $("#fn-invocation-logs");
+  box.innerHTML = data.events.length ? data.events.map(e => `<div class="log-line"><span class="ts">${new Date(e.timestamp).toISOString()}</span>${esc(e.message)}</div>`).join("")
+    : `<p class="muted">no log lines stored for this invocation (yet)</p>`;
+  $("#fn-invocation").hidden = false;
+}
+
 function weights(alias) {
   const w = (alias.RoutingConfig || {}).AdditionalVersionWeights || {};
   const parts = Object.entries(w).map(([v, x]) => `${v}: ${Math.round(x * 100)}%`);
@@ -225,7 +245,7 @@ async function refreshLogs(name) {
   if (state.follow) box.scrollTop = box.scrollHeight;
   const fmtMs = v => (v === null || v === undefined) ? "" : `${v.toFixed(2)} ms`;
   $("#fn-invocations").innerHTML = `<tr><th>Request id</th><th>When</th><th>Qualifier</th><th class="num">Duration</th><th class="num">Billed</th><th class="num">Max memory</th><th class="num">Init</th><th>Status</th></tr>` +
-    data.invocations.slice(0, 20).map(i => `<tr class="invocation"><td><code>${esc(i.requestId)}</code></td><td>${new Date(i.time).toLocaleTimeString()}</td><td>${esc(i.qualifier)}</td><td class="num">${fmtMs(i.durationMs)}</td><td class="num">${i.billedMs} ms</td><td class="num">${i.maxMemoryMB} MB</td><td class="num">${fmtMs(i.initMs)}</td><td><span class="pill ${i.status === "success" ? "ok" : "err"}" title="${esc(i.errorType || "")}">${esc(i.status)}${i.errorType ? ": " + esc(i.errorType) : ""}</span></td></tr>`).join("");
+    data.invocations.slice(0, 20).map(i => `<tr class="invocation"><td><a href="#" class="inv-link" data-rid="${esc(i.requestId)}" title="show its logs"><code>${esc(i.requestId)}</code></a></td><td>${new Date(i.time).toLocaleTimeString()}</td><td>${esc(i.qualifier)}</td><td class="num">${fmtMs(i.durationMs)}</td><td class="num">${i.billedMs} ms</td><td class="num">${i.maxMemoryMB} MB</td><td class="num">${fmtMs(i.initMs)}</td><td><span class="pill ${i.status === "success" ? "ok" : "err"}" title="${esc(i.errorType || "")}">${esc(i.status)}${i.errorType ? ": " + esc(i.errorType) : ""}</span></td></tr>`).join("");
 }
 
 boot();
