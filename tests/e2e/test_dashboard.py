@@ -150,6 +150,11 @@ def test_dashboard_live_in_a_real_browser(srv: NimbusServer, playwright_browser:
         with srv.http() as http:
             http.post(f"/2015-03-31/functions/{orders}/invocations", json={"marker": marker})
         page.wait_for_selector(f"#fn-logs >> text={marker}", timeout=30_000)
+        # A request id opens that invocation's own lines.
+        page.click("#fn-invocations a.inv-link >> nth=0")
+        page.wait_for_selector("#fn-invocation-logs >> text=REPORT RequestId", timeout=30_000)
+        rid = page.text_content("#fn-invocation-id") or ""
+        assert f"START RequestId: {rid}" in page.inner_text("#fn-invocation-logs")
         page.wait_for_selector("#fn-cost-total >> text=requests")
 
         page.click("text=← Functions")

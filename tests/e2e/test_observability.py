@@ -384,6 +384,13 @@ def test_dashboard_log_follow_gets_lines_stored_late_with_early_timestamps(srv: 
         assert len(ids) == len(set(ids))
         assert http.get(path, params={"after": cursor}).json()["events"] == []
 
+        # One invocation's own lines (a click on its request id): START to REPORT of its environment's stream.
+        own = http.get(f"/dashboard/api/functions/{name}/invocations/{slow_ids[0]}/logs").json()["events"]
+        texts = [e["message"] for e in own]
+        assert texts[0].startswith(f"START RequestId: {slow_ids[0]}")
+        assert texts[-1].startswith(f"REPORT RequestId: {slow_ids[0]}")
+        assert "begin slow" in texts and not any("quick" in t or "warm" in t for t in texts)
+
         # Concurrency against limits: an unreserved function shares the account limit minus reservations.
         pool = http.get(f"/dashboard/api/functions/{name}").json()["live"]["unreservedPool"]
         lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=7)

@@ -409,17 +409,16 @@ def announce(console: Any, app: AuthApp) -> None:
 def attach_function_credentials(platform: Any, app: AuthApp, credentials: Any) -> None:
     """Give every new execution environment its own session key (revoked when it ends), and serve the
     platform API, behind this authentication, on each environment's endpoint (127.0.0.1:9001 inside it)."""
-    from nimbus.sandbox.apiruntimes import is_api_runtime
     from nimbus.sandbox.runtimeapi import set_platform_app
 
     sandbox = platform.sandbox
 
     def environ_hook(spec: Any, environment_id: str) -> dict[str, str]:
-        # The endpoint exists in environments served over the Runtime API (custom and Node.js runtimes): at
-        # 127.0.0.1:9001 inside a namespace sandbox; elsewhere its port varies (AWS_LAMBDA_RUNTIME_API says
-        # where), so no fixed endpoint variable is set. Python environments have no such endpoint yet.
-        endpoint = ("http://127.0.0.1:9001" if sandbox.backend_name == "namespaces" and is_api_runtime(spec.runtime)
-                    else None)
+        # Every environment of a namespace sandbox has its endpoint at 127.0.0.1:9001 (Runtime API runtimes:
+        # runtimeapi.py; managed Python: sandbox/platformendpoint.py). Elsewhere (the process backend) a
+        # Runtime API runtime's port varies (AWS_LAMBDA_RUNTIME_API says where) and Python has none, so no
+        # fixed endpoint variable is set.
+        endpoint = "http://127.0.0.1:9001" if sandbox.backend_name == "namespaces" else None
         env: dict[str, str] = credentials.environ_hook(spec, environment_id, endpoint)
         return env
 

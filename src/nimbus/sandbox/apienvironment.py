@@ -204,6 +204,8 @@ class ApiEnvironment(Environment):
             self._loop.add_reader(fd, self._on_extension_exit, fd)
         for fd in pidfds[len(self._ext_watch):]:
             os.close(fd)
+        for name in message.get("exited", []):  # ended before the launcher could watch it
+            self._loop.call_soon(self._extension_ended, str(name))
         listener.setblocking(False)
         self._loop.create_task(self._serve(listener))
 
@@ -226,6 +228,9 @@ class ApiEnvironment(Environment):
         as on AWS (`Extension.Crash`); afterwards the extension only stops holding the environment up."""
         name = self._ext_watch.pop(fd, "")
         self._unwatch(fd)
+        self._extension_ended(name)
+
+    def _extension_ended(self, name: str) -> None:
         api = self.api
         if api is None or self.dead or not api.extension_exited(name):
             return

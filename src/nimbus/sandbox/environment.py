@@ -27,6 +27,7 @@ from nimbus.control.specs import VersionSpec
 from nimbus.observe import platformlog
 from nimbus.sandbox.backends import Backend, Handle, Launch
 from nimbus.sandbox.cgroups import ANON_POLL_INTERVAL
+from nimbus.sandbox.platformendpoint import PlatformEndpoint
 from nimbus.sandbox.protocol import (
     CHUNK,
     READY,
@@ -322,6 +323,7 @@ class Environment:
         self._grace: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
         self._deadlines = deadlines if deadlines is not None else Deadlines(self._loop)
+        self._endpoint: PlatformEndpoint | None = None  # 127.0.0.1:9001 for the platform API (namespaces)
 
     # ---------------------------------------------------------------------------------------------
     # Events from the runtime
@@ -417,6 +419,12 @@ class Environment:
             environ["AWS_LAMBDA_INITIALIZATION_TYPE"] = self.init_type
             if self.environ_hook is not None:
                 environ.update(self.environ_hook(self.id))
+            extra_fds: tuple[int, ...] = ()
+            if self.backend.task_root_inside is not None:  # a network namespace: the endpoint lives in it
+                self._endpoint = PlatformEndpoint(self.spec, self.id, self.settings.request_body_max_bytes)
+                endpoint_environ, endpoint_fd = self._endpoint.launch_environ()
+                environ.update(endpoint_environ)
+                extra_fds = (endpoint_fd,)
             launch = Launch(
                 env_id=self.id,
                 interpreter=self.interpreter,
@@ -424,7 +432,7 @@ class Environment:
                 memory_mb=self.spec.memory_size,
                 ephemeral_mb=self.spec.ephemeral_storage,
                 environ=environ,
-                pass_fds=(child.fileno(),),
+                pass_fds=(child.fileno(), *extra_fds),
                 stdout_fd=out_w,
                 opt_dir=self.spec.opt_dir,
             )
@@ -437,6 +445,8 @@ class Environment:
         finally:
             child.close()
             os.close(out_w)
+            if self._endpoint is not None:
+                self._endpoint.launched()
         self._watch_pid()
         parent.setblocking(False)
         self._transport, _ = await loop.create_unix_connection(lambda: _Control(self), sock=parent)
@@ -460,6 +470,10 @@ class Environment:
             os.close(forked.out_r)
             raise ZygoteError(f"cannot start the forked environment: {e}") from e
         self.handle = forked.handle
+        if forked.api_sock is not None:  # the fork's endpoint, made in its own network namespace
+            self._endpoint = PlatformEndpoint(self.spec, self.id, self.settings.request_body_max_bytes)
+            self._endpoint.serve(forked.api_sock)
+            forked.api_sock = None
         self._exited = loop.create_future()
         self._watch_pid()
         self._transport, _ = await loop.create_unix_connection(lambda: _Control(self), sock=forked.sock)
@@ -751,6 +765,8 @@ class Environment:
             self._transport.abort()
         if self._out_transport is not None:
             self._out_transport.close()
+        if self._endpoint is not None:
+            self._endpoint.close()
         waiter = self._waiter
         if waiter is not None and not waiter.done() and reason != "timeout":
             waiter.set_exception(_Died())

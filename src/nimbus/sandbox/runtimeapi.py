@@ -525,8 +525,9 @@ class _Conn(asyncio.Protocol):
             self.send(self.rejected)
         elif route is not None:
             route()
-        if not self.parser.should_keep_alive():
-            self.close()
+        task = self.platform_task
+        if not self.parser.should_keep_alive() and (task is None or task.done()):
+            self.close()  # (a platform request answers first, then closes: _run_platform)
 
     # routing
     def _route(self, method: bytes, path: str) -> Callable[[], None] | None:
@@ -729,3 +730,43 @@ async def serve(api: RuntimeAPI, sock: Any) -> asyncio.Server:
     """Serve `api` on the listening socket `sock` (from the sandbox) on the running loop."""
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: _Conn(api), sock=sock)
+
+
+# --------------------------------------------------------------------------------------------------
+# Platform-only endpoints: managed Python environments have no Runtime API (their runtime speaks nimbus's
+# framed protocol), but their 127.0.0.1:9001 serves the platform app like every environment's does.
+
+
+class _NoRuntime:
+    """The ApiListener of a platform-only endpoint: there is no runtime on it to hear from."""
+
+    def api_ready(self) -> None:
+        pass
+
+    def api_init_error(self, error_type: str, payload: bytes) -> None:
+        pass
+
+    def api_result(self, ok: bool, error_type: str | None, payload: bytes) -> None:
+        pass
+
+    def api_extensions_idle(self) -> None:
+        pass
+
+
+class _PlatformConn(_Conn):
+    """A connection to a platform-only endpoint: every path goes to the platform app."""
+
+    def _route(self, method: bytes, path: str) -> Callable[[], None] | None:
+        return self._platform_route(method, path)
+
+
+def platform_endpoint(identity: ApiIdentity, max_body: int) -> RuntimeAPI:
+    """The state of a platform-only endpoint (its connections, the identity its scope carries); requests
+    with bodies over `max_body` bytes are cut there."""
+    return RuntimeAPI(identity, _NoRuntime(), max_body, [])
+
+
+async def serve_platform(api: RuntimeAPI, sock: Any) -> asyncio.Server:
+    """Serve only the platform app (any path) for `api` on the listening socket `sock` from the sandbox."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: _PlatformConn(api), sock=sock)

@@ -195,6 +195,7 @@ class Forked:
     handle: Handle
     sock: socket.socket  # host end of its control socket
     out_r: int  # read end of its fd 1/2
+    api_sock: socket.socket | None = None  # its 127.0.0.1:9001 listener, made in its network namespace
 
     @property
     def alive(self) -> bool:
@@ -205,6 +206,9 @@ class Forked:
         self.handle.kill()
         self.handle.close_memory_watch()
         self.sock.close()
+        if self.api_sock is not None:
+            self.api_sock.close()
+            self.api_sock = None
         with contextlib.suppress(OSError):
             os.close(self.out_r)
         loop = asyncio.get_running_loop()
@@ -502,11 +506,14 @@ class Zygote:
         else:
             handle = ForkedProcessHandle(proc)
         # The fork is in its place: it may build its namespaces and start the runtime, which says hello too
-        # (the fork stays its pid 1, a reaper).
+        # (the fork stays its pid 1, a reaper). Its hello carries its endpoint's listening socket.
+        received: list[int] = []
         try:
             parent.send(b"P")
-            runtime_pid = await _hello(parent)
+            runtime_pid = await _hello(parent, fds=received)
         except BaseException as e:
+            for fd in received:
+                os.close(fd)
             Forked(handle, parent, out_r).discard()  # type: ignore[arg-type]
             if isinstance(e, (OSError, ZygoteError, TimeoutError)):
                 raise ZygoteError(f"the forked environment did not start: {e}") from e
@@ -515,7 +522,9 @@ class Zygote:
         self._children[env_id] = handle
         self.forks += 1
         assert isinstance(handle, Handle)
-        return Forked(handle, parent, out_r)
+        for fd in received[1:]:
+            os.close(fd)
+        return Forked(handle, parent, out_r, socket.socket(fileno=received[0]) if received else None)
 
     def _place(self, env_id: str, pid: int, memory_mb: int, tmp_mb: int) -> Cgroup:
         """Blocking (a thread): the environment's own cgroup, with the child moved in. Moving a process costs
@@ -646,10 +655,13 @@ def _placer() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="nimbus-cgroup")
 
 
-async def _hello(sock: socket.socket, failed: asyncio.Future[None] | None = None) -> int:
+async def _hello(
+    sock: socket.socket, failed: asyncio.Future[None] | None = None, fds: list[int] | None = None
+) -> int:
     """Wait (HELLO_TIMEOUT at most) for the forked child's hello byte; its pid, in our pid namespace, comes with
-    it from the kernel. `failed` is the zygote's word that the fork failed. No task is made: nothing is left
-    behind whatever happens (cancellation included)."""
+    it from the kernel. `failed` is the zygote's word that the fork failed. File descriptors sent with the
+    hello are appended to `fds` (closed when it is None). No task is made: nothing is left behind whatever
+    happens (cancellation included)."""
     loop = asyncio.get_running_loop()
     sock.setblocking(False)
     fut: asyncio.Future[int] = loop.create_future()
@@ -657,7 +669,7 @@ async def _hello(sock: socket.socket, failed: asyncio.Future[None] | None = None
 
     def readable() -> None:
         try:
-            data, ancdata, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(12))
+            data, ancdata, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(12) + socket.CMSG_SPACE(4 * 4))
         except BlockingIOError:
             return
         except OSError as e:
@@ -666,6 +678,15 @@ async def _hello(sock: socket.socket, failed: asyncio.Future[None] | None = None
                 fut.set_exception(ZygoteError(f"forked environment: {e}"))
             return
         loop.remove_reader(fd)
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                passed = array.array("i")
+                passed.frombytes(payload[: len(payload) - len(payload) % passed.itemsize])
+                if fds is not None and not fut.done():
+                    fds.extend(passed)
+                else:
+                    for f in passed:
+                        os.close(f)
         if fut.done():
             return
         if not data:

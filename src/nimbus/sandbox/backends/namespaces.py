@@ -66,18 +66,21 @@ def find_bwrap() -> str | None:
 # A spare launcher: a small Python process, already inside its environment's cgroup, blocked until the host
 # sends its command over a SOCK_SEQPACKET socket (fd 0): NUL-separated `argc, argv..., KEY=VALUE...` plus
 # three fds (control socket, output pipe, seccomp filter), which it moves to 3, 1+2 and 4 before exec'ing
-# bubblewrap. Everything slow (interpreter start-up, joining the cgroup) happens before the host needs it.
+# bubblewrap, and any further fds of the launch, moved to 5, 6, ... Everything slow (interpreter start-up,
+# joining the cgroup) happens before the host needs it.
 SPARE_DELAY = 0.25  # seconds after a launch before the next spare is started
 SPARE_CONTROL_FD = 3
 SPARE_SECCOMP_FD = 4
+SPARE_EXTRA_FD = 5  # the first of the launch's further fds (e.g. _NIMBUS_API_FD)
+SPARE_MAX_FDS = 8
 SPARE_LAUNCHER = """
 import fcntl, os, socket
 s = socket.socket(fileno=0)
 try:
-    data, fds, _, _ = socket.recv_fds(s, 1 << 20, 3)
+    data, fds, _, _ = socket.recv_fds(s, 1 << 20, 8)
 except OSError:
     os._exit(1)
-if not data or len(fds) != 3:
+if not data or len(fds) < 3:
     os._exit(0)
 s.detach()
 moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in fds]
@@ -90,6 +93,8 @@ os.dup2(moved[1], 1)
 os.dup2(moved[1], 2)
 os.dup2(moved[0], 3)
 os.dup2(moved[2], 4)
+for i, fd in enumerate(moved[3:]):
+    os.dup2(fd, 5 + i)
 for fd in moved:
     os.close(fd)
 items = data.split(b"\\0")
@@ -400,10 +405,17 @@ class NamespacesBackend(Backend):
             seccomp_fd = bpf_fd()
             argv = self._command(launch, SPARE_SECCOMP_FD)
             environ = {**launch.environ, "_NIMBUS_CONTROL_FD": str(SPARE_CONTROL_FD)}
+            control_fd, *extra = launch.pass_fds
+            if len(extra) > SPARE_MAX_FDS - 3:
+                raise OSError(f"too many fds for a spare launcher: {len(launch.pass_fds)}")
+            # Variables naming a further fd (`_NIMBUS_*_FD`) follow it to its new number.
+            moved = {str(fd): str(SPARE_EXTRA_FD + i) for i, fd in enumerate(extra)}
+            for key, value in environ.items():
+                if key.startswith("_NIMBUS_") and key.endswith("_FD") and value in moved:
+                    environ[key] = moved[value]
             items = [str(len(argv)), *argv, *(f"{k}={v}" for k, v in environ.items())]
             message = "\0".join(items).encode()
-            (control_fd,) = launch.pass_fds
-            socket.send_fds(spare.sock, [message], [control_fd, launch.stdout_fd, seccomp_fd])
+            socket.send_fds(spare.sock, [message], [control_fd, launch.stdout_fd, seccomp_fd, *extra])
         except BaseException:
             spare.discard()
             raise

@@ -13,8 +13,9 @@ port, announced in AWS_LAMBDA_RUNTIME_API), _NIMBUS_RUNTIME_ARGV (the command as
 a bootstrap as AWS does), _NIMBUS_EXTENSIONS_DIR, _NIMBUS_OPT_DIR, _NIMBUS_EXTENSION_HIDDEN (variables
 extensions must not see, comma-separated).
 
-Messages to nimbus are JSON lines: {"extensions": [names], "watch": [names]} (with the listening fd, then
-one pidfd per name in "watch", readable once that extension exits) or {"error": {"errorType",
+Messages to nimbus are JSON lines: {"extensions": [names], "watch": [names], "exited": [names]} (with the
+listening fd, then one pidfd per name in "watch", readable once that extension exits; "exited" ones ended
+before they could be watched) or {"error": {"errorType",
 "errorMessage"}} (nothing can start; also sent when the exec of the runtime fails).
 """
 
@@ -84,7 +85,9 @@ def start_extension(path, env):
         return False, None
     try:
         return True, os.pidfd_open(int(first))
-    except (OSError, AttributeError, ValueError):  # gone already (ESRCH), or no pidfds (Linux < 5.3)
+    except ProcessLookupError:  # exited (and reaped by the sandbox's init) already: nimbus is told so
+        return True, -1
+    except (OSError, AttributeError, ValueError):  # no pidfds (Linux < 5.3)
         return True, None
 
 
@@ -113,16 +116,20 @@ def main():
 
     started = []
     watched = []  # (name, pidfd): nimbus learns when each extension exits
+    exited = []  # extensions that were gone before they could be watched
     if error is None and extensions_dir:
         ext_env = {k: v for k, v in environ.items() if k not in hidden and not k.startswith("AWS_XRAY_")}
         for path in list_extensions(extensions_dir):
             ok, pidfd = start_extension(path, ext_env)
             if ok:
                 started.append(os.path.basename(path))
-                if pidfd is not None:
+                if pidfd == -1:
+                    exited.append(os.path.basename(path))
+                elif pidfd is not None:
                     watched.append((os.path.basename(path), pidfd))
 
-    doc = {"error": error} if error else {"extensions": started, "watch": [name for name, _ in watched]}
+    doc = {"error": error} if error else {"extensions": started, "watch": [name for name, _ in watched],
+                                          "exited": exited}
     message = json.dumps(doc).encode() + b"\n"
     socket.send_fds(control, [message], [listener.fileno()] + [fd for _, fd in watched])
     listener.close()

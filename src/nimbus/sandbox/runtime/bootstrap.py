@@ -266,12 +266,12 @@ def _replace_indent(line):
 
 def error_log_text(error):
     """The `[ERROR] Type: message` event (with the traceback) the runtime logs for a function error; with
-    the JSON log format, awslambdaric's JSON record of it instead."""
+    the JSON log format, awslambdaric's JSON record of it instead (with `level`, as since its fix of September 2026)."""
     if os.environ.get("AWS_LAMBDA_LOG_FORMAT") == "JSON":
         import json
 
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return json.dumps({"timestamp": stamp, "log_level": "ERROR", **error}, ensure_ascii=False)
+        return json.dumps({"timestamp": stamp, "level": "ERROR", **error}, ensure_ascii=False)
     text = "[ERROR]"
     etype, emsg = error.get("errorType"), error.get("errorMessage")
     if etype:
@@ -603,6 +603,32 @@ def stream_response(channel, response, dumps):
     return b""
 
 
+def hand_over_endpoint(fd):
+    """Create this environment's 127.0.0.1:9001 listener (we are in its network namespace) and hand it to
+    nimbus over the socket `fd` (one SCM_RIGHTS message): nimbus serves the platform API on it. Uses the C
+    module: `socket` imports enum, milliseconds of start-up."""
+    if not fd:
+        return
+    import _socket
+    import struct
+
+    channel = _socket.socket(fileno=int(fd))
+    listener = None
+    try:
+        listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 9001))
+        listener.listen(128)
+        rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", listener.fileno()))]
+        channel.sendmsg([b"L"], rights)
+    except OSError as e:  # no endpoint then (nimbus sees the socket close): the function still runs
+        os.write(2, f"nimbus: no 127.0.0.1:9001 endpoint: {e}\n".encode())
+    finally:
+        if listener is not None:
+            listener.close()
+        channel.close()
+
+
 def main():
     global _request_id
     import json
@@ -612,6 +638,7 @@ def main():
     max_response = int(env.pop("_NIMBUS_MAX_RESPONSE", "6291456"))
     os.set_inheritable(fd, False)  # subprocesses of the function must not hold the control channel
     channel = Channel(fd)
+    hand_over_endpoint(env.pop("_NIMBUS_API_FD", ""))
 
     stdout = CapturedStream(_LOGS, 1)
     stderr = CapturedStream(_LOGS, 2)

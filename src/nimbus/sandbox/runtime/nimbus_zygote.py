@@ -352,7 +352,9 @@ def _become_environment(request, fds, isolate, logs, streams, send_ready):
     os.dup2(out_fd, 2)
     os.close(out_fd)
     os.set_inheritable(control_fd, False)
-    os.write(control_fd, b"R")  # the runtime's own pid, for the host's signals (SIGUSR2 before a kill)
+    # The runtime's own pid, for the host's signals (SIGUSR2 before a kill); with it, in a network namespace,
+    # the environment's 127.0.0.1:9001 listener, which the host serves the platform API on.
+    _hello_with_endpoint(control_fd, isolate)
     (n,) = __import__("struct").unpack("!I", _read_exact(control_fd, 4))
     go = json.loads(_read_exact(control_fd, n))
     os.environ.update(go.get("environ", {}))
@@ -367,6 +369,32 @@ def _become_environment(request, fds, isolate, logs, streams, send_ready):
             error = e
             break
     return control_fd, error
+
+
+def _hello_with_endpoint(control_fd, isolate):
+    import socket
+
+    listener = None
+    if isolate:
+        try:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", 9001))
+            listener.listen(128)
+        except OSError as e:  # no endpoint then: the function still runs
+            os.write(2, f"nimbus: no 127.0.0.1:9001 endpoint: {e}\n".encode())
+            if listener is not None:
+                listener.close()
+            listener = None
+    if listener is None:
+        os.write(control_fd, b"R")
+        return
+    sock = socket.socket(fileno=control_fd)
+    try:
+        socket.send_fds(sock, [b"R"], [listener.fileno()])
+    finally:
+        sock.detach()
+        listener.close()
 
 
 def _copy_tmp():
