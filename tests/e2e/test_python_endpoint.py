@@ -98,6 +98,12 @@ def test_python_function_calls_the_platform_api_with_its_own_credentials(target:
         assert doc["init"] == {"status": 200, "name": name}  # INIT has the endpoint too (the zygote's own)
         again = json.loads(lam.invoke(FunctionName=name, Payload=json.dumps({"other": other}))["Payload"].read())
         assert again["own"] == {"status": 200, "name": name}  # warm: same environment, same endpoint
+        # A new environment (new configuration): fresh starts now go through the backend's spare launcher,
+        # which must pass the endpoint's hand-over socket too; forks come from a new zygote.
+        lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"MARK": "2"}})
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+        third = json.loads(lam.invoke(FunctionName=name, Payload=json.dumps({"other": other}))["Payload"].read())
+        assert third["own"] == {"status": 200, "name": name} and third["key"] != doc["key"]
     finally:
         lam.delete_function(FunctionName=name)
         lam.delete_function(FunctionName=other)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
-from nimbus.sandbox.apiruntimes import CUSTOM_RUNTIMES, runtime_command
+from nimbus.sandbox.apiruntimes import CUSTOM_RUNTIMES, python_client_command, runtime_command
 from nimbus.sandbox.backends import Backend, Launch
 from nimbus.sandbox.environment import (
     RESPONSE_SLACK,
@@ -43,6 +43,7 @@ from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink
 EXTENSION_HIDDEN = (
     "_HANDLER", "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "AWS_LAMBDA_LOG_FORMAT",
     "AWS_LAMBDA_LOG_LEVEL", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "NODE_PATH",
+    "_NIMBUS_API_CLIENT_OPT_DIR",
 )
 GRACEFUL_REASONS = ("idle", "retire")  # kills that give extensions their SHUTDOWN event first
 
@@ -86,9 +87,16 @@ class ApiEnvironment(Environment):
 
     def _launch(self, child: socket.socket, out_w: int) -> Launch:
         isolated = self.backend.task_root_inside is not None
-        command = runtime_command(self.spec.runtime, isolated)
+        opt_dir = self.spec.opt_dir
+        opt = "/opt" if isolated else self.backend.opt_root(opt_dir) if opt_dir is not None else ""
         environ = build_environ(self.spec, self.settings, self.backend, self.log_stream, self.interpreter)
-        environ.pop("PYTHONPATH", None)  # the Python bootstrap's: not part of these runtimes' environment
+        if self.spec.runtime.startswith("python"):  # managed Python with external extensions (manager.py)
+            files = getattr(self.backend, "runtime_files", None)
+            script = files.script(self.interpreter, self.backend.runtime_dir) if files is not None else "bootstrap.py"
+            command = python_client_command(self.interpreter, self.backend.runtime_dir, script, opt)
+        else:
+            command = runtime_command(self.spec.runtime, isolated)
+            environ.pop("PYTHONPATH", None)  # the Python bootstrap's: not part of these runtimes' environment
         if self.spec.runtime in CUSTOM_RUNTIMES:
             environ.pop("AWS_EXECUTION_ENV", None)  # AWS does not define it for OS-only runtimes
         layer_paths = environ.get("NODE_PATH")  # build_environ's: the layers' node_modules
@@ -100,8 +108,6 @@ class ApiEnvironment(Environment):
             environ.update(self.environ_hook(self.id))
         # Extensions and /opt/bootstrap come from the layers: at /opt in a sandbox; outside one (process
         # backend) where the code store merged them, and nowhere without layers (never the host's /opt).
-        opt_dir = self.spec.opt_dir
-        opt = "/opt" if isolated else self.backend.opt_root(opt_dir) if opt_dir is not None else ""
         extensions = f"{opt}/extensions" if opt else ""
         environ.update({
             "_NIMBUS_CONTROL_FD": str(child.fileno()),

@@ -117,3 +117,24 @@ def runtime_command(runtime: str, isolated: bool) -> RuntimeCommand:
             },
         )
     return RuntimeCommand(argv=())
+
+
+def has_extensions(opt_dir: Path | None) -> bool:
+    """Whether a version's merged layers hold external extensions (executables in `extensions/`): a managed
+    Python function with some runs in a Runtime API environment, where the launcher starts them."""
+    if opt_dir is None:
+        return False
+    try:
+        entries = list(os.scandir(opt_dir / "extensions"))
+    except OSError:
+        return False
+    return any(e.is_file() and os.access(e.path, os.X_OK) for e in entries)
+
+
+def python_client_command(interpreter: Path, runtime_dir: str, script: str, opt: str) -> RuntimeCommand:
+    """nimbus's Python bootstrap (`script` in `runtime_dir`) as a Runtime API client (runtime/bootstrap.py's
+    ApiChannel), for managed Python functions with external extensions; `opt` is where the layers are."""
+    return RuntimeCommand(
+        argv=(str(interpreter), "-I", "-S", f"{runtime_dir}/{script}"),
+        environ={"_NIMBUS_API_CLIENT_OPT_DIR": opt},
+    )

@@ -411,8 +411,8 @@ class NamespacesBackend(Backend):
             # Variables naming a further fd (`_NIMBUS_*_FD`) follow it to its new number.
             moved = {str(fd): str(SPARE_EXTRA_FD + i) for i, fd in enumerate(extra)}
             for key, value in environ.items():
-                if key.startswith("_NIMBUS_") and key.endswith("_FD") and value in moved:
-                    environ[key] = moved[value]
+                if key.startswith("_NIMBUS_") and key.endswith("_FD") and key != "_NIMBUS_CONTROL_FD":
+                    environ[key] = moved.get(value, value)
             items = [str(len(argv)), *argv, *(f"{k}={v}" for k, v in environ.items())]
             message = "\0".join(items).encode()
             socket.send_fds(spare.sock, [message], [control_fd, launch.stdout_fd, seccomp_fd, *extra])

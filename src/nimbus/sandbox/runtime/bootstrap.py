@@ -529,6 +529,64 @@ class Channel:
                 data = data[os.write(self.fd, data):]
 
 
+class ApiChannel:
+    """Channel's interface over the Lambda Runtime API (AWS_LAMBDA_RUNTIME_API), for functions whose layers
+    bring external extensions: they run in a Runtime API environment (runtime/apilauncher.py starts them,
+    sandbox/runtimeapi.py serves the API), with this file as the runtime. Log lines go to fd 1 as they are
+    logged (the host reads the runtime's output there), one record per line."""
+
+    PREFIX = "/2018-06-01/runtime/"
+
+    def __init__(self, address):
+        import http.client
+
+        self.fd = -1
+        self.conn = http.client.HTTPConnection(address)
+        self.request_id = ""
+        _LOGS.add = self.log_line
+
+    @staticmethod
+    def log_line(text):
+        view = memoryview((text[:MAX_LINE].replace("\n", "\r") + "\n").encode("utf-8", "replace"))
+        while view:
+            view = view[os.write(1, view):]
+
+    def _call(self, method, path, body=None, headers=None):
+        self.conn.request(method, self.PREFIX + path, body=body, headers=headers or {})
+        response = self.conn.getresponse()
+        return response, response.read()
+
+    def read_frame(self):
+        try:
+            response, body = self._call("GET", "invocation/next")
+        except OSError:
+            return None
+        h = response.headers
+        self.request_id = h.get("Lambda-Runtime-Aws-Request-Id", "")
+        fields = [h.get(name, "").encode() for name in (
+            "Lambda-Runtime-Aws-Request-Id", "Lambda-Runtime-Invoked-Function-Arn", "Lambda-Runtime-Client-Context",
+            "Lambda-Runtime-Cognito-Identity", "Lambda-Runtime-Trace-Id")]
+        return b"\x01", int(h.get("Lambda-Runtime-Deadline-Ms") or 0), [*fields, body]
+
+    def parse_invoke(self, frame):
+        return frame[1], frame[2]
+
+    def send_chunk(self, data):  # never asked to stream (no INVOKE_STREAM frames here)
+        raise RuntimeError("no response streaming over the Runtime API client")
+
+    def send_result(self, kind, ok, duration_ns, max_rss_kb, error_type, payload, lines):
+        for _, text in lines:
+            self.log_line(text)
+        headers = {"Lambda-Runtime-Function-Error-Type": error_type} if error_type else {}
+        if kind == 2:  # INIT: success is said by asking for the first invocation
+            if not ok:
+                self._call("POST", "init/error", payload, headers)
+        elif ok:
+            self._call("POST", f"invocation/{self.request_id}/response", payload)
+        else:
+            self._call("POST", f"invocation/{self.request_id}/error", payload, headers)
+
+
 _LOGS = LogBuffer()
 
 
@@ -634,11 +692,16 @@ def main():
     import json
 
     env = os.environ
-    fd = int(env.pop("_NIMBUS_CONTROL_FD", "3"))
     max_response = int(env.pop("_NIMBUS_MAX_RESPONSE", "6291456"))
-    os.set_inheritable(fd, False)  # subprocesses of the function must not hold the control channel
-    channel = Channel(fd)
-    hand_over_endpoint(env.pop("_NIMBUS_API_FD", ""))
+    api_client_opt = env.pop("_NIMBUS_API_CLIENT_OPT_DIR", None)  # set: a Runtime API client (see ApiChannel)
+    if api_client_opt is not None:
+        channel = ApiChannel(env["AWS_LAMBDA_RUNTIME_API"])
+        env["_NIMBUS_OPT_DIR"] = api_client_opt or "/opt"
+    else:
+        fd = int(env.pop("_NIMBUS_CONTROL_FD", "3"))
+        os.set_inheritable(fd, False)  # subprocesses of the function must not hold the control channel
+        channel = Channel(fd)
+        hand_over_endpoint(env.pop("_NIMBUS_API_FD", ""))
 
     stdout = CapturedStream(_LOGS, 1)
     stderr = CapturedStream(_LOGS, 2)
