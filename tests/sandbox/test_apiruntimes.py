@@ -80,3 +80,22 @@ def test_node_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     finally:
         monkeypatch.undo()
         apiruntimes.node_ric_dir.cache_clear()
+
+
+def test_layers_with_external_extensions_are_detected(tmp_path: Path) -> None:
+    assert not apiruntimes.has_extensions(None)
+    assert not apiruntimes.has_extensions(tmp_path)  # no extensions/ directory
+    ext = tmp_path / "extensions"
+    ext.mkdir()
+    (ext / "README").write_text("not executable")
+    (ext / "subdir").mkdir(mode=0o755)
+    assert not apiruntimes.has_extensions(tmp_path)
+    (ext / "logger").write_text("#!/bin/sh\n")
+    (ext / "logger").chmod(0o755)
+    assert apiruntimes.has_extensions(tmp_path)
+
+
+def test_python_as_a_runtime_api_client() -> None:
+    command = apiruntimes.python_client_command(Path("/usr/bin/python3.12"), "/var/runtime", "bootstrap.x.pyc", "/opt")
+    assert command.argv == ("/usr/bin/python3.12", "-I", "-S", "/var/runtime/bootstrap.x.pyc")
+    assert command.environ == {"_NIMBUS_API_CLIENT_OPT_DIR": "/opt"}

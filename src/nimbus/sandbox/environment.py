@@ -468,6 +468,8 @@ class Environment:
             forked.handle.kill()
             forked.sock.close()
             os.close(forked.out_r)
+            if forked.api_sock is not None:
+                forked.api_sock.close()
             raise ZygoteError(f"cannot start the forked environment: {e}") from e
         self.handle = forked.handle
         if forked.api_sock is not None:  # the fork's endpoint, made in its own network namespace
