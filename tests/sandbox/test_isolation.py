@@ -120,7 +120,9 @@ async def test_memory_limit_kills_the_environment(ns: SandboxManager, tmp_path: 
     assert result.function_error == "Unhandled"
     assert result.error_type == "Runtime.ExitError"
     assert json.loads(result.payload)["errorMessage"].endswith("Error: Runtime exited with error: signal: killed")
-    assert 100 <= result.max_memory_mb <= 128 + 2 * 16  # the v1 watcher may let it overshoot by one step
+    # The memory watcher normally stops it within a step or two past 128 MB; when the host's event loop is slow
+    # to react (a loaded CI machine), the cgroup's hard limit stops it: on v1 that is MemorySize + /tmp (512).
+    assert 100 <= result.max_memory_mb <= 128 + 512 + 16
     ok = await ns.invoke(spec, make_request(spec))  # a fresh environment takes over
     assert ok.environment_id != result.environment_id
 
