@@ -27,7 +27,7 @@ log = logging.getLogger("nimbus.server")
 def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
     """Build the platform, announce it, and serve until a signal arrives."""
     serverlog.configure()
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # long paths and keys stay on one line (copyable)
     if (problem := auth.startup_problem(settings)) is not None:
         console.print(f"[bold red]error:[/] {problem}")
         raise SystemExit(2)

@@ -43,7 +43,7 @@ from nimbus.sandbox.types import InvokeResult, LogLine
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0  # seconds a forked child may take to say hello
-MAX_FORKS_IN_FLIGHT = 8  # fork requests queued in the zygote at once (its socket buffer is finite)
+MAX_FORKS_IN_FLIGHT = 32  # fork requests queued in the zygote at once (its socket buffer is finite)
 SPARE_DELAY = 0.05  # seconds after a fork before spares are made
 ZYGOTE_CPU_WEIGHT = MAX_FORKS_IN_FLIGHT  # the fork server's CPU weight after INIT, in default weights (_after_init)
 ZYGOTE_FORK_ALLOWANCE_MB = 512  # memory a zygote's group may use beyond INIT's limit for forking (see _after_init)
