@@ -16,7 +16,8 @@ from .conftest import Sink, make_request, make_spec, write_code
 COUNTER = """
 import os, random, uuid
 INIT_PIDS = []
-with open("/tmp/init-ran", "a") as f:   # one line per INIT, in the sandbox's /tmp (the zygote's)
+# INIT writes to /tmp (the zygote's; under the process backend the host's, hence a name of its own)
+with open(f"/tmp/init-ran-{os.getpid()}", "a") as f:
     f.write("x")
 SEED_DRAW = random.random()
 def handler(e, c):
