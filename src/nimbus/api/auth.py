@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nimbus import sigv4
+from nimbus.api.body import receive_body
 from nimbus.api.errors import error_body
 from nimbus.config import Settings
 from nimbus.control.keys import AccessKey, KeyStore
@@ -35,7 +36,6 @@ from nimbus.errors import (
     InvalidSignature,
     LambdaError,
     MissingAuthenticationToken,
-    RequestTooLarge,
     UnrecognizedClient,
 )
 
@@ -316,23 +316,8 @@ def _function_name(raw: str) -> str:
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refusing more than `limit` bytes."""
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            raise RequestTooLarge(f"Request must be smaller than {limit} bytes")
-    message: Message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        return body
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body"):
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"Request must be smaller than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+    return await receive_body(receive, declared, limit)
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

@@ -7,10 +7,32 @@ from typing import Any, TypeVar
 
 import pydantic
 from starlette.requests import Request
+from starlette.types import Message, Receive
 
 from nimbus.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 
 M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+async def receive_body(receive: Receive, declared: bytes | None, limit: int, operation: str = "") -> bytes:
+    """The whole body of a raw ASGI request (`declared`: its Content-Length header), refusing more than
+    `limit` bytes; `operation` ends the error message (e.g. " for the InvokeFunction operation")."""
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"Request must be smaller than {limit} bytes{operation}")
+    message: Message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        return body  # the common case: one message, no copy
+    chunks = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"Request must be smaller than {limit} bytes{operation}")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -12,12 +12,15 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nimbus.api.body import receive_body
 from nimbus.api.errors import error_body
-from nimbus.errors import LambdaError, RequestTooLarge, ServiceError
+from nimbus.errors import LambdaError, ServiceError
 from nimbus.observe.tracing import incoming_header
 from nimbus.platform import Platform
+
+_TOO_LARGE_FOR = " for the InvokeFunction operation"
 
 log = logging.getLogger("nimbus.api")
 
@@ -51,7 +54,7 @@ class InvokeApp:
             limit = (
                 settings.async_payload_max_bytes if invocation_type == "Event" else settings.sync_payload_max_bytes
             )
-            payload = await _read_body(receive, headers.get(b"content-length"), limit)
+            payload = await receive_body(receive, headers.get(b"content-length"), limit, _TOO_LARGE_FOR)
             qualifier = None
             if scope["query_string"]:
                 qualifier = parse_qs(scope["query_string"].decode("latin-1")).get("Qualifier", [None])[-1]
@@ -74,25 +77,6 @@ class InvokeApp:
         out.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})
-
-
-async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"Request must be smaller than {limit} bytes for the InvokeFunction operation")
-    message: Message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        return body
-    chunks = [body]
-    size = len(body)
-    while message.get("more_body"):
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"Request must be smaller than {limit} bytes for the InvokeFunction operation")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _text(value: bytes | None) -> str | None:
