@@ -81,9 +81,11 @@ def deny_list_bpf() -> bytes:
     return data
 
 
-def bpf_fd() -> int:
-    """A fresh readable fd holding the filter (bubblewrap reads it to EOF), positioned at the start."""
-    data = deny_list_bpf()
+def bpf_fd(data: bytes | None = None) -> int:
+    """A fresh readable fd holding a filter (the deny-list unless `data` is given; bubblewrap reads it to EOF),
+    positioned at the start."""
+    if data is None:
+        data = deny_list_bpf()
     fd = os.memfd_create("nimbus-seccomp", os.MFD_CLOEXEC)
     os.write(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)

@@ -25,7 +25,6 @@ import os
 import signal
 import socket
 import struct
-import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -300,7 +299,7 @@ class Zygote:
         return self._launch_namespaced(launch)
 
     def _launch_namespaced(self, launch: Launch) -> Handle:
-        from nimbus.sandbox.backends.namespaces import NamespacesBackend, NamespacesHandle, launcher_args
+        from nimbus.sandbox.backends.namespaces import NamespacesBackend
 
         backend = self.backend
         assert isinstance(backend, NamespacesBackend)
@@ -316,30 +315,8 @@ class Zygote:
             _NIMBUS_ZYGOTE_NOUSERNS=f"{backend.runtime_dir}/zygote-nouserns.bpf",
             _NIMBUS_ZYGOTE_DENY=f"{backend.runtime_dir}/zygote-deny.bpf",
         )
-        cgroup = backend.cgroups.create(launch.env_id, launch.memory_mb, self.settings.pids_max, launch.ephemeral_mb)
-        seccomp_fd = -1
-        try:
-            seccomp_fd = os.memfd_create("nimbus-zygote-seccomp", os.MFD_CLOEXEC)
-            os.write(seccomp_fd, zygote_bpf)
-            os.lseek(seccomp_fd, 0, os.SEEK_SET)
-            # The zygote creates the user namespace its forks get their own namespaces in.
-            argv = [a for a in backend._command(launch, seccomp_fd) if a != "--disable-userns"]
-            popen = subprocess.Popen(
-                [*launcher_args(cgroup), *argv],
-                stdin=subprocess.DEVNULL,
-                stdout=launch.stdout_fd,
-                stderr=launch.stdout_fd,
-                env=launch.environ,
-                pass_fds=(*launch.pass_fds, seccomp_fd),
-                close_fds=True,
-            )
-        except BaseException:
-            cgroup.remove()
-            raise
-        finally:
-            if seccomp_fd >= 0:
-                os.close(seccomp_fd)
-        return NamespacesHandle(popen, cgroup, launch.memory_mb, launch.ephemeral_mb)
+        # The zygote creates the user namespace its forks get their own namespaces in.
+        return backend.launch_direct(launch, seccomp=zygote_bpf, userns=True)
 
     async def ready(self) -> InvokeResult | None:
         """Start the zygote (INIT) once, however many environments wait: None when it serves forks, else the

@@ -398,7 +398,7 @@ class NamespacesBackend(Backend):
         spare = self._take_spare()
         self._schedule_spare()
         if spare is None:
-            return self._launch_direct(launch)
+            return self.launch_direct(launch)
         seccomp_fd = -1
         try:
             spare.cgroup.set_memory(launch.memory_mb, launch.ephemeral_mb)
@@ -425,13 +425,18 @@ class NamespacesBackend(Backend):
                 os.close(seccomp_fd)
         return NamespacesHandle(spare.popen, spare.cgroup, launch.memory_mb, launch.ephemeral_mb)
 
-    def _launch_direct(self, launch: Launch) -> Handle:
+    def launch_direct(self, launch: Launch, seccomp: bytes | None = None, userns: bool = False) -> Handle:
+        """Launch in a fresh cgroup without a spare. `seccomp`: another filter than the deny-list; `userns`: let
+        the runtime create user namespaces (a zygote, whose forks build their own namespaces)."""
         cgroup = self.cgroups.create(launch.env_id, launch.memory_mb, self.settings.pids_max, launch.ephemeral_mb)
         seccomp_fd = -1
         try:
-            seccomp_fd = bpf_fd()
+            seccomp_fd = bpf_fd(seccomp)
+            argv = self._command(launch, seccomp_fd)
+            if userns:
+                argv = [a for a in argv if a != "--disable-userns"]
             popen = subprocess.Popen(
-                [*launcher_args(cgroup), *self._command(launch, seccomp_fd)],
+                [*launcher_args(cgroup), *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=launch.stdout_fd,
                 stderr=launch.stdout_fd,
