@@ -106,7 +106,8 @@ def test_platform_gauges_from_the_sandbox_concurrency_and_async_queue() -> None:
     metrics.throttle("idle", "$LATEST")  # seen since the start, nothing running now
     observer = SimpleNamespace(queue_depths={"fn": (3, None)}, metrics=metrics)
     invoker = SimpleNamespace(concurrency=SimpleNamespace(_in_flight={"fn": 2}), observer=observer)
-    platform = SimpleNamespace(settings=SimpleNamespace(account_concurrency=1000), sandbox=sandbox, invoker=invoker)
+    platform = SimpleNamespace(settings=SimpleNamespace(account_concurrency=1000), sandbox=sandbox, invoker=invoker,
+                               observer=observer)
     samples = {s.name: s for s in _platform_samples(platform)}  # type: ignore[arg-type]
     assert samples["nimbus_concurrent_executions"].values == [(("fn",), 2.0), (("idle",), 0.0)]
     assert samples["nimbus_account_concurrent_executions"].values == [((), 2.0)]

@@ -83,8 +83,7 @@ def _user(request: Request) -> str | None:
     if not _auth_required(platform):
         return "anonymous"
     user = check_session(_secret(request), request.cookies.get(COOKIE))
-    lookup = getattr(getattr(request.app.state, "keys", None), "lookup", None)
-    if user is not None and callable(lookup) and lookup(user) is None:
+    if user is not None and platform.keys.lookup(user) is None:
         return None  # the key was deleted (`nimbus keys delete`): its sessions end with it, as its signatures do
     return user
 
@@ -94,10 +93,7 @@ def _unauthorized() -> Response:
 
 
 async def _verify(request: Request, key_id: str, secret: str) -> bool:
-    keys = getattr(request.app.state, "keys", None)
-    verify = getattr(keys, "verify_secret", None)
-    if verify is None:
-        return False
+    verify = request.app.state.platform.keys.verify_secret
     return bool(await asyncio.to_thread(verify, key_id, secret))
 
 
@@ -149,7 +145,7 @@ async def overview(request: Request) -> Response:
         return _unauthorized()
     platform: Platform = request.app.state.platform
     functions = await asyncio.to_thread(_all_functions, platform)
-    metrics = platform.invoker.observer.metrics
+    metrics = platform.observer.metrics
     history = metrics.history()
     in_flight: dict[str, int] = dict(getattr(platform.invoker.concurrency, "_in_flight", {}))
     rows = []
@@ -217,7 +213,7 @@ async def function_detail(request: Request) -> Response:
         detail = await asyncio.to_thread(_details, platform, name)
     except LambdaError as exc:
         return JSONResponse({"message": exc.message}, status_code=exc.status)
-    observer = platform.invoker.observer
+    observer = platform.observer
     reserved = detail["concurrency"].get("ReservedConcurrentExecutions")
     in_flight = dict(getattr(platform.invoker.concurrency, "_in_flight", {}))
     detail["live"] = {
@@ -299,7 +295,7 @@ async def function_logs(request: Request) -> Response:
     after_param = request.query_params.get("after", "")
     after = int(after_param) if after_param.isdigit() else None
     logstore = platform.logstore
-    invocations = platform.invoker.observer.recent(name)
+    invocations = platform.observer.recent(name)
     if after is not None:
         events, cursor = await logstore.run(follow_events, logstore, group, after, FOLLOW_LOG_LIMIT)
         return JSONResponse({"events": events, "cursor": cursor, "invocations": invocations})

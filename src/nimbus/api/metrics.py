@@ -39,7 +39,7 @@ def find_queue(platform: Platform) -> Any:
 
 def install_sources(platform: Platform) -> None:
     """Register the platform's gauges with its metrics (once)."""
-    observer = platform.invoker.observer
+    observer = platform.observer
     if getattr(observer, "_sources_installed", False):
         return
     observer._sources_installed = True  # type: ignore[attr-defined]
@@ -52,7 +52,7 @@ def _platform_samples(platform: Platform) -> Iterable[Sample]:
     in_flight: dict[str, int] = dict(getattr(concurrency, "_in_flight", {}))
     # Every function seen since the start has a series, 0 when idle (a series that vanishes between
     # invocations breaks avg_over_time and alerts on it).
-    known = set(platform.invoker.observer.metrics.functions()) | set(in_flight)
+    known = set(platform.observer.metrics.functions()) | set(in_flight)
     yield Sample("nimbus_concurrent_executions", "Invocations running now (ConcurrentExecutions).", ("function",),
                  [((fn, ), float(in_flight.get(fn, 0))) for fn in sorted(known)])
     yield Sample("nimbus_account_concurrent_executions", "Invocations running now on the whole server.", (),
@@ -86,7 +86,7 @@ def _platform_samples(platform: Platform) -> Iterable[Sample]:
                      "exhausted, dropped: function gone).", ("outcome",),
                      [((o,), float(getattr(dispatcher, o, 0))) for o in outcomes if hasattr(dispatcher, o)],
                      kind="counter")
-    depths: dict[str, tuple[int, int | None]] = getattr(platform.invoker.observer, "queue_depths", {})
+    depths: dict[str, tuple[int, int | None]] = getattr(platform.observer, "queue_depths", {})
     if depths:
         now_ms = time.time() * 1000
         yield Sample("nimbus_async_queue_depth", "Async events accepted and not yet processed.", ("function",),
@@ -104,11 +104,11 @@ async def metrics(request: Request) -> Response:
     if queue is not None:  # the async queue's depth is a database query: read it here, not in the collector
         try:
             stats = await queue.stats()
-            platform.invoker.observer.queue_depths = {  # type: ignore[attr-defined]
+            platform.observer.queue_depths = {  # type: ignore[attr-defined]
                 s.function_name: (int(s.depth), s.oldest_enqueued_ms) for s in stats}
         except Exception:  # noqa: BLE001 (the scrape goes on without it)
             log.exception("reading the async queue for /metrics failed")
-    body = await asyncio.to_thread(platform.invoker.observer.metrics.exposition)
+    body = await asyncio.to_thread(platform.observer.metrics.exposition)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
@@ -119,7 +119,7 @@ async def cost_report(platform: Platform, month: str | None, function: str | Non
         start, end = month_range(month)
     except ValueError as exc:
         raise InvalidParameterValue(str(exc)) from None
-    meter = platform.invoker.observer.meter
+    meter = platform.observer.meter
     await meter.flush()
     usage = await asyncio.to_thread(meter.usage, start, end, function)
     priced = bill(usage, AWS_PRICES, free_tier=free_tier)

@@ -46,7 +46,7 @@ _TEXT_TYPES = ("text/", "application/json", "application/javascript", "applicati
 
 
 def _urls(request: Request) -> FunctionUrls:
-    urls: FunctionUrls = request.app.state.function_urls
+    urls: FunctionUrls = request.app.state.platform.function_urls
     return urls
 
 

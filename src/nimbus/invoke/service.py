@@ -3,7 +3,6 @@ runs it in the sandbox, and records its START/END/REPORT log lines. One instance
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -23,7 +22,6 @@ from nimbus.errors import (
     InvalidRequestContent,
     RequestTooLarge,
     ResourceNotFound,
-    ServiceError,
     TooManyRequests,
     ValidationError,
 )
@@ -74,38 +72,26 @@ def _deterministic(snapshot: FunctionSnapshot, qualifier: str | None) -> bool:
 
 
 class Invoker:
-    def __init__(self, settings: Settings, registry: Registry, sandbox: Sandbox, logstore: LogStore) -> None:
+    def __init__(self, settings: Settings, registry: Registry, sandbox: Sandbox, logstore: LogStore,
+                 observer: Observer, events: EventQueue) -> None:
         self._settings = settings
         self._registry = registry
         self._sandbox = sandbox
         self._logstore = logstore
         self._reserved_total: int | None = None
         self.concurrency = Concurrency(settings, self._cached_reserved_total)
-        self.events: EventQueue | None = None  # the durable async queue (set by the platform)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.events = events  # the durable async queue: accepted `Event` invocations go there
+        self.observer = observer  # metrics, metering, tracing (observe/)
         self._routes: dict[tuple[str, str | None], _Route] = {}
-        registry.subscribe(self._on_function_changed)
-        # Metrics, metering, tracing (observe/); provisioned concurrency is metered while allocated.
-        self.observer = Observer(settings, registry.engine, provisioned=getattr(sandbox, "provisioned_stats", None))
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        await self.observer.start()
-
-    async def stop(self) -> None:
-        await self.observer.stop()
 
     def _cached_reserved_total(self) -> int:
         if self._reserved_total is None:
             self._reserved_total = self._registry.reserved_total()
         return self._reserved_total
 
-    def _on_function_changed(self, name: str) -> None:
-        # Called from whichever thread committed the change; hop onto the loop that owns the sandbox.
-        if self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._retire_stale, name)
-
-    def _retire_stale(self, name: str) -> None:
+    def function_changed(self, name: str) -> None:
+        """A registry subscriber, called on the serving loop (platform.py): forget cached routes and limits,
+        retire the environments of versions that changed or are gone."""
         self._reserved_total = None
         self._routes.clear()  # not needed for correctness (routes check their snapshot); frees old ones
         try:
@@ -173,8 +159,6 @@ class Invoker:
 
         if invocation_type == "Event":
             # Committed to the durable queue before the 202: an accepted event survives a crash (invoke/queue.py).
-            if self.events is None:
-                raise ServiceError("The asynchronous invocation queue is not running.")
             request_id = _new_request_id()
             event = NewEvent(request_id, snapshot.name, qualifier or arn_qualifier, payload, context_json, trace_id)
             await self.events.enqueue((event,))

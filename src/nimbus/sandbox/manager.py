@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from nimbus.config import Settings
@@ -24,7 +23,7 @@ from nimbus.sandbox.environment import Deadlines, Environment, error_result
 from nimbus.sandbox.pool import Pool
 from nimbus.sandbox.provisioned import Provisioner
 from nimbus.sandbox.runtimes import available_runtimes
-from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink
+from nimbus.sandbox.types import EnvironHook, InvokeRequest, InvokeResult, LogSink, PlatformApi
 from nimbus.sandbox.zygote import Zygote, zygotes_enabled
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,8 @@ log = logging.getLogger(__name__)
 class SandboxManager:
     """Runs invocations in isolated execution environments, pooled per function version."""
 
-    def __init__(self, settings: Settings, log_sink: LogSink) -> None:
+    def __init__(self, settings: Settings, log_sink: LogSink, *, environ_hook: EnvironHook | None = None,
+                 platform_api: PlatformApi | None = None) -> None:
         self.settings = settings
         self.log_sink = log_sink
         self.backend_name = "unstarted"
@@ -51,7 +51,8 @@ class SandboxManager:
         self._background: set[asyncio.Task[None]] = set()
         # Per-environment variables (e.g. short-lived credentials), given (spec, environment id); applied to
         # fresh and forked environments alike before any user code of theirs runs.
-        self.environ_hook: Callable[[VersionSpec, str], dict[str, str]] | None = None
+        self.environ_hook = environ_hook
+        self.platform_api = platform_api  # served on every environment's 127.0.0.1:9001
         self.provisioner = Provisioner(self)
         # SnapStart versions: (State, StateReason, StateReasonCode) while their snapshot is made or failed
         self._snapshots: dict[tuple[str, str, str], tuple[str, str, str] | None] = {}
@@ -190,11 +191,13 @@ class SandboxManager:
             return ApiEnvironment(
                 spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
                 init_type=init_type, environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
+                platform_api=self.platform_api,
             )
         return Environment(
             spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
             zygote=self._zygote(spec), init_type=init_type,
             environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
+            platform_api=self.platform_api,
         )
 
     async def provision_one(self, spec: VersionSpec) -> str | None:
@@ -295,6 +298,7 @@ class SandboxManager:
             launcher=zygote.launcher, role="zygote", init_type="snap-start" if zygote.snapstart else "on-demand",
             # INIT needs credentials too (clients made at import time keep the zygote's, as with SnapStart)
             environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
+            platform_api=self.platform_api,
         )
 
     def _zygote_idle(self) -> float:
