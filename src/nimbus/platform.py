@@ -22,6 +22,7 @@ from nimbus.invoke.asyncpipeline import AsyncPipeline
 from nimbus.invoke.queue import make_queue
 from nimbus.invoke.service import Invoker
 from nimbus.invoke.snapstart import SnapStartStates
+from nimbus.observe.collector import PlatformCollector, Readers
 from nimbus.observe.logstore import LogStore
 from nimbus.observe.observer import Observer
 from nimbus.sandbox.manager import SandboxManager
@@ -45,6 +46,7 @@ class Platform:
     credentials: FunctionCredentials
     provisioned_configs: ProvisionedConfigs
     snapstart: SnapStartStates
+    collector: PlatformCollector  # the platform's gauges for /metrics
     platform_api: PlatformApi  # the API app as environments reach it at 127.0.0.1:9001 (bound by create_app)
     # Registry subscribers, called after a change to a function commits: `on_commit` in the committing thread
     # (cache invalidation, database clean-up: thread-safe, quick), then `on_loop` on the serving event loop
@@ -117,14 +119,24 @@ def build_platform(settings: Settings) -> Platform:
     invoker = Invoker(settings, registry, sandbox, observer, queue)
     event_configs = EventConfigs(settings, registry)
     asyncs = AsyncPipeline(settings, registry, queue, event_configs, invoker, observer, logstore)
-    live_ids = EnvironmentLiveness(lambda: (stats[2] for stats in sandbox.environment_stats()))
+    live_ids = EnvironmentLiveness(sandbox.live_environment_ids)
     keys = KeyStore(settings, engine, session_alive=live_ids)
     credentials = FunctionCredentials(keys, registry)
     function_urls = FunctionUrls(registry, settings)
     provisioned_configs = ProvisionedConfigs(registry)
+    concurrency = invoker.concurrency
+    collector = PlatformCollector(observer.metrics, Readers(
+        in_flight=lambda: concurrency.snapshot().in_flight,
+        account_limit=settings.account_concurrency,
+        environments=sandbox.environment_stats,
+        start_failures=lambda: sandbox.start_failures,
+        provisioned=sandbox.provisioned_stats,
+        dispatcher=asyncs.dispatcher.outcome_counts,
+        queue_stats=queue.stats,
+    ))
     platform = Platform(
         settings, registry, codestore, logstore, sandbox, observer, invoker, asyncs, keys, function_urls,
-        credentials, provisioned_configs, snapstart, platform_api,
+        credentials, provisioned_configs, snapstart, collector, platform_api,
         on_commit=[
             event_configs.invalidate,  # event-invoke configs
             asyncs.function_changed,  # a deleted function's queued events go

@@ -24,7 +24,7 @@ from nimbus.observe.invocationlog import invocation_lines
 from nimbus.observe.metering import Meter
 from nimbus.observe.metrics import SAMPLE_INTERVAL, Metrics, Stats
 from nimbus.observe.tracing import Tracer
-from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink, ProvisionedStats
 
 log = logging.getLogger("nimbus.observe")
 
@@ -41,7 +41,7 @@ class Observer:
     """Metrics + metering + tracing of one server."""
 
     def __init__(self, settings: Settings, engine: Engine, tracer: Tracer | None = None,
-                 provisioned: Callable[[], list[tuple[str, str, int, int, int, str]]] | None = None,
+                 provisioned: Callable[[], list[ProvisionedStats]] | None = None,
                  log_sink: LogSink | None = None) -> None:
         self._log_sink = log_sink  # the log store: where an invocation's platform lines go
         self.enabled = settings.metrics
@@ -75,8 +75,9 @@ class Observer:
             now = time.monotonic()
             if self._provisioned is not None and self.enabled:
                 try:
-                    for function, _version, allocated, _busy, memory, arch in self._provisioned():
-                        self.meter.provisioned(function, arch, memory, allocated * (now - last) * 1000)
+                    for p in self._provisioned():
+                        self.meter.provisioned(p.function_name, p.architecture, p.memory_mb,
+                                               p.allocated * (now - last) * 1000)
                 except Exception:  # metering must never stop the sampler
                     log.exception("metering provisioned concurrency failed")
             last = now

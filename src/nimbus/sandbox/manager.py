@@ -23,7 +23,15 @@ from nimbus.sandbox.environment import Deadlines, Environment, error_result
 from nimbus.sandbox.pool import Pool
 from nimbus.sandbox.provisioned import Provisioner
 from nimbus.sandbox.runtimes import available_runtimes
-from nimbus.sandbox.types import EnvironHook, InvokeRequest, InvokeResult, LogSink, PlatformApi
+from nimbus.sandbox.types import (
+    EnvironHook,
+    EnvironmentStats,
+    InvokeRequest,
+    InvokeResult,
+    LogSink,
+    PlatformApi,
+    ProvisionedStats,
+)
 from nimbus.sandbox.zygote import Zygote, zygotes_enabled
 
 log = logging.getLogger(__name__)
@@ -115,13 +123,17 @@ class SandboxManager:
     def environment_count(self) -> int:
         return sum(1 for env in self._envs if env.alive)
 
-    def environment_stats(self) -> list[tuple[str, str, str, bool, int]]:
-        """(function, version, environment id, busy, peak memory MB) of every live environment (metrics)."""
+    def environment_stats(self) -> list[EnvironmentStats]:
+        """Every live environment (metrics, the dashboard)."""
         return [
-            (e.spec.function_name, e.spec.version, e.id, e.busy,
-             e.handle.peak_memory_mb(0) if e.handle is not None else 0)
+            EnvironmentStats(e.spec.function_name, e.spec.version, e.id, e.busy,
+                             e.handle.peak_memory_mb(0) if e.handle is not None else 0)
             for e in list(self._envs) if e.alive
         ]
+
+    def live_environment_ids(self) -> list[str]:
+        """The ids of the environments running now (their session keys work while they do)."""
+        return [e.id for e in list(self._envs) if e.alive]
 
     def idle_count(self, pool_key: tuple[str, str, str]) -> int:
         """Warm environments idle right now for `pool_key` (0 means the next invoke is cold)."""
@@ -217,16 +229,15 @@ class SandboxManager:
             pool.release(env, failure is None and not self._stopping)
         return None if failure is None else (failure.error_type or "the environment failed to start")
 
-    def provisioned_stats(self) -> list[tuple[str, str, int, int, int, str]]:
-        """(function, version, provisioned environments, busy ones, memory MB, architecture) of every pool
-        with provisioned concurrency (metrics and metering)."""
+    def provisioned_stats(self) -> list[ProvisionedStats]:
+        """Every version with provisioned environments (metrics and metering)."""
         out = []
         for (function, version, _), pool in list(self._pools.items()):
             envs = [e for e in (*pool.idle, *pool.busy) if getattr(e, "provisioned", False) and e.alive]
             if envs:
                 busy = sum(1 for e in envs if e in pool.busy)
                 arch = pool.spec.architectures[0] if pool.spec.architectures else "x86_64"
-                out.append((function, version, len(envs), busy, pool.spec.memory_size, arch))
+                out.append(ProvisionedStats(function, version, len(envs), busy, pool.spec.memory_size, arch))
         return out
 
     def provisioned_count(self, pool_key: tuple[str, str, str]) -> int:

@@ -70,6 +70,29 @@ class InvokeResult:
     extra_report: dict[str, str] = field(default_factory=dict)  # e.g. {"Status": "timeout"}
 
 
+@dataclass(frozen=True, slots=True)
+class EnvironmentStats:
+    """One live execution environment, as metrics and the dashboard show it."""
+
+    function_name: str
+    version: str
+    environment_id: str
+    busy: bool
+    peak_memory_mb: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedStats:
+    """The provisioned-concurrency environments of one version (metrics, metering)."""
+
+    function_name: str
+    version: str
+    allocated: int  # initialized and alive
+    busy: int  # of those, running an invocation now
+    memory_mb: int
+    architecture: str
+
+
 class Sandbox(Protocol):
     """What `invoke/` needs from the sandbox layer."""
 
