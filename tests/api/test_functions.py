@@ -150,3 +150,11 @@ async def test_query_parameters_are_checked(client: httpx.AsyncClient) -> None:
     assert_error(await client.get(F, params={"MaxItems": "0"}), 400, "ValidationException")
     assert_error(await client.get(F, params={"FunctionVersion": "SOME"}), 400, "ValidationException")
     assert_error(await client.get(F, params={"Marker": "!!!"}), 400, "InvalidParameterValueException")
+
+
+async def test_the_server_says_which_runtimes_it_runs(client: httpx.AsyncClient) -> None:
+    from nimbus.runtimes import available_runtimes
+
+    r = await client.get("/nimbus/v1/runtimes")
+    assert r.status_code == 200 and r.json() == {"runtimes": sorted(available_runtimes())}
+    assert RUNTIME in r.json()["runtimes"]

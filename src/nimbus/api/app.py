@@ -26,6 +26,7 @@ from nimbus.api.actor import ActorApp
 from nimbus.api.invoke import InvokeApp
 from nimbus.errors import LambdaError, UnknownOperation
 from nimbus.platform import Platform
+from nimbus.runtimes import available_runtimes
 
 
 async def health(request: Request) -> Response:
@@ -37,6 +38,11 @@ async def health(request: Request) -> Response:
             "environments": platform.sandbox.environment_count(),
         }
     )
+
+
+async def runtimes(request: Request) -> Response:
+    """`GET /nimbus/v1/runtimes`: the runtime ids this server can run (the CLI's default runtime)."""
+    return JSONResponse({"runtimes": sorted(available_runtimes())})
 
 
 async def json_protocol(request: Request) -> Response:
@@ -66,6 +72,7 @@ def create_app(platform: Platform, forwarded_allow_ips: str | list[str] = "127.0
         *layers_api.routes,
         Route("/", json_protocol, methods=["POST"]),
         Route("/nimbus/v1/health", health, methods=["GET"]),
+        Route("/nimbus/v1/runtimes", runtimes, methods=["GET"]),
         *keys_api.routes,  # access keys
         *urls_api.routes,  # function URL configs
         *metrics_api.routes,  # /metrics, /nimbus/v1/cost
