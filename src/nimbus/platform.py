@@ -1,18 +1,34 @@
-"""Assembles the components of one nimbus process from its settings: registry, code store, log store,
-sandbox and invoker. The API reads them from `app.state.platform`."""
+"""The composition root: builds every component of one nimbus process from its settings and hands each its
+dependencies through its constructor. Nothing sets attributes on another component afterwards; every
+registry subscription is in one list here. The API reads the parts from `app.state.platform`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from nimbus.config import Settings
 from nimbus.control.codestore import CodeStore
+from nimbus.control.credentials import EnvironmentLiveness, FunctionCredentials
 from nimbus.control.db import make_engine, migrate
+from nimbus.control.eventconfigs import EventConfigs
+from nimbus.control.keys import KeyStore
+from nimbus.control.provisioned import ProvisionedConfigs
 from nimbus.control.registry import Registry
+from nimbus.control.specs import VersionSpec
+from nimbus.control.urls import FunctionUrls
 from nimbus.invoke.asyncpipeline import AsyncPipeline
+from nimbus.invoke.queue import make_queue
 from nimbus.invoke.service import Invoker
+from nimbus.invoke.snapstart import SnapStartStates
+from nimbus.observe.collector import PlatformCollector, Readers
 from nimbus.observe.logstore import LogStore
+from nimbus.observe.observer import Observer
 from nimbus.sandbox.manager import SandboxManager
+from nimbus.sandbox.types import PlatformApi
+
+FunctionChanged = Callable[[str], None]
 
 
 @dataclass
@@ -22,22 +38,57 @@ class Platform:
     codestore: CodeStore
     logstore: LogStore
     sandbox: SandboxManager
+    observer: Observer  # metrics, metering, tracing
     invoker: Invoker
-    asyncs: AsyncPipeline  # durable queue, event-invoke configs, dispatcher (issue 4)
+    asyncs: AsyncPipeline  # durable queue, event-invoke configs, dispatcher
+    keys: KeyStore  # access keys (SigV4), session keys of environments
+    function_urls: FunctionUrls
+    credentials: FunctionCredentials
+    provisioned_configs: ProvisionedConfigs
+    snapstart: SnapStartStates
+    collector: PlatformCollector  # the platform's gauges for /metrics
+    platform_api: PlatformApi  # the API app as environments reach it at 127.0.0.1:9001 (bound by create_app)
+    # Registry subscribers, called after a change to a function commits: `on_commit` in the committing thread
+    # (cache invalidation, database clean-up: thread-safe, quick), then `on_loop` on the serving event loop
+    # (they touch state the loop owns: routes, environments, provisioned targets).
+    on_commit: list[FunctionChanged] = field(default_factory=list)
+    on_loop: list[FunctionChanged] = field(default_factory=list)
+    _loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self.logstore.start()
         await self.sandbox.start()
-        await self.invoker.start()
+        await self.observer.start()
         await self.asyncs.start()
+        self.snapstart.start(self.registry)  # SnapStart versions: Pending until their snapshot is made
+        for name in sorted({c.function_name for c in self.provisioned_configs.list()}):
+            self.reconcile_provisioned(name)  # provisioned concurrency survives restarts
 
     async def stop(self) -> None:
         """Stop taking work, fail what is in flight cleanly, flush logs, close the database."""
         await self.asyncs.stop()  # before the sandbox: deliveries in flight finish or run again after restart
-        await self.invoker.stop()
+        await self.observer.stop()
         await self.sandbox.stop()
         await self.logstore.stop()
+        self._loop = None
         self.registry.close()
+
+    def reconcile_provisioned(self, function_name: str) -> None:
+        """Give the sandbox the provisioned environments the stored configs ask for (call on the loop)."""
+        self.sandbox.provisioner.apply(function_name, self.provisioned_configs.targets_for(function_name))
+
+    def function_changed(self, name: str) -> None:
+        """The one registry subscription: runs `on_commit` here, then `on_loop` on the serving loop."""
+        for callback in self.on_commit:
+            callback(name)
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._changed_on_loop, name)
+
+    def _changed_on_loop(self, name: str) -> None:
+        for callback in self.on_loop:
+            callback(name)
 
 
 def build_platform(settings: Settings) -> Platform:
@@ -45,9 +96,58 @@ def build_platform(settings: Settings) -> Platform:
     engine = make_engine(settings.resolved_database_url())
     migrate(engine)
     codestore = CodeStore(settings.data_dir / "code", settings)
-    registry = Registry(settings, engine, codestore)
     logstore = LogStore(settings, engine)
-    sandbox = SandboxManager(settings, log_sink=logstore.append)
-    invoker = Invoker(settings, registry, sandbox, logstore)
-    asyncs = AsyncPipeline(settings, engine, registry, invoker, logstore)
-    return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs)
+    platform_api = PlatformApi()
+
+    # The sandbox and the registry need each other at run time (credentials read the registry and go into
+    # every environment; SnapStart states read the sandbox): the hooks below close over `credentials` and
+    # `sandbox`, which exist before any environment starts or any key is checked.
+    def environ_hook(spec: VersionSpec, environment_id: str) -> dict[str, str]:
+        # Every environment of a namespace sandbox has its endpoint at 127.0.0.1:9001 (Runtime API runtimes:
+        # runtimeapi.py; managed Python: sandbox/platformendpoint.py). Elsewhere (the process backend) a
+        # Runtime API runtime's port varies (AWS_LAMBDA_RUNTIME_API says where) and Python has none, so no
+        # fixed endpoint variable is set.
+        endpoint = "http://127.0.0.1:9001" if sandbox.backend_name == "namespaces" else None
+        return credentials.environ_hook(spec, environment_id, endpoint)
+
+    sandbox = SandboxManager(settings, log_sink=logstore.append, environ_hook=environ_hook,
+                             platform_api=platform_api)
+    snapstart = SnapStartStates(sandbox)
+    registry = Registry(settings, engine, codestore, version_state=snapstart.state)
+    observer = Observer(settings, engine, provisioned=sandbox.provisioned_stats, log_sink=logstore.append)
+    queue = make_queue(engine, settings.async_queue_synchronous)
+    invoker = Invoker(settings, registry, sandbox, observer, queue)
+    event_configs = EventConfigs(settings, registry)
+    asyncs = AsyncPipeline(settings, registry, queue, event_configs, invoker, observer, logstore)
+    live_ids = EnvironmentLiveness(sandbox.live_environment_ids)
+    keys = KeyStore(settings, engine, session_alive=live_ids)
+    credentials = FunctionCredentials(keys, registry)
+    function_urls = FunctionUrls(registry, settings)
+    provisioned_configs = ProvisionedConfigs(registry)
+    concurrency = invoker.concurrency
+    collector = PlatformCollector(observer.metrics, Readers(
+        in_flight=lambda: concurrency.snapshot().in_flight,
+        account_limit=settings.account_concurrency,
+        environments=sandbox.environment_stats,
+        start_failures=lambda: sandbox.start_failures,
+        provisioned=sandbox.provisioned_stats,
+        dispatcher=asyncs.dispatcher.outcome_counts,
+        queue_stats=queue.stats,
+    ))
+    platform = Platform(
+        settings, registry, codestore, logstore, sandbox, observer, invoker, asyncs, keys, function_urls,
+        credentials, provisioned_configs, snapstart, collector, platform_api,
+        on_commit=[
+            event_configs.invalidate,  # event-invoke configs
+            asyncs.function_changed,  # a deleted function's queued events go
+            function_urls.forget_function,  # URL configs and the policies that open them
+            credentials.forget_role,  # the role session keys carry; a deleted function's keys are revoked
+            provisioned_configs.prune,  # configs of deleted versions and aliases go with them
+        ],
+        on_loop=[
+            invoker.function_changed,  # routes, limits, environments of changed versions
+        ],
+    )
+    platform.on_loop.append(platform.reconcile_provisioned)  # an alias moved: its environments follow
+    registry.subscribe(platform.function_changed)
+    return platform

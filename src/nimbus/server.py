@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import socket
 from collections.abc import Callable
-from typing import Any, cast
 
 import uvicorn
 from rich.console import Console
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from nimbus.api import auth
 from nimbus.api.app import create_app
@@ -43,7 +42,7 @@ def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
         console.print(f"  data dir:  {settings.data_dir.resolve()}")
         console.print(f"  database:  {settings.resolved_database_url().split('@')[-1]}")
         console.print(f"  isolation: [bold]{platform.sandbox.backend_name}[/] ({platform.sandbox.backend_reason})")
-        auth.announce(console, app)
+        auth.announce(console, settings, platform.keys)
         if platform.sandbox.backend_name == "process":
             console.print(
                 "[bold red]WARNING: functions run as plain processes WITHOUT isolation.[/] "
@@ -58,7 +57,7 @@ def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
             },
         )
 
-    app = create_app(platform)
+    app = create_app(platform, os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))  # uvicorn's own default
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -72,10 +71,8 @@ def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
         limit_concurrency=None,
         backlog=4096,
         server_header=False,
-        proxy_headers=False,  # applied below, behind the Invoke fast path, which has no use for it
+        proxy_headers=False,  # in the app's own chain (api/app.py), behind the Invoke fast path
     )
-    inner = cast(Any, app.app)  # behind authentication: the Invoke fast path, in front of the router
-    inner.app = ProxyHeadersMiddleware(inner.app, trusted_hosts=config.forwarded_allow_ips)
     # Everything built so far lives as long as the server: keep it out of the collector's full passes, and
     # collect the young generation less often (each invocation allocates a few hundred objects; at the
     # default threshold the collector ran every few requests). Measured: about 5% less CPU per invoke.

@@ -203,7 +203,7 @@ async def _call(app: AuthApp, req: AWSRequest) -> tuple[int, bytes, Scope | None
 
 
 async def test_middleware_passes_the_body_on_and_scopes_session_keys(keys: KeyStore) -> None:
-    app = AuthApp(lambda *a: None, keys, keys.settings)  # type: ignore[arg-type,return-value]
+    app = AuthApp(lambda *a: None, keys, keys.settings, Verifier(keys, keys.settings))  # type: ignore[arg-type,return-value]
     status, body, scope = await _call(app, botocore_signed(keys.admin.access_key_id, keys.admin.secret))
     assert status == 200 and body == b'{"a": 1}'
     assert scope is not None and scope["state"]["principal"] is keys.admin
@@ -222,7 +222,7 @@ async def test_middleware_passes_the_body_on_and_scopes_session_keys(keys: KeySt
 
 
 async def test_health_is_open_and_the_rest_is_not(keys: KeyStore) -> None:
-    app = AuthApp(lambda *a: None, keys, keys.settings)  # type: ignore[arg-type,return-value]
+    app = AuthApp(lambda *a: None, keys, keys.settings, Verifier(keys, keys.settings))  # type: ignore[arg-type,return-value]
     open_req = AWSRequest(method="GET", url=f"http://{HOST}/nimbus/v1/health", data=b"")
     assert (await _call(app, open_req))[0] == 200
     closed = AWSRequest(method="GET", url=f"http://{HOST}/2015-03-31/functions", data=b"")

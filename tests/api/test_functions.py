@@ -7,21 +7,15 @@ import base64
 import io
 import json
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 
-from nimbus.api import errors, functions
+from nimbus.api.app import create_app
 from nimbus.config import Settings
-from nimbus.control.codestore import CodeStore
-from nimbus.control.db import make_engine, migrate
-from nimbus.control.registry import Registry
-from nimbus.errors import LambdaError
+from nimbus.platform import Platform, build_platform
 from tests.conftest import RUNTIME
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
@@ -37,25 +31,18 @@ def zip_b64() -> str:
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(data_dir=tmp_path, request_body_max_bytes=64 * 1024)
-    engine = make_engine(settings.resolved_database_url())
-    migrate(engine)
-    codestore = CodeStore(tmp_path / "code", settings)
-    platform = SimpleNamespace(settings=settings, codestore=codestore, registry=Registry(settings, engine, codestore))
-    app = Starlette(
-        routes=functions.routes,
-        exception_handlers={
-            LambdaError: errors.on_lambda_error,
-            HTTPException: errors.on_http_error,
-            Exception: errors.on_unexpected,
-        },
-    )
-    app.state.platform = platform
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    # The server's own platform, unstarted (no lifespan): the control plane needs no sandbox.
+    platform = build_platform(Settings(data_dir=tmp_path, request_body_max_bytes=64 * 1024, auth="none"))
+    yield platform
+    platform.registry.close()
+
+
+@pytest.fixture
+async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(platform), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://nimbus") as c:
         yield c
-    platform.registry.close()
 
 
 def body(**overrides: object) -> dict[str, object]:
@@ -86,9 +73,8 @@ async def test_create_then_get(client: httpx.AsyncClient) -> None:
     assert r.headers.get("x-amzn-requestid") and download.headers.get("content-type") == "application/zip"
 
 
-async def test_code_location_uses_the_configured_public_url(client: httpx.AsyncClient) -> None:
+async def test_code_location_uses_the_configured_public_url(client: httpx.AsyncClient, platform: Platform) -> None:
     await client.post(F, json=body())
-    platform = client._transport.app.state.platform  # type: ignore[attr-defined]
     platform.settings.public_url = "https://lambda.example.com/"
     location = (await client.get(F + "/fn")).json()["Code"]["Location"]
     assert location.startswith("https://lambda.example.com/nimbus/v1/code/")
@@ -164,3 +150,11 @@ async def test_query_parameters_are_checked(client: httpx.AsyncClient) -> None:
     assert_error(await client.get(F, params={"MaxItems": "0"}), 400, "ValidationException")
     assert_error(await client.get(F, params={"FunctionVersion": "SOME"}), 400, "ValidationException")
     assert_error(await client.get(F, params={"Marker": "!!!"}), 400, "InvalidParameterValueException")
+
+
+async def test_the_server_says_which_runtimes_it_runs(client: httpx.AsyncClient) -> None:
+    from nimbus.runtimes import available_runtimes
+
+    r = await client.get("/nimbus/v1/runtimes")
+    assert r.status_code == 200 and r.json() == {"runtimes": sorted(available_runtimes())}
+    assert RUNTIME in r.json()["runtimes"]

@@ -3,7 +3,6 @@ cross-function Invoke."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 from nimbus.config import Settings
 from nimbus.control import credentials as creds_mod
-from nimbus.control.credentials import FunctionCredentials, _allows, env_vars
+from nimbus.control.credentials import EnvironmentLiveness, FunctionCredentials, _allows, env_vars
 from nimbus.control.db import make_engine, migrate
 from nimbus.control.keys import KeyStore
 
@@ -20,19 +19,13 @@ ARN = "arn:aws:lambda:us-east-1:000000000000:function:target"
 ROLE = "arn:aws:iam::000000000000:role/caller"
 
 
-@pytest.fixture
-def keys(tmp_path: Path) -> Iterator[KeyStore]:
+def test_keys_stop_working_when_their_environment_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry: Any = SimpleNamespace(get_function_configuration=lambda n, q: {"Role": ROLE})
+    live = {"env-1", "env-2"}
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     migrate(engine)
-    yield KeyStore(Settings(data_dir=tmp_path), engine)
-    engine.dispose()
-
-
-def test_keys_stop_working_when_their_environment_ends(keys: KeyStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    registry: Any = SimpleNamespace(subscribe=lambda cb: None, get_function_configuration=lambda n, q: {"Role": ROLE})
+    keys = KeyStore(Settings(data_dir=tmp_path), engine, session_alive=EnvironmentLiveness(lambda: set(live)))
     credentials = FunctionCredentials(keys, registry)
-    live = {"env-1", "env-2"}
-    credentials.watch_environments(lambda: set(live))
     one = credentials.issue("fn", "env-1")
     two = credentials.issue("fn", "env-2")
     assert one.role == ROLE
@@ -45,6 +38,7 @@ def test_keys_stop_working_when_their_environment_ends(keys: KeyStore, monkeypat
     variables = env_vars(two, "http://127.0.0.1:9001")
     assert variables["AWS_SESSION_TOKEN"] == two.session_token
     assert variables["AWS_ENDPOINT_URL_LAMBDA"] == "http://127.0.0.1:9001"
+    engine.dispose()
 
 
 @pytest.mark.parametrize(

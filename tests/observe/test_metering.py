@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from nimbus.control.db import make_engine, migrate
-from nimbus.observe.metering import HOUR, Meter, billed_ms, month_range
+from nimbus.observe.metering import HOUR, Meter, month_range
+from nimbus.observe.report import billed_ms
 
 
 @pytest.fixture()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -92,22 +94,30 @@ def test_history_gives_rates_between_samples() -> None:
     assert m.functions() == []
 
 
-def test_platform_gauges_from_the_sandbox_concurrency_and_async_queue() -> None:
+async def test_platform_gauges_from_the_sandbox_concurrency_and_async_queue() -> None:
     from types import SimpleNamespace
 
-    from nimbus.api.metrics import _platform_samples
+    from nimbus.observe.collector import PlatformCollector, Readers
+    from nimbus.sandbox.types import EnvironmentStats, ProvisionedStats
 
-    sandbox = SimpleNamespace(
-        environment_stats=lambda: [("fn", "$LATEST", "e1", True, 30), ("fn", "1", "e2", False, 20)],
-        start_failures={"broken": 2},
-        provisioned_stats=lambda: [("fn", "1", 4, 1, 128, "x86_64")],
-    )
+    async def queue_stats() -> list[Any]:
+        return [SimpleNamespace(function_name="fn", depth=3, oldest_enqueued_ms=None)]
+
     metrics = Metrics()
     metrics.throttle("idle", "$LATEST")  # seen since the start, nothing running now
-    observer = SimpleNamespace(queue_depths={"fn": (3, None)}, metrics=metrics)
-    invoker = SimpleNamespace(concurrency=SimpleNamespace(_in_flight={"fn": 2}), observer=observer)
-    platform = SimpleNamespace(settings=SimpleNamespace(account_concurrency=1000), sandbox=sandbox, invoker=invoker)
-    samples = {s.name: s for s in _platform_samples(platform)}  # type: ignore[arg-type]
+    collector = PlatformCollector(metrics, Readers(
+        in_flight=lambda: {"fn": 2},
+        account_limit=1000,
+        environments=lambda: [EnvironmentStats("fn", "$LATEST", "e1", True, 30),
+                              EnvironmentStats("fn", "1", "e2", False, 20)],
+        start_failures=lambda: {"broken": 2},
+        provisioned=lambda: [ProvisionedStats("fn", "1", 4, 1, 128, "x86_64")],
+        dispatcher=lambda: {"delivered": 5},
+        queue_stats=queue_stats,
+    ))
+    text = (await collector.exposition()).decode()
+    assert 'nimbus_async_queue_depth{function="fn"} 3.0' in text
+    samples = {s.name: s for s in collector.samples()}
     assert samples["nimbus_concurrent_executions"].values == [(("fn",), 2.0), (("idle",), 0.0)]
     assert samples["nimbus_account_concurrent_executions"].values == [((), 2.0)]
     assert dict(samples["nimbus_environments"].values) == {("busy",): 1.0, ("idle",): 1.0}

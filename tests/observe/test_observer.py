@@ -11,7 +11,7 @@ from nimbus.control.specs import VersionSpec
 from nimbus.observe import observer as observer_module
 from nimbus.observe.observer import Observer, qualifier_of
 from nimbus.observe.tracing import Tracer
-from nimbus.sandbox.types import InvokeRequest, InvokeResult
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, ProvisionedStats
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:fn"
 
@@ -67,7 +67,7 @@ async def test_provisioned_environments_are_metered_while_allocated(tmp_path: Pa
     engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     migrate(engine)
     obs = Observer(Settings(data_dir=tmp_path), engine, tracer=Tracer(None),
-                   provisioned=lambda: [("fn", "1", 2, 0, 1024, "x86_64")])
+                   provisioned=lambda: [ProvisionedStats("fn", "1", 2, 0, 1024, "x86_64")])
     await obs.start()
     await asyncio.sleep(0.3)
     await obs.stop()

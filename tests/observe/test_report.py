@@ -39,11 +39,12 @@ def test_report_line_extra_fields_come_last_in_order() -> None:
 
 
 def test_billed_duration_rounds_up_with_a_minimum_of_one_ms() -> None:
-    assert report.billed_duration_ms(0.0) == 1
-    assert report.billed_duration_ms(0.2) == 1
-    assert report.billed_duration_ms(1.0) == 1
-    assert report.billed_duration_ms(1.01) == 2
-    assert report.billed_duration_ms(27.4) == 28
+    assert report.billed_ms(0.0) == 1
+    assert report.billed_ms(0.2) == 1
+    assert report.billed_ms(1.0) == 1
+    assert report.billed_ms(1.01) == 2
+    assert report.billed_ms(27.4) == 28
+    assert report.billed_ms(1233.96, 463.512) == 1698  # INIT is billed too
 
 
 def test_log_stream_name() -> None:

@@ -16,7 +16,7 @@ from nimbus.control.specs import VersionSpec
 from nimbus.sandbox.backends import BackendUnavailable
 from nimbus.sandbox.manager import SandboxManager
 from nimbus.sandbox.runtimes import available_runtimes
-from nimbus.sandbox.types import InvokeRequest, LogLine
+from nimbus.sandbox.types import EnvironHook, InvokeRequest, LogLine
 
 RUNTIME = next(iter(sorted(available_runtimes(), reverse=True)), "python3.12")
 if "python3.12" in available_runtimes():
@@ -82,8 +82,10 @@ class Sink:
         return [text for _, _, lines in self.records for _, text in lines]
 
 
-async def started(isolation: str, sink: Sink, **settings: object) -> SandboxManager:
-    manager = SandboxManager(Settings(isolation=isolation, **settings), sink)  # type: ignore[arg-type]
+async def started(isolation: str, sink: Sink, environ_hook: EnvironHook | None = None,
+                  **settings: object) -> SandboxManager:
+    manager = SandboxManager(Settings(isolation=isolation, **settings), sink,  # type: ignore[arg-type]
+                             environ_hook=environ_hook)
     await manager.start()
     return manager
 

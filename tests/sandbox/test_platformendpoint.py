@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from nimbus.sandbox import runtimeapi
 from nimbus.sandbox.platformendpoint import PlatformEndpoint
+from nimbus.sandbox.types import PlatformApi
 from tests.sandbox.conftest import make_spec
 
 
@@ -27,7 +27,8 @@ async def request(port: int, raw: bytes) -> bytes:
 
 async def test_serves_only_the_platform_app_with_the_identity_and_stops_on_close(tmp_path: Path) -> None:
     spec = make_spec(tmp_path)
-    endpoint = PlatformEndpoint(spec, "env-1", 1024 * 1024)
+    platform_api = PlatformApi()
+    endpoint = PlatformEndpoint(spec, "env-1", 1024 * 1024, platform_api)
     seen: list[dict[str, Any]] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -47,7 +48,7 @@ async def test_serves_only_the_platform_app_with_the_identity_and_stops_on_close
         socket.send_fds(channel, [b"L"], [listener.fileno()])
     listener.close()
     endpoint.launched()
-    runtimeapi.set_platform_app(app)
+    platform_api.bind(app)
     try:
         for _ in range(200):
             if endpoint._server is not None:
@@ -62,7 +63,6 @@ async def test_serves_only_the_platform_app_with_the_identity_and_stops_on_close
         assert seen[0]["nimbus.environment"] == {"function_name": spec.function_name, "function_version": "$LATEST",
                                                  "function_arn": spec.function_arn, "environment_id": "env-1"}
     finally:
-        runtimeapi.set_platform_app(None)
         endpoint.close()
     await asyncio.sleep(0.05)
     with pytest.raises(OSError):

@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 
-from nimbus.sandbox import runtimeapi
 from nimbus.sandbox.runtimeapi import ApiIdentity, RuntimeAPI, serve
-from nimbus.sandbox.types import InvokeRequest
+from nimbus.sandbox.types import InvokeRequest, PlatformApi
 
 MAX = 6 * 1024 * 1024 + 100
 
@@ -99,7 +98,7 @@ def identity() -> ApiIdentity:
 
 async def harness_for(extensions: list[str]) -> tuple[Harness, asyncio.Server]:
     listener = Listener()
-    api = RuntimeAPI(identity(), listener, MAX, extensions)
+    api = RuntimeAPI(identity(), listener, MAX, extensions, PlatformApi())
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
@@ -275,11 +274,9 @@ async def test_unknown_paths_go_to_the_platform_app(h: Harness) -> None:
         await send({"type": "http.response.start", "status": 201, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"got " + request["body"]})
 
-    runtimeapi.set_platform_app(app)
-    try:
-        status, headers, body = await c.call("POST", "/2015-03-31/functions/x/invocations?Qualifier=1", b"hi")
-    finally:
-        runtimeapi.set_platform_app(None)
+    assert h.api.platform_api is not None
+    h.api.platform_api.bind(app)
+    status, headers, body = await c.call("POST", "/2015-03-31/functions/x/invocations?Qualifier=1", b"hi")
     assert (status, body, headers["content-type"]) == (201, b"got hi", "text/plain")
     assert seen[0]["path"] == "/2015-03-31/functions/x/invocations" and seen[0]["query_string"] == b"Qualifier=1"
     assert seen[0]["nimbus.environment"]["function_name"] == "fn"

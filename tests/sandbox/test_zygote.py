@@ -147,8 +147,7 @@ async def test_environ_hook_reaches_forked_and_fresh_environments(sink: Sink, tm
         "def handler(e, c):\n    return [AT_INIT, os.environ.get('EXTRA')]\n"
     )
     for zygotes in (True, False):
-        manager = await started("process", sink, zygotes=zygotes)
-        manager.environ_hook = lambda spec, env_id: {"EXTRA": env_id}
+        manager = await started("process", sink, lambda spec, env_id: {"EXTRA": env_id}, zygotes=zygotes)
         try:
             spec = make_spec(write_code(tmp_path, source))
             result = await manager.invoke(spec, make_request(spec))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from nimbus.api import auth, dashboard, errors, functions, logs
 from nimbus.api import eventconfigs as eventconfigs_api
@@ -21,11 +24,9 @@ from nimbus.api import streaming as streaming_api
 from nimbus.api import urls as urls_api
 from nimbus.api.actor import ActorApp
 from nimbus.api.invoke import InvokeApp
-from nimbus.control.credentials import FunctionCredentials
-from nimbus.control.keys import KeyStore
-from nimbus.control.urls import FunctionUrls
 from nimbus.errors import LambdaError, UnknownOperation
 from nimbus.platform import Platform
+from nimbus.runtimes import available_runtimes
 
 
 async def health(request: Request) -> Response:
@@ -39,6 +40,11 @@ async def health(request: Request) -> Response:
     )
 
 
+async def runtimes(request: Request) -> Response:
+    """`GET /nimbus/v1/runtimes`: the runtime ids this server can run (the CLI's default runtime)."""
+    return JSONResponse({"runtimes": sorted(available_runtimes())})
+
+
 async def json_protocol(request: Request) -> Response:
     """`POST /` with `X-Amz-Target`: AWS's JSON protocol, used by the CloudWatch Logs API."""
     target = request.headers.get("x-amz-target", "")
@@ -47,14 +53,13 @@ async def json_protocol(request: Request) -> Response:
     raise UnknownOperation(f"Unknown operation {target or '(no X-Amz-Target)'}")
 
 
-def create_app(platform: Platform) -> auth.AuthApp:
-    """Build the app; the platform is started and stopped with it."""
+def create_app(platform: Platform, forwarded_allow_ips: str | list[str] = "127.0.0.1") -> ASGIApp:
+    """Build the app; the platform is started and stopped with it. `forwarded_allow_ips`: the proxies whose
+    X-Forwarded-* headers are believed (uvicorn's `--forwarded-allow-ips`)."""
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await platform.start()
-        provisioned_api.restore_targets(platform)  # provisioned concurrency survives restarts (issue 5)
-        provisioned_api.install_snapstart_state(platform)  # SnapStart versions: Pending until the snapshot
         try:
             yield
         finally:
@@ -62,18 +67,19 @@ def create_app(platform: Platform) -> auth.AuthApp:
 
     routes = [
         *functions.routes,
-        *eventconfigs_api.routes,  # event-invoke configs, async queue figures (issue 4)
-        *streaming_api.routes,  # InvokeWithResponseStream (issue 6b)
-        *layers_api.routes,  # layers (issue 6b)
+        *eventconfigs_api.routes,  # event-invoke configs, async queue figures
+        *streaming_api.routes,  # InvokeWithResponseStream
+        *layers_api.routes,
         Route("/", json_protocol, methods=["POST"]),
         Route("/nimbus/v1/health", health, methods=["GET"]),
-        *keys_api.routes,  # access keys (issue 7)
-        *urls_api.routes,  # function URL configs (issue 7)
-        *metrics_api.routes,  # /metrics, /nimbus/v1/cost (issue 8)
-        *dashboard.routes,  # /dashboard (issue 8)
-        *provisioned_api.routes,  # provisioned concurrency configs (issue 5)
+        Route("/nimbus/v1/runtimes", runtimes, methods=["GET"]),
+        *keys_api.routes,  # access keys
+        *urls_api.routes,  # function URL configs
+        *metrics_api.routes,  # /metrics, /nimbus/v1/cost
+        *dashboard.routes,  # /dashboard
+        *provisioned_api.routes,  # provisioned concurrency configs
     ]
-    app = Starlette(
+    router = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
@@ -83,14 +89,27 @@ def create_app(platform: Platform) -> auth.AuthApp:
         },
     )
     # AWS has no trailing-slash redirects: a wrong path is an unknown operation, not a 307.
-    app.router.redirect_slashes = False
-    app.state.platform = platform
-    # Everything, the Invoke fast path included, is behind SigV4 verification (issue 7).
-    app.state.keys = keystore = KeyStore(platform.settings, platform.registry.engine)
-    app.state.function_urls = function_urls = FunctionUrls(platform.registry, platform.settings)
-    app.state.credentials = credentials = FunctionCredentials(keystore, platform.registry)
-    front = auth.AuthApp(InvokeApp(ActorApp(app), platform), keystore, platform.settings,
-                         policy_check=credentials.can_invoke)
-    front.urls = urls_api.FunctionUrlApp(platform, function_urls, keystore, front.verifier, front.enabled)
-    auth.attach_function_credentials(platform, front, credentials)
-    return front
+    router.router.redirect_slashes = False
+    router.state.platform = platform
+    settings = platform.settings
+    verifier = auth.Verifier(platform.keys, settings)
+    check_auth = settings.auth != "none"
+    # The whole ASGI chain, outermost first; each wraps the ones below it. Everything, the Invoke fast path
+    # included, is behind SigV4 verification; function URLs authenticate on their own (AWS_IAM or NONE).
+    chain: list[Callable[[ASGIApp], ASGIApp]] = [
+        lambda inner: auth.AuthApp(
+            inner, platform.keys, settings, verifier,
+            urls=urls_api.FunctionUrlApp(platform, platform.function_urls, platform.keys, verifier, check_auth),
+            policy_check=platform.credentials.can_invoke,
+        ),
+        lambda inner: InvokeApp(inner, platform),  # the hot path: no routing, no Request object
+        # Behind the Invoke fast path, which has no use for the client's address.
+        lambda inner: cast(ASGIApp, ProxyHeadersMiddleware(cast(Any, inner), trusted_hosts=forwarded_allow_ips)),
+        ActorApp,  # names the caller of control-plane requests for the deployment history
+    ]
+    app: ASGIApp = router
+    for layer in reversed(chain):
+        app = layer(app)
+    # Environments reach this same chain (with their session keys) at 127.0.0.1:9001 inside them.
+    platform.platform_api.bind(app)
+    return app

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -56,6 +56,14 @@ _FUNCTION_PATH = re.compile(r"^/\d{4}-\d{2}-\d{2}/functions/([^/]+)(/[^?]*)?$")
 _INVOKE_SUFFIXES = ("/invocations", "/response-streaming-invocations")
 
 PolicyCheck = Callable[[AccessKey, str], Awaitable[bool]]
+
+
+class UrlApp(Protocol):
+    """The function-URL surface (api/urls.py `FunctionUrlApp`): an ASGI app that says which requests are its."""
+
+    def claims(self, scope: Scope) -> bool: ...
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
 def principal_arn(key: AccessKey, account: str) -> str:
@@ -243,14 +251,14 @@ def service_for(scope: Scope) -> str:
 class AuthApp:
     """The outermost ASGI app: function URLs go to `urls`; everything else is verified, then served by `app`."""
 
-    def __init__(self, app: ASGIApp, keys: KeyStore, settings: Settings, urls: Any = None,
-                 policy_check: PolicyCheck | None = None) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyStore, settings: Settings, verifier: Verifier,
+                 urls: UrlApp | None = None, policy_check: PolicyCheck | None = None) -> None:
         self.app = app
         self.keys = keys
         self.settings = settings
         self.urls = urls
         self.enabled = settings.auth != "none"
-        self.verifier = Verifier(keys, settings)
+        self.verifier = verifier
         self.policy_check = policy_check
         self.body_limit = settings.request_body_max_bytes
 
@@ -368,10 +376,9 @@ def startup_problem(settings: Settings) -> str | None:
     return None
 
 
-def announce(console: Any, app: AuthApp) -> None:
+def announce(console: Any, settings: Settings, keys: KeyStore) -> None:
     """Start-up lines about authentication: the admin key on first start, a warning when auth is off."""
-    settings, keys = app.settings, app.keys
-    if not app.enabled:
+    if settings.auth == "none":
         console.print("[bold red]WARNING: authentication is OFF (--auth none):[/] anyone who can reach "
                       f"{settings.base_url()} can deploy and run code.")
         return
@@ -389,24 +396,3 @@ def announce(console: Any, app: AuthApp) -> None:
             f"The nimbus CLI on this machine reads {keys.credentials_path} by itself (NIMBUS_DATA_DIR).",
             markup=False, highlight=False, soft_wrap=True,
         )
-
-
-def attach_function_credentials(platform: Any, app: AuthApp, credentials: Any) -> None:
-    """Give every new execution environment its own session key (revoked when it ends), and serve the
-    platform API, behind this authentication, on each environment's endpoint (127.0.0.1:9001 inside it)."""
-    from nimbus.sandbox.runtimeapi import set_platform_app
-
-    sandbox = platform.sandbox
-
-    def environ_hook(spec: Any, environment_id: str) -> dict[str, str]:
-        # Every environment of a namespace sandbox has its endpoint at 127.0.0.1:9001 (Runtime API runtimes:
-        # runtimeapi.py; managed Python: sandbox/platformendpoint.py). Elsewhere (the process backend) a
-        # Runtime API runtime's port varies (AWS_LAMBDA_RUNTIME_API says where) and Python has none, so no
-        # fixed endpoint variable is set.
-        endpoint = "http://127.0.0.1:9001" if sandbox.backend_name == "namespaces" else None
-        env: dict[str, str] = credentials.environ_hook(spec, environment_id, endpoint)
-        return env
-
-    sandbox.environ_hook = environ_hook
-    credentials.watch_environments(lambda: (stats[2] for stats in sandbox.environment_stats()))
-    set_platform_app(app)

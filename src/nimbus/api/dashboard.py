@@ -13,24 +13,25 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import time
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from nimbus.api.metrics import cost_report, find_queue
 from nimbus.control.deployments import history as deployment_history
 from nimbus.errors import LambdaError, ResourceNotFound
-from nimbus.observe.logstore import EVENTS, STREAMS
+from nimbus.observe.cost import cost_report
 from nimbus.observe.metering import month_range
 from nimbus.platform import Platform
+
+log = logging.getLogger("nimbus.api.dashboard")
 
 STATIC = Path(__file__).with_name("dashboard")
 COOKIE = "nimbus_session"
@@ -83,8 +84,7 @@ def _user(request: Request) -> str | None:
     if not _auth_required(platform):
         return "anonymous"
     user = check_session(_secret(request), request.cookies.get(COOKIE))
-    lookup = getattr(getattr(request.app.state, "keys", None), "lookup", None)
-    if user is not None and callable(lookup) and lookup(user) is None:
+    if user is not None and platform.keys.lookup(user) is None:
         return None  # the key was deleted (`nimbus keys delete`): its sessions end with it, as its signatures do
     return user
 
@@ -94,10 +94,7 @@ def _unauthorized() -> Response:
 
 
 async def _verify(request: Request, key_id: str, secret: str) -> bool:
-    keys = getattr(request.app.state, "keys", None)
-    verify = getattr(keys, "verify_secret", None)
-    if verify is None:
-        return False
+    verify = request.app.state.platform.keys.verify_secret
     return bool(await asyncio.to_thread(verify, key_id, secret))
 
 
@@ -149,9 +146,9 @@ async def overview(request: Request) -> Response:
         return _unauthorized()
     platform: Platform = request.app.state.platform
     functions = await asyncio.to_thread(_all_functions, platform)
-    metrics = platform.invoker.observer.metrics
+    metrics = platform.observer.metrics
     history = metrics.history()
-    in_flight: dict[str, int] = dict(getattr(platform.invoker.concurrency, "_in_flight", {}))
+    in_flight = platform.invoker.concurrency.snapshot().in_flight
     rows = []
     for conf in functions:
         name = conf["FunctionName"]
@@ -168,7 +165,7 @@ async def overview(request: Request) -> Response:
             }
         )
     start, end = month_range(None)
-    cost = await cost_report(platform, None, None)  # flushes the meter first
+    cost = await cost_report(platform.observer.meter, None, None)  # flushes the meter first
     return JSONResponse(
         {
             "time": time.time(),
@@ -217,9 +214,10 @@ async def function_detail(request: Request) -> Response:
         detail = await asyncio.to_thread(_details, platform, name)
     except LambdaError as exc:
         return JSONResponse({"message": exc.message}, status_code=exc.status)
-    observer = platform.invoker.observer
+    observer = platform.observer
     reserved = detail["concurrency"].get("ReservedConcurrentExecutions")
-    in_flight = dict(getattr(platform.invoker.concurrency, "_in_flight", {}))
+    counts = platform.invoker.concurrency.snapshot()
+    in_flight = counts.in_flight
     detail["live"] = {
         "totals": observer.metrics.totals(name),
         "qualifiers": observer.metrics.qualifiers(name),
@@ -229,58 +227,25 @@ async def function_detail(request: Request) -> Response:
         "accountConcurrency": platform.settings.account_concurrency,
         "accountConcurrent": sum(in_flight.values()),
         # What a function without reserved concurrency shares: the account limit minus every reservation.
-        "unreservedPool": platform.settings.account_concurrency - _reserved_total(platform),
-        "unreservedConcurrent": int(getattr(platform.invoker.concurrency, "_unreserved_in_flight", 0)),
+        "unreservedPool": counts.account_limit - counts.reserved_total,
+        "unreservedConcurrent": counts.unreserved_in_flight,
     }
-    detail["cost"] = await cost_report(platform, None, name, free_tier=False)
+    detail["cost"] = await cost_report(observer.meter, None, name, free_tier=False)
     start, end = month_range(None)
     detail["costHourly"] = await asyncio.to_thread(observer.meter.hourly, name, start, end)
     detail["asyncQueue"] = await async_queue_state(platform, name)
     return JSONResponse(detail)
 
 
-def _reserved_total(platform: Platform) -> int:
-    reserved = getattr(platform.invoker.concurrency, "_reserved_total", None)
-    try:
-        return int(reserved()) if callable(reserved) else 0
-    except Exception:  # noqa: BLE001 (the page goes on without it)
-        return 0
-
-
 async def async_queue_state(platform: Platform, name: str) -> dict[str, Any] | None:
-    queue = find_queue(platform)
-    if queue is None:
-        return None
     try:
-        stats = await queue.stats(name)
-    except Exception:
+        stats = await platform.asyncs.queue.stats(name)
+    except Exception:  # noqa: BLE001 (the page goes on without it)
+        log.exception("reading the async queue for the dashboard failed")
         return None
     if not stats:
         return {"function_name": name, "depth": 0, "in_flight": 0, "delayed": 0, "oldest_enqueued_ms": None}
-    first = stats[0]
-    return asdict(first) if is_dataclass(first) and not isinstance(first, type) else dict(first)
-
-
-def follow_events(logstore: Any, group: str, after: int | None, limit: int) -> tuple[list[dict[str, Any]], int]:
-    """Follow mode: the events of `group` stored after the event row `after` (in storage order, which is not
-    time order: an invocation's lines are stored when it ends, stamped from when it began), and the cursor
-    for the next poll. With `after` None: no events, only the cursor (the newest row now)."""
-    e, s = EVENTS.c, STREAMS.c
-    with logstore.engine.connect() as conn:
-        streams = select(s.id).where(s.group_name == group).scalar_subquery()
-        if after is None:
-            newest = conn.execute(select(func.max(e.id)).where(e.stream_id.in_(streams))).scalar()
-            return [], int(newest or 0)
-        rows = conn.execute(
-            select(e.id, s.name, e.timestamp_ms, e.message)
-            .join(STREAMS, s.id == e.stream_id)
-            .where(s.group_name == group, e.id > after)
-            .order_by(e.id.asc())
-            .limit(limit)
-        ).all()
-    events = [{"timestamp": ts, "stream": name, "message": msg, "id": f"{ts:020d}{rid:020d}"}
-              for rid, name, ts, msg in rows]
-    return events, int(rows[-1][0]) if rows else after
+    return asdict(stats[0])
 
 
 async def function_logs(request: Request) -> Response:
@@ -299,13 +264,13 @@ async def function_logs(request: Request) -> Response:
     after_param = request.query_params.get("after", "")
     after = int(after_param) if after_param.isdigit() else None
     logstore = platform.logstore
-    invocations = platform.invoker.observer.recent(name)
+    invocations = platform.observer.recent(name)
     if after is not None:
-        events, cursor = await logstore.run(follow_events, logstore, group, after, FOLLOW_LOG_LIMIT)
+        events, cursor = await logstore.run(logstore.follow, group, after, FOLLOW_LOG_LIMIT)
         return JSONResponse({"events": events, "cursor": cursor, "invocations": invocations})
     # The cursor is read before the events: a line stored in between comes again in the next poll (the page
     # drops repeats by id) rather than never.
-    _, cursor = await logstore.run(follow_events, logstore, group, None, 0)
+    _, cursor = await logstore.run(logstore.follow, group, None, 0)
     try:
         page = await asyncio.to_thread(logstore.filter_log_events, group, None, None, None, None, None, None,
                                        RECENT_LOG_LIMIT, False)  # newest first

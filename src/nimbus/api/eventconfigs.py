@@ -115,7 +115,7 @@ async def invoke_async(request: Request) -> Response:
     except RequestTooLarge:
         raise RequestTooLarge(f"Request must be smaller than {limit} bytes for the InvokeAsync operation") from None
     outcome = await platform.invoker.invoke(request.path_params["name"], None, payload, invocation_type="Event")
-    return JSONResponse({"Status": 202}, status_code=202, headers=outcome.headers)
+    return JSONResponse({"Status": 202}, status_code=202, headers={"x-amzn-RequestId": outcome.request_id})
 
 
 _C = "/2019-09-25/functions/{name}/event-invoke-config"

@@ -118,9 +118,8 @@ async def get_function(request: Request) -> Response:
     reg = _registry(request)
     result = await _call(request, reg.get_function, request.path_params["name"], _qualifier(request),
                          _public_base(request))
-    keys = getattr(request.app.state, "keys", None)
-    if keys is not None:  # a link anyone holding it can use for 10 minutes, like AWS's presigned S3 URL
-        result["Code"]["Location"] = sign_code_location(keys, result["Code"]["Location"])
+    # A link anyone holding it can use for 10 minutes, like AWS's presigned S3 URL.
+    result["Code"]["Location"] = sign_code_location(request.app.state.platform.keys, result["Code"]["Location"])
     return _json(result)
 
 

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from nimbus.api.body import receive_body
 from nimbus.api.errors import error_body
 from nimbus.errors import LambdaError, ServiceError
+from nimbus.invoke.service import InvokeOutcome
 from nimbus.observe.tracing import incoming_header
 from nimbus.platform import Platform
 
@@ -67,8 +68,7 @@ class InvokeApp:
                 client_context=_text(headers.get(b"x-amz-client-context")),
                 trace_id=incoming_header(headers.get(b"x-amzn-trace-id"), headers.get(b"traceparent")),
             )
-            status, body = outcome.status, outcome.payload
-            out = [JSON, *[(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers.items()]]
+            status, body, out = STATUS[outcome.kind], outcome.payload, outcome_headers(outcome)
         except LambdaError as exc:
             status, body, out = _error(exc)
         except Exception:
@@ -77,6 +77,22 @@ class InvokeApp:
         out.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})
+
+
+STATUS = {"sync": 200, "accepted": 202, "dry_run": 204}
+
+
+def outcome_headers(outcome: InvokeOutcome) -> list[tuple[bytes, bytes]]:
+    """The Invoke response's headers for `outcome`, as AWS names them (content type first)."""
+    out = [JSON]
+    if outcome.executed_version is not None:
+        out.append((b"x-amz-executed-version", outcome.executed_version.encode("latin-1")))
+    if outcome.function_error is not None:
+        out.append((b"x-amz-function-error", outcome.function_error.encode("latin-1")))
+    if outcome.log_result is not None:
+        out.append((b"x-amz-log-result", outcome.log_result.encode("latin-1")))
+    out.append((b"x-amzn-requestid", outcome.request_id.encode("latin-1")))
+    return out
 
 
 def _text(value: bytes | None) -> str | None:

@@ -21,7 +21,7 @@ def _keys(request: Request) -> KeyStore:
     principal: AccessKey | None = getattr(request.state, "principal", None)
     if principal is not None and principal.kind == "session":
         raise AccessDenied("Session credentials cannot manage access keys")
-    store: KeyStore = request.app.state.keys
+    store: KeyStore = request.app.state.platform.keys
     return store
 
 
@@ -58,7 +58,7 @@ async def create_session(request: Request) -> Response:
     name = body.get("FunctionName")
     if not isinstance(name, str) or not name:
         raise InvalidParameterValue("FunctionName is required")
-    credentials: FunctionCredentials = request.app.state.credentials
+    credentials: FunctionCredentials = request.app.state.platform.credentials
     function = credentials.registry.locate(name).name
     await asyncio.to_thread(credentials.registry.get_function_configuration, function, None)  # must exist
     key = await asyncio.to_thread(credentials.issue, function)

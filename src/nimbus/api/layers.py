@@ -47,8 +47,8 @@ def _public_base(request: Request) -> str:
 
 
 def _signed(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
-    keys = getattr(request.app.state, "keys", None)
-    if keys is not None and "Content" in doc:  # a download link that works for a while, as AWS's S3 URL
+    keys = request.app.state.platform.keys
+    if "Content" in doc:  # a download link that works for a while, as AWS's S3 URL
         doc["Content"]["Location"] = sign_code_location(keys, doc["Content"]["Location"])
     return doc
 

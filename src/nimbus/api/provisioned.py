@@ -20,57 +20,12 @@ from nimbus.errors import ResourceNotFound
 
 
 def _configs(request: Request) -> ProvisionedConfigs:
-    state = request.app.state
-    configs: ProvisionedConfigs | None = getattr(state, "provisioned_configs", None)
-    if configs is None:
-        configs = state.provisioned_configs = ProvisionedConfigs(state.platform.registry)
+    configs: ProvisionedConfigs = request.app.state.platform.provisioned_configs
     return configs
 
 
 def _json(data: Any, status: int = 200) -> Response:
     return JSONResponse(data, status_code=status, headers={"x-amzn-RequestId": str(uuid.uuid4())})
-
-
-def apply_targets(platform: Any, configs: ProvisionedConfigs, function_name: str) -> None:
-    """Tell the sandbox how many environments each version of `function_name` needs (version configs plus
-    alias configs pointing at it)."""
-    try:
-        snapshot = platform.registry.snapshot(function_name)
-    except ResourceNotFound:
-        return
-    totals: dict[str, int] = {}
-    for config in configs.list(function_name):
-        version = config.qualifier
-        if not version.isdigit():
-            alias = snapshot.aliases.get(version)
-            if alias is None:
-                continue
-            version = alias.function_version
-        totals[version] = totals.get(version, 0) + config.requested
-    provisioner = platform.sandbox.provisioner
-    for key in [k for k in provisioner.targets if k[0] == function_name]:
-        if key[1] not in totals:
-            provisioner.set_target(provisioner.targets[key][0], 0)
-    for version, total in totals.items():
-        spec = snapshot.versions.get(version)
-        if spec is not None:
-            provisioner.set_target(spec, total)
-
-
-def restore_targets(platform: Any) -> None:
-    """At start-up: every stored config gets its environments again; afterwards, every change to a function
-    (an alias pointed elsewhere, a version or the function deleted) re-applies its targets."""
-    configs = ProvisionedConfigs(platform.registry)
-    for name in sorted({c.function_name for c in configs.list()}):
-        apply_targets(platform, configs, name)
-    loop = asyncio.get_running_loop()
-
-    def changed(name: str) -> None:  # from whichever thread committed the change
-        configs.prune(name)
-        if loop.is_running():
-            loop.call_soon_threadsafe(apply_targets, platform, configs, name)
-
-    platform.registry.subscribe(changed)
 
 
 def _document(request: Request, config: ProvisionedConfig, with_arn: bool = False) -> dict[str, Any]:
@@ -112,7 +67,7 @@ async def put_config(request: Request) -> Response:
         configs.put, request.path_params["name"], request.query_params.get("Qualifier"), requested,
         settings.account_concurrency, settings.min_unreserved_concurrency,
     )
-    apply_targets(platform, configs, config.function_name)
+    platform.reconcile_provisioned(config.function_name)
     return _json(_document(request, config), 202)
 
 
@@ -130,7 +85,7 @@ async def delete_config(request: Request) -> Response:
         configs.delete, request.path_params["name"], request.query_params.get("Qualifier")
     )
     if config is not None:
-        apply_targets(request.app.state.platform, configs, config.function_name)
+        request.app.state.platform.reconcile_provisioned(config.function_name)
     return Response(status_code=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
 
@@ -155,41 +110,3 @@ routes: list[BaseRoute] = [
     Route("/2019-09-30/functions/{name}/provisioned-concurrency", get_or_list, methods=["GET"]),
     Route("/2019-09-30/functions/{name}/provisioned-concurrency", delete_config, methods=["DELETE"]),
 ]
-
-
-def install_snapstart_state(platform: Any) -> None:
-    """SnapStart versions report State Pending while their snapshot (the zygote's INIT) is made, Failed when
-    INIT failed, Active once it is ready. Rendering a version this server never prepared (e.g. after a
-    restart) prepares it."""
-    from nimbus.control import documents
-
-    loop = asyncio.get_running_loop()
-    manager = platform.sandbox
-    pending: set[asyncio.Task[None]] = set()
-
-    def state(name: str, version: str, revision_id: str) -> tuple[str, str, str] | None:
-        known = manager.snapshot_state((name, version, revision_id))
-        if known is not False:
-            return known  # type: ignore[no-any-return]
-        # Rendered by PublishVersion before its transaction commits: look the version up from the loop.
-        def start() -> None:
-            task = loop.create_task(prepare(name, version, revision_id))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-
-        loop.call_soon_threadsafe(start)
-        return ("Pending", "The function is being created.", "Creating")
-
-    async def prepare(name: str, version: str, revision_id: str) -> None:
-        for _ in range(100):
-            try:
-                spec = platform.registry.snapshot(name).versions.get(version)
-            except ResourceNotFound:
-                return
-            if spec is not None and spec.revision_id == revision_id:
-                if spec.snap_start:
-                    manager.prepare_snapshot(spec)
-                return
-            await asyncio.sleep(0.05)
-
-    documents.VERSION_STATE = state

@@ -122,6 +122,7 @@ async def invoke_with_response_stream(request: Request) -> Response:
             request.query_params.get("Qualifier"),
             payload,
             on_chunk,
+            limit=settings.stream_response_max_bytes,
             on_start=on_start,
             invocation_type=invocation_type,
             log_type=log_type,
@@ -140,7 +141,7 @@ async def invoke_with_response_stream(request: Request) -> Response:
     if not started.done():
         started.cancel()
         outcome = task.result()  # raises the LambdaError that prevented the invocation
-        if outcome.status == 204:  # DryRun
+        if outcome.kind == "dry_run":
             return Response(
                 status_code=204,
                 headers={"X-Amz-Executed-Version": outcome.executed_version, "x-amzn-RequestId": outcome.request_id},

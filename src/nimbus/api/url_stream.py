@@ -46,12 +46,12 @@ def _prelude(buf: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None 
 
 
 async def stream_url(invoker: Invoker, target: UrlTarget, payload: bytes, extra_headers: list[tuple[bytes, bytes]],
-                     request_id: str, send: Send) -> bool:
+                     request_id: str, send: Send, limit: int) -> bool:
     """Invoke and stream the answer to `send`. False when the function failed before any byte was sent (the
     caller answers 502); LambdaErrors that prevent the invocation propagate."""
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
     task = asyncio.ensure_future(
-        invoke_stream(invoker, target.function_name, target.qualifier, payload, queue.put_nowait))
+        invoke_stream(invoker, target.function_name, target.qualifier, payload, queue.put_nowait, limit=limit))
     task.add_done_callback(lambda _t: queue.put_nowait(None))
     buf = b""
     head_sent = False

@@ -46,7 +46,7 @@ _TEXT_TYPES = ("text/", "application/json", "application/javascript", "applicati
 
 
 def _urls(request: Request) -> FunctionUrls:
-    urls: FunctionUrls = request.app.state.function_urls
+    urls: FunctionUrls = request.app.state.platform.function_urls
     return urls
 
 
@@ -204,7 +204,8 @@ class FunctionUrlApp:
         if target.invoke_mode == "RESPONSE_STREAM":
             extra = _cors_headers(target.cors, origin) if target.cors is not None and origin is not None else []
             try:
-                sent = await stream_url(self.platform.invoker, target, payload, extra, request_id, send)
+                sent = await stream_url(self.platform.invoker, target, payload, extra, request_id, send,
+                                        self.settings.stream_response_max_bytes)
             except TooManyRequests:
                 return _message(429, "Rate Exceeded.")
             except LambdaError as exc:
@@ -221,7 +222,7 @@ class FunctionUrlApp:
         except LambdaError as exc:
             return _message(exc.status if exc.status < 500 else 502, exc.message if exc.status < 500 else
                             "Internal Server Error")
-        if "X-Amz-Function-Error" in outcome.headers or outcome.status != 200:
+        if outcome.function_error is not None or outcome.kind != "sync":
             return _message(502, "Internal Server Error")
         status, out_headers, out_body = to_http_response(outcome.payload)
         if target.cors is not None and origin is not None:

@@ -44,11 +44,13 @@ def zip_directory(directory: Path) -> bytes:
     return buf.getvalue()
 
 
-def default_runtime() -> str:
-    """The newest Python runtime this host has (the server usually runs on the same host)."""
-    from nimbus.sandbox.runtimes import available_runtimes
-
-    found = sorted((r for r in available_runtimes() if r.startswith("python")), key=lambda r: int(r.split(".")[1]))
+def default_runtime(client: LambdaClient) -> str:
+    """The newest Python runtime the server has (it says which: `GET /nimbus/v1/runtimes`)."""
+    try:
+        available: list[str] = client.json("GET", "/nimbus/v1/runtimes").get("runtimes", [])
+    except ApiError as exc:
+        raise fail(exc) from None
+    found = sorted((r for r in available if r.startswith("python3.")), key=lambda r: int(r.split(".")[1]))
     return found[-1] if found else "python3.12"
 
 
@@ -67,7 +69,7 @@ def deploy(
     name: Annotated[str, typer.Option("--name", "-n", help="Function name")],
     handler: Annotated[str, typer.Option("--handler", help="e.g. app.handler")],
     runtime: Annotated[
-        str | None, typer.Option("--runtime", help="Runtime id [default: the newest Python found on this host]")
+        str | None, typer.Option("--runtime", help="Runtime id [default: the newest Python the server has]")
     ] = None,
     memory: Annotated[int | None, typer.Option("--memory", help="Memory in MB")] = None,
     timeout: Annotated[int | None, typer.Option("--timeout", help="Timeout in seconds")] = None,
@@ -79,7 +81,7 @@ def deploy(
     """Zip DIRECTORY and create the function, or update it if it exists; prints its ARN."""
     client = LambdaClient(endpoint)
     code = zip_directory(directory)
-    config: dict[str, Any] = {"Runtime": runtime or default_runtime(), "Handler": handler, "Role": role}
+    config: dict[str, Any] = {"Runtime": runtime or default_runtime(client), "Handler": handler, "Role": role}
     if memory is not None:
         config["MemorySize"] = memory
     if timeout is not None:

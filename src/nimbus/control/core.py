@@ -19,7 +19,7 @@ from nimbus.config import Settings
 from nimbus.control import validation as v
 from nimbus.control.arn import NAME_RE, FunctionLocator, function_arn, is_version, parse_locator
 from nimbus.control.codestore import CodeStore
-from nimbus.control.documents import logging_config, render_config
+from nimbus.control.documents import VersionState, logging_config, render_config
 from nimbus.control.layertree import opt_dir as layer_opt_dir
 from nimbus.control.models import AliasRow, FunctionRow, VersionRow
 from nimbus.control.specs import AliasSpec, FunctionSnapshot, VersionSpec
@@ -72,8 +72,10 @@ def version_sort_key(version: str) -> str:
 class RegistryCore:
     """State and helpers shared by every control-plane operation. Thread-safe."""
 
-    def __init__(self, settings: Settings, engine: Engine, codestore: CodeStore) -> None:
+    def __init__(self, settings: Settings, engine: Engine, codestore: CodeStore,
+                 version_state: VersionState | None = None) -> None:
         self.settings = settings
+        self._version_state = version_state  # SnapStart versions: Pending/Failed until their snapshot is ready
         self.engine = engine
         self.codestore = codestore
         self._write_lock = threading.RLock()
@@ -255,7 +257,7 @@ class RegistryCore:
         return render_config(
             self.settings.region, self.settings.account_id, row.function_name, row.version,
             {k: x for k, x in row.config.items() if not k.startswith("_")}, row.revision_id, row.last_modified,
-            arn_qualifier,
+            arn_qualifier, self._version_state,
         )
 
     def _code(self, hex_digest: str, base_url: str | None = None) -> dict[str, str]:

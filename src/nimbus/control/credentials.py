@@ -24,6 +24,27 @@ STARTING_GRACE = 120.0  # seconds a new environment's key works before the envir
 LIVE_CACHE = 1.0  # seconds the set of running environments is reused
 
 
+class EnvironmentLiveness:
+    """Whether a session key's environment still runs, from `live_ids()` (the sandbox's running
+    environments, read at most every LIVE_CACHE seconds). Given to `KeyStore(session_alive=...)`."""
+
+    def __init__(self, live_ids: Callable[[], Iterable[str]]) -> None:
+        self._live_source = live_ids
+        self._live_ids: frozenset[str] = frozenset()
+        self._live_at = 0.0
+
+    def __call__(self, key: AccessKey) -> bool:
+        if key.environment_id is None:
+            return True
+        if time.time() - key.created_ms / 1000 < STARTING_GRACE:
+            return True
+        now = time.monotonic()
+        if now - self._live_at > LIVE_CACHE:
+            self._live_ids = frozenset(self._live_source())
+            self._live_at = now
+        return key.environment_id in self._live_ids
+
+
 class FunctionCredentials:
     """Issues, tracks and revokes environment credentials; decides cross-function Invoke."""
 
@@ -32,10 +53,6 @@ class FunctionCredentials:
         self.registry = registry
         self._roles: dict[str, str | None] = {}
         self._lock = threading.Lock()
-        self._live_ids: frozenset[str] = frozenset()
-        self._live_at = 0.0
-        self._live_source: Callable[[], Iterable[str]] | None = None
-        registry.subscribe(self._forget_role)
 
     # ---------------------------------------------------------------- issuing
 
@@ -46,22 +63,6 @@ class FunctionCredentials:
     def environ_hook(self, spec: VersionSpec, environment_id: str, endpoint: str | None) -> dict[str, str]:
         """The variables a new environment gets (SandboxManager.environ_hook)."""
         return env_vars(self.issue(spec.function_name, environment_id), endpoint)
-
-    def watch_environments(self, live_ids: Callable[[], Iterable[str]]) -> None:
-        """Refuse session keys whose environment is no longer among `live_ids()`."""
-        self._live_source = live_ids
-        self.keys.session_alive = self._alive
-
-    def _alive(self, key: AccessKey) -> bool:
-        if key.environment_id is None or self._live_source is None:
-            return True
-        if time.time() - key.created_ms / 1000 < STARTING_GRACE:
-            return True
-        now = time.monotonic()
-        if now - self._live_at > LIVE_CACHE:
-            self._live_ids = frozenset(self._live_source())
-            self._live_at = now
-        return key.environment_id in self._live_ids
 
     def _role(self, function_name: str) -> str | None:
         if function_name in self._roles:
@@ -74,7 +75,9 @@ class FunctionCredentials:
             self._roles[function_name] = role
         return role
 
-    def _forget_role(self, function_name: str) -> None:
+    def forget_role(self, function_name: str) -> None:
+        """A registry subscriber (platform.py): the function's role may have changed; a deleted function's
+        session keys are revoked."""
         with self._lock:
             self._roles.pop(function_name, None)
         if self._deleted(function_name):

@@ -21,9 +21,10 @@ def lambda_timestamp(epoch: float | None = None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
-# The State of SnapStart versions whose snapshot is still being made or failed (issue 5): set by the server
-# (api/provisioned.py), called as (name, version, revision id) -> (State, StateReason, StateReasonCode) | None.
-VERSION_STATE: Callable[[str, str, str], tuple[str, str, str] | None] | None = None
+# The State of SnapStart versions whose snapshot is still being made or failed: handed to the Registry by the
+# composition root (platform.py), called as (name, version, revision id) -> (State, StateReason,
+# StateReasonCode) | None (None: Active).
+VersionState = Callable[[str, str, str], tuple[str, str, str] | None]
 
 
 def render_config(
@@ -35,8 +36,10 @@ def render_config(
     revision_id: str,
     last_modified: str,
     arn_qualifier: str | None,
+    version_state: VersionState | None = None,
 ) -> dict[str, Any]:
-    """A FunctionConfiguration document. `arn_qualifier` qualifies FunctionArn (None: unqualified)."""
+    """A FunctionConfiguration document. `arn_qualifier` qualifies FunctionArn (None: unqualified);
+    `version_state` overrides State for SnapStart versions whose snapshot is not ready."""
     doc: dict[str, Any] = {
         "FunctionName": name,
         "FunctionArn": function_arn(region, account, name, arn_qualifier),
@@ -71,8 +74,8 @@ def render_config(
             "LoggingConfig": logging_config(name, stored.get("LoggingConfig")),
         }
     )
-    if VERSION_STATE is not None and doc["SnapStart"]["OptimizationStatus"] == "On":
-        override = VERSION_STATE(name, version, revision_id)
+    if version_state is not None and doc["SnapStart"]["OptimizationStatus"] == "On":
+        override = version_state(name, version, revision_id)
         if override is not None:
             doc["State"], doc["StateReason"], doc["StateReasonCode"] = override
     return {k: v for k, v in doc.items() if v is not None}

@@ -53,7 +53,6 @@ class EventConfigs:
         # what it read after the change was committed.
         self._generation: dict[str, int] = {}
         self._lock = threading.Lock()
-        registry.subscribe(self.invalidate)
 
     # ------------------------------------------------------------------------------ dispatcher side
 

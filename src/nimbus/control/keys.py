@@ -134,7 +134,8 @@ def _check_private(path: Path) -> None:
 class KeyStore:
     """Every access key the server accepts, in memory for the hot path. Thread-safe."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine,
+                 session_alive: Callable[[AccessKey], bool] | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.data_dir = settings.data_dir
@@ -144,9 +145,9 @@ class KeyStore:
         self._keys: dict[str, AccessKey] = {}
         self._sessions: dict[str, AccessKey] = {}
         self._last_reload = 0.0
-        # Whether a session key's environment still runs (set by control/credentials.py); keys of environments
-        # that ended are refused from then on.
-        self.session_alive: Callable[[AccessKey], bool] | None = None
+        # Whether a session key's environment still runs (control/credentials.py `EnvironmentLiveness`); keys
+        # of environments that ended are refused from then on.
+        self.session_alive = session_alive
         # Unknown key ids are checked against this, so a bad key costs what a bad signature costs.
         self.decoy = AccessKey("", new_secret(), "decoy", 0)
         self.reload()

@@ -32,7 +32,7 @@ from nimbus.errors import (
     ResourceConflict,
     ResourceNotFound,
 )
-from nimbus.sandbox.runtimes import KNOWN_RUNTIMES
+from nimbus.runtimes import KNOWN_RUNTIMES
 
 PAGE_MAX = 50
 POLICY_MAX_BYTES = 20 * 1024

@@ -123,6 +123,24 @@ class ProvisionedConfigs:
                 if snapshot is None or (q not in snapshot.versions if q.isdigit() else q not in snapshot.aliases):
                     s.delete(row)
 
+    def targets_for(self, function_name: str) -> list[tuple[VersionSpec, int]]:
+        """How many provisioned environments each version of `function_name` needs: Lambda counts the configs
+        of the version plus those of every alias pointing at it. Empty when the function is gone."""
+        try:
+            snapshot = self.registry.snapshot(function_name)
+        except ResourceNotFound:
+            return []
+        totals: dict[str, int] = {}
+        for config in self.list(function_name):
+            version = config.qualifier
+            if not version.isdigit():
+                alias = snapshot.aliases.get(version)
+                if alias is None:
+                    continue
+                version = alias.function_version
+            totals[version] = totals.get(version, 0) + config.requested
+        return [(snapshot.versions[v], n) for v, n in totals.items() if v in snapshot.versions]
+
     def _unreserved(self, function_name: str) -> bool:
         try:
             return self.registry.snapshot(function_name).reserved_concurrency is None

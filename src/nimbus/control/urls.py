@@ -93,7 +93,6 @@ class FunctionUrls:
         self._cache: dict[str, UrlTarget] = {}
         self._missing: dict[str, float] = {}  # url id -> when it was found not to exist (kept _MISSING_TTL s)
         self._lock = threading.Lock()
-        registry.subscribe(self._forget_function)
 
     # ---------------------------------------------------------------- API
 
@@ -215,8 +214,9 @@ class FunctionUrls:
             self._cache[url_id] = target
         return target
 
-    def _forget_function(self, name: str) -> None:
-        # Called after every committed change to a function: its URLs, policy or existence may have changed.
+    def forget_function(self, name: str) -> None:
+        """A registry subscriber (platform.py): after every committed change to a function its URLs, policy
+        or existence may have changed."""
         with self._lock:
             self._cache = {k: t for k, t in self._cache.items() if t.function_name != name}
             self._missing.clear()

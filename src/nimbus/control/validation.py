@@ -11,7 +11,7 @@ from typing import Any
 from nimbus.config import Settings
 from nimbus.control.arn import LAYER_VERSION_ARN_RE, NAME_RE
 from nimbus.errors import InvalidParameterValue, ValidationError
-from nimbus.sandbox.runtimes import KNOWN_RUNTIMES, available_runtimes, unavailable_reason
+from nimbus.runtimes import KNOWN_RUNTIMES, available_runtimes, unavailable_reason
 
 ROLE_PATTERN = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+"
 HANDLER_PATTERN = r"[^\s]+"

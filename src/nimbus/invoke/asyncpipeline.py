@@ -9,8 +9,6 @@ import uuid
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Engine
-
 from nimbus.config import Settings
 from nimbus.control.eventconfigs import EventConfigs
 from nimbus.control.registry import Registry
@@ -18,9 +16,10 @@ from nimbus.errors import ResourceNotFound
 from nimbus.invoke import router
 from nimbus.invoke.destinations import AttemptResult
 from nimbus.invoke.dispatcher import Dispatcher, lease_ms
-from nimbus.invoke.queue import LeasedEvent, QueueStats, SqlEventQueue, make_queue, now_ms
+from nimbus.invoke.queue import LeasedEvent, QueueStats, SqlEventQueue, now_ms
 from nimbus.invoke.service import Invoker
 from nimbus.observe.logstore import LogStore
+from nimbus.observe.observer import Observer
 
 log = logging.getLogger("nimbus.invoke.async")
 
@@ -28,10 +27,11 @@ log = logging.getLogger("nimbus.invoke.async")
 class InvokerTarget:
     """The dispatcher's view of the data plane (see `dispatcher.Target`)."""
 
-    def __init__(self, settings: Settings, registry: Registry, invoker: Invoker) -> None:
+    def __init__(self, settings: Settings, registry: Registry, invoker: Invoker, observer: Observer) -> None:
         self.settings = settings
         self.registry = registry
         self.invoker = invoker
+        self.observer = observer
 
     def reserved_concurrency(self, function_name: str) -> int | None:
         return self.registry.snapshot(function_name).reserved_concurrency
@@ -49,7 +49,7 @@ class InvokerTarget:
             event.function_name, event.qualifier, event.request_id, event.payload, event.client_context,
             event.trace_id,
         )
-        self.invoker.observer.metrics.async_event_age(event.function_name, max(0.0, age))
+        self.observer.metrics.async_event_age(event.function_name, max(0.0, age))
         return AttemptResult(spec.version, spec.qualified_arn, result.payload, result.function_error)
 
     def function_arn(self, function_name: str, qualifier: str | None) -> str:
@@ -68,20 +68,18 @@ class InvokerTarget:
 class AsyncPipeline:
     """Queue + configs + dispatcher, and the figures the API shows about them."""
 
-    def __init__(self, settings: Settings, engine: Engine, registry: Registry, invoker: Invoker,
-                 logstore: LogStore) -> None:
+    def __init__(self, settings: Settings, registry: Registry, queue: SqlEventQueue, configs: EventConfigs,
+                 invoker: Invoker, observer: Observer, logstore: LogStore) -> None:
         self.settings = settings
         self.registry = registry
-        self.queue: SqlEventQueue = make_queue(engine, settings.async_queue_synchronous)
-        self.configs = EventConfigs(settings, registry)
-        self.target = InvokerTarget(settings, registry, invoker)
+        self.queue = queue  # built first by the platform: the Invoker enqueues accepted `Event` invocations
+        self.configs = configs
+        self.target = InvokerTarget(settings, registry, invoker, observer)
+        metrics = observer.metrics
         self.dispatcher = Dispatcher(settings, self.queue, self.target, self.configs.lookup,
                                      before_ack=logstore.flush, shortest_age=self.configs.shortest_age,
-                                     on_dropped=invoker.observer.metrics.async_event_dropped,
-                                     on_destination_failure=lambda fn: invoker.observer.metrics.destination_failure(
-                                         fn, "lambda"))
-        invoker.events = self.queue
-        registry.subscribe(self._on_function_changed)
+                                     on_dropped=metrics.async_event_dropped,
+                                     on_destination_failure=lambda fn: metrics.destination_failure(fn, "lambda"))
 
     async def start(self) -> None:
         await self.queue.start()
@@ -91,8 +89,9 @@ class AsyncPipeline:
         await self.dispatcher.stop()
         await self.queue.stop()
 
-    def _on_function_changed(self, name: str) -> None:
-        # Called in the thread that committed the change. A deleted function's queued events are dropped.
+    def function_changed(self, name: str) -> None:
+        """A registry subscriber, called in the thread that committed the change (platform.py): a deleted
+        function's queued events are dropped."""
         try:
             self.registry.snapshot(name)
         except ResourceNotFound:

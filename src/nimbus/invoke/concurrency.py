@@ -18,10 +18,35 @@ class _Bucket:
     stamp: float
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass costs twice as much to build, once per invocation
 class Lease:
-    function_name: str
-    reserved: bool
+    """One admitted invocation; released when its `with` block ends (or by `Concurrency.release`)."""
+
+    __slots__ = ("function_name", "reserved", "_owner")
+
+    def __init__(self, function_name: str, reserved: bool, owner: Concurrency) -> None:
+        self.function_name = function_name
+        self.reserved = reserved
+        self._owner = owner
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._owner.release(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencySnapshot:
+    """The counts at one moment, for metrics and the dashboard."""
+
+    in_flight: dict[str, int]  # function -> invocations running now
+    unreserved_in_flight: int  # of those, the ones counted against the unreserved pool
+    reserved_total: int  # concurrency reserved by functions (the unreserved pool is the rest)
+    account_limit: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.in_flight.values())
 
 
 class Concurrency:
@@ -43,9 +68,14 @@ class Concurrency:
             return sum(self._in_flight.values())
         return self._in_flight.get(function_name, 0)
 
+    def snapshot(self) -> ConcurrencySnapshot:
+        """A copy of the counts (metrics, the dashboard)."""
+        return ConcurrencySnapshot(dict(self._in_flight), self._unreserved_in_flight, self._reserved_total(),
+                                   self._settings.account_concurrency)
+
     def acquire(self, function_name: str, reserved: int | None, new_environment: bool) -> Lease:
         """Admit one invocation or raise TooManyRequests. `new_environment` says it needs a cold start,
-        which the scaling rate limits."""
+        which the scaling rate limits. Use the lease as a context manager: `with concurrency.acquire(...):`."""
         running = self._in_flight.get(function_name, 0)
         if reserved is not None:
             if running >= reserved:
@@ -64,7 +94,7 @@ class Concurrency:
         self._in_flight[function_name] = running + 1
         if reserved is None:
             self._unreserved_in_flight += 1
-        return Lease(function_name, reserved is not None)
+        return Lease(function_name, reserved is not None, self)
 
     def release(self, lease: Lease) -> None:
         left = self._in_flight[lease.function_name] - 1

@@ -121,6 +121,11 @@ class Dispatcher:
         self.dropped = 0
         self.peak_running: dict[str, int] = {}
 
+    def outcome_counts(self) -> dict[str, int]:
+        """Attempts by outcome since the start (metrics)."""
+        return {"delivered": self.delivered, "retried": self.retried, "throttled": self.throttled,
+                "failed": self.failed, "dropped": self.dropped}
+
     # ---------------------------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:

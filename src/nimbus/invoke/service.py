@@ -1,19 +1,19 @@
-"""The invoker: validates an invocation, routes it to a version, admits it against concurrency limits,
-runs it in the sandbox, and records its START/END/REPORT log lines. One instance per server."""
+"""The invoker: validates an invocation, routes it to a version, admits it against concurrency limits, runs it
+in the sandbox and reports it to the observer (log lines, metrics). It answers with a typed `InvokeOutcome`;
+`api/` turns that into HTTP. One instance per server."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
 import json.scanner
 import logging
-import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
 from nimbus.config import Settings
 from nimbus.control.registry import Registry
@@ -23,15 +23,13 @@ from nimbus.errors import (
     InvalidRequestContent,
     RequestTooLarge,
     ResourceNotFound,
-    ServiceError,
     TooManyRequests,
     ValidationError,
 )
 from nimbus.invoke import router
 from nimbus.invoke.concurrency import Concurrency
 from nimbus.invoke.queue import EventQueue, NewEvent
-from nimbus.observe import platformlog, report
-from nimbus.observe.logstore import LogStore
+from nimbus.observe import report
 from nimbus.observe.observer import Observer
 from nimbus.sandbox.types import InvokeRequest, InvokeResult, Sandbox
 
@@ -42,13 +40,22 @@ INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 RESPONSE_SLACK = 100
 
 
+OutcomeKind = Literal["sync", "accepted", "dry_run"]
+
+
 @dataclass(slots=True)
 class InvokeOutcome:
-    """What the HTTP layer answers."""
+    """What one invocation came to, in the data plane's terms (no transport vocabulary): `sync` ran it,
+    `accepted` queued an `Event` durably, `dry_run` only checked it could run."""
 
-    status: int
-    payload: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
+    kind: OutcomeKind
+    request_id: str
+    executed_version: str | None = None  # the version that ran (or would run); None for `accepted`
+    payload: bytes = b""  # the function's result, or its error document when function_error is set
+    function_error: str | None = None  # "Unhandled" when the function failed
+    log_result: str | None = None  # base64 tail of the invocation's log (log type `Tail`)
+    duration_ms: float | None = None  # handler time (sync)
+    init_duration_ms: float | None = None  # set on a cold start (sync)
 
 
 class _Route:
@@ -74,38 +81,25 @@ def _deterministic(snapshot: FunctionSnapshot, qualifier: str | None) -> bool:
 
 
 class Invoker:
-    def __init__(self, settings: Settings, registry: Registry, sandbox: Sandbox, logstore: LogStore) -> None:
+    def __init__(self, settings: Settings, registry: Registry, sandbox: Sandbox, observer: Observer,
+                 events: EventQueue) -> None:
         self._settings = settings
         self._registry = registry
         self._sandbox = sandbox
-        self._logstore = logstore
         self._reserved_total: int | None = None
         self.concurrency = Concurrency(settings, self._cached_reserved_total)
-        self.events: EventQueue | None = None  # the durable async queue (set by the platform)
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.events = events  # the durable async queue: accepted `Event` invocations go there
+        self.observer = observer  # metrics, metering, tracing (observe/)
         self._routes: dict[tuple[str, str | None], _Route] = {}
-        registry.subscribe(self._on_function_changed)
-        # Metrics, metering, tracing (observe/); provisioned concurrency is metered while allocated.
-        self.observer = Observer(settings, registry.engine, provisioned=getattr(sandbox, "provisioned_stats", None))
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        await self.observer.start()
-
-    async def stop(self) -> None:
-        await self.observer.stop()
 
     def _cached_reserved_total(self) -> int:
         if self._reserved_total is None:
             self._reserved_total = self._registry.reserved_total()
         return self._reserved_total
 
-    def _on_function_changed(self, name: str) -> None:
-        # Called from whichever thread committed the change; hop onto the loop that owns the sandbox.
-        if self._loop is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._retire_stale, name)
-
-    def _retire_stale(self, name: str) -> None:
+    def function_changed(self, name: str) -> None:
+        """A registry subscriber, called on the serving loop (platform.py): forget cached routes and limits,
+        retire the environments of versions that changed or are gone."""
         self._reserved_total = None
         self._routes.clear()  # not needed for correctness (routes check their snapshot); frees old ones
         try:
@@ -129,7 +123,7 @@ class Invoker:
         on_chunk: Callable[[bytes], None] | None = None,
         on_admitted: Callable[[str, str], None] | None = None,
     ) -> InvokeOutcome:
-        """Invoke `function` (name or ARN) and describe the HTTP answer.
+        """Invoke `function` (name or ARN) and say what came of it.
 
         Response streaming (invoke/streaming.py): with `on_chunk` the function's output goes there as it is
         produced (the outcome's payload is then empty, or the error document); `on_admitted(executed
@@ -161,57 +155,74 @@ class Invoker:
             raise InvalidParameterValue(
                 "The derived qualifier from the function name does not match the specified qualifier."
             )
+        qualifier = qualifier or arn_qualifier
         snapshot = self._registry.snapshot(name)
-        route = self._route(snapshot, name, qualifier or arn_qualifier)
-        target = route.target
-        spec = route.spec
-        headers = {"X-Amz-Executed-Version": spec.version}
+        route = self._route(snapshot, name, qualifier)
+        version = route.spec.version
 
         if invocation_type == "DryRun":
-            headers["x-amzn-RequestId"] = _new_request_id()
-            return InvokeOutcome(204, b"", headers)
+            return InvokeOutcome("dry_run", _new_request_id(), version)
 
         if invocation_type == "Event":
             # Committed to the durable queue before the 202: an accepted event survives a crash (invoke/queue.py).
-            if self.events is None:
-                raise ServiceError("The asynchronous invocation queue is not running.")
             request_id = _new_request_id()
-            event = NewEvent(request_id, snapshot.name, qualifier or arn_qualifier, payload, context_json, trace_id)
+            event = NewEvent(request_id, snapshot.name, qualifier, payload, context_json, trace_id)
             await self.events.enqueue((event,))
-            return InvokeOutcome(202, b"", {"x-amzn-RequestId": request_id})
+            return InvokeOutcome("accepted", request_id)
 
+        request, result, lines = await self._run(route, payload, context_json, trace_id, None, qualifier,
+                                                 on_chunk, on_admitted)
+        outcome = InvokeOutcome("sync", request.request_id, version, result.payload, result.function_error,
+                                None, result.duration_ms, result.init_duration_ms)
+        max_response = self._settings.sync_payload_max_bytes + RESPONSE_SLACK
+        if outcome.function_error is None and len(outcome.payload) > max_response:
+            outcome.payload = json.dumps(
+                {
+                    "errorMessage": "Response payload size exceeded maximum allowed payload size "
+                    f"({max_response} bytes).",
+                    "errorType": "Function.ResponseSizeTooLarge",
+                }
+            ).encode()
+            outcome.function_error = "Unhandled"
+        if log_type == "Tail":
+            outcome.log_result = report.tail(lines, self._settings.log_tail_bytes)
+        return outcome
+
+    async def run_event(
+        self, function: str, qualifier: str | None, request_id: str, payload: bytes,
+        client_context: str | None, trace_id: str | None,
+    ) -> tuple[VersionSpec, InvokeResult]:
+        """One attempt of a queued `Event` invocation, keeping its request id (the dispatcher, invoke/
+        dispatcher.py, owns retries and destinations). Raises ResourceNotFound when the function or
+        qualifier is gone and TooManyRequests when there is no capacity."""
+        route = self._route(self._registry.snapshot(function), function, qualifier)
+        _, result, _ = await self._run(route, payload, client_context, trace_id, request_id)
+        return route.spec, result
+
+    async def _run(
+        self, route: _Route, payload: bytes, client_context: str | None, trace_id: str | None,
+        request_id: str | None, throttle_qualifier: str | None = None,
+        on_chunk: Callable[[bytes], None] | None = None, on_admitted: Callable[[str, str], None] | None = None,
+    ) -> tuple[InvokeRequest, InvokeResult, list[str]]:
+        """Admit (or raise TooManyRequests), run in the sandbox under the concurrency lease, report to the
+        observer. Synchronous invocations (`throttle_qualifier` given) count their throttles; queued events
+        are throttled quietly (the dispatcher retries them)."""
+        snapshot = route.snapshot
         cold = self._sandbox.idle_count(route.pool_key) == 0
         try:
             lease = self.concurrency.acquire(snapshot.name, snapshot.reserved_concurrency, cold)
         except TooManyRequests:
-            self.observer.throttled(snapshot.name, qualifier or arn_qualifier)
+            if request_id is None:
+                self.observer.throttled(snapshot.name, throttle_qualifier)
             raise
-        try:
-            request = self._request(target, payload, context_json, trace_id)
-            if on_chunk is not None:
-                request.on_chunk = on_chunk
+        with lease:
+            request = self._request(route.target, payload, client_context, trace_id, request_id)
+            request.on_chunk = on_chunk
             if on_admitted is not None:
-                on_admitted(spec.version, request.request_id)
-            result = await self._sandbox.invoke(spec, request)
-        finally:
-            self.concurrency.release(lease)
-        lines = self._record(spec, route.log_group, request, result)
-        body = result.payload
-        if result.function_error:
-            headers["X-Amz-Function-Error"] = result.function_error
-        elif len(body) > self._settings.sync_payload_max_bytes + RESPONSE_SLACK:
-            body = json.dumps(
-                {
-                    "errorMessage": "Response payload size exceeded maximum allowed payload size "
-                    f"({self._settings.sync_payload_max_bytes + RESPONSE_SLACK} bytes).",
-                    "errorType": "Function.ResponseSizeTooLarge",
-                }
-            ).encode()
-            headers["X-Amz-Function-Error"] = "Unhandled"
-        if log_type == "Tail":
-            headers["X-Amz-Log-Result"] = report.tail(lines, self._settings.log_tail_bytes)
-        headers["x-amzn-RequestId"] = request.request_id
-        return InvokeOutcome(200, body, headers)
+                on_admitted(route.spec.version, request.request_id)
+            result = await self._sandbox.invoke(route.spec, request)
+        lines = self.observer.finished(route.spec, route.log_group, request, result)
+        return request, result, lines
 
     def _route(self, snapshot: FunctionSnapshot, name: str, qualifier: str | None) -> _Route:
         key = (name, qualifier)
@@ -239,60 +250,6 @@ class Invoker:
         )
         self.observer.begin(target.spec, request, trace_id)  # tracing: sampling, the header the function sees
         return request
-
-    async def run_event(
-        self, function: str, qualifier: str | None, request_id: str, payload: bytes,
-        client_context: str | None, trace_id: str | None,
-    ) -> tuple[VersionSpec, InvokeResult]:
-        """One attempt of a queued `Event` invocation, keeping its request id (the dispatcher, invoke/
-        dispatcher.py, owns retries and destinations). Raises ResourceNotFound when the function or
-        qualifier is gone and TooManyRequests when there is no capacity."""
-        snapshot = self._registry.snapshot(function)
-        route = self._route(snapshot, function, qualifier)
-        cold = self._sandbox.idle_count(route.pool_key) == 0
-        lease = self.concurrency.acquire(snapshot.name, snapshot.reserved_concurrency, cold)
-        try:
-            request = self._request(route.target, payload, client_context, trace_id, request_id)
-            result = await self._sandbox.invoke(route.spec, request)
-        finally:
-            self.concurrency.release(lease)
-        self._record(route.spec, route.log_group, request, result)
-        return route.spec, result
-
-    def _record(self, spec: VersionSpec, log_group: str, request: InvokeRequest, result: InvokeResult) -> list[str]:
-        self.observer.record(spec, request, result)  # metrics, metering, trace span
-        if platformlog.is_json(spec):  # LoggingConfig JSON: platform.* records instead of START/END/REPORT
-            stamped_json, json_lines = platformlog.invocation_lines(spec, request, result)
-            self._logstore.append(log_group, result.log_stream, stamped_json)
-            return json_lines
-        rid = request.request_id
-        start = report.start_line(rid, spec.version)
-        end = report.end_line(rid)
-        report_line = report.report_line(
-            rid,
-            result.duration_ms,
-            spec.memory_size,
-            min(result.max_memory_mb, spec.memory_size),  # a peak past the limit is the OOM kill itself
-            result.init_duration_ms,
-            result.extra_report or None,
-        )
-        now = int(time.time() * 1000)
-        # START is stamped when the handler began, so it sorts before the function's own lines.
-        started = now - math.ceil(result.duration_ms)
-        logs = result.logs
-        if result.error_type == "Sandbox.Timedout":
-            # Lambda's own line for a timeout, between the function's output and END.
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now / 1000)) + f".{now % 1000:03d}Z"
-            logs = [*logs, (now, f"{stamp} {rid} Task timed out after {spec.timeout:.2f} seconds")]
-        if logs:
-            started = min(started, logs[0][0])
-            stamped = [(started, start), *logs, (now, end), (now, report_line)]
-            lines = [start, *[text for _, text in logs], end, report_line]
-        else:
-            stamped = [(started, start), (now, end), (now, report_line)]
-            lines = [start, end, report_line]
-        self._logstore.append(log_group, result.log_stream, stamped)
-        return lines
 
 
 _JSON_WS = " \t\n\r"

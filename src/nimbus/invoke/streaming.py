@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nimbus.errors import ValidationError
-from nimbus.invoke.service import Invoker
+from nimbus.invoke.service import Invoker, OutcomeKind
 
 log = logging.getLogger("nimbus.invoke.streaming")
 
@@ -43,7 +43,7 @@ class StreamStart:
 class StreamOutcome:
     """How a streamed invocation ended."""
 
-    status: int  # 200, or 204 for DryRun (nothing ran)
+    kind: OutcomeKind  # "sync", or "dry_run" (nothing ran)
     executed_version: str
     request_id: str
     bytes_streamed: int = 0  # payload bytes passed to on_chunk
@@ -79,10 +79,6 @@ class _Relay:
             log.exception("response stream consumer failed; dropping the rest of the response")
 
 
-def _limit(invoker: Invoker) -> int:
-    return invoker._settings.stream_response_max_bytes
-
-
 async def invoke_stream(
     invoker: Invoker,
     function: str,
@@ -90,6 +86,7 @@ async def invoke_stream(
     payload: bytes,
     on_chunk: Callable[[bytes], None],
     *,
+    limit: int,
     on_start: Callable[[StreamStart], None] | None = None,
     invocation_type: str = "RequestResponse",
     log_type: str = "None",
@@ -99,15 +96,16 @@ async def invoke_stream(
     """Invoke `function` (name or ARN, `qualifier` as in Invoke) streaming its response to `on_chunk`.
 
     `on_chunk(bytes)` is called on the event loop, in order, as each chunk arrives; it must not block (queue
-    the data). `client_context` is the base64 X-Amz-Client-Context value. Raises LambdaError for anything
-    that prevents the invocation; the function's own failures come back in the outcome.
+    the data). `limit` is the largest response streamed (`Settings.stream_response_max_bytes`, AWS's 20 MB
+    soft limit); past it the stream ends with Function.ResponseSizeTooLarge. `client_context` is the base64
+    X-Amz-Client-Context value. Raises LambdaError for anything that prevents the invocation; the function's
+    own failures come back in the outcome.
     """
     if invocation_type not in STREAM_INVOCATION_TYPES:
         raise ValidationError(
             f"1 validation error detected: Value '{invocation_type}' at 'invocationType' failed to satisfy "
             "constraint: Member must satisfy enum value set: [RequestResponse, DryRun]"
         )
-    limit = _limit(invoker)
     relay = _Relay(on_chunk, limit)
     admitted: list[StreamStart] = []
 
@@ -128,15 +126,14 @@ async def invoke_stream(
         on_chunk=relay,
         on_admitted=started,
     )
-    headers = outcome.headers
-    version = headers.get("X-Amz-Executed-Version", "")
-    request_id = admitted[0].request_id if admitted else headers.get("x-amzn-RequestId", "")
-    result = StreamOutcome(outcome.status, version, request_id, relay.sent)
-    if outcome.status != 200:
+    version = outcome.executed_version or ""
+    request_id = admitted[0].request_id if admitted else outcome.request_id
+    result = StreamOutcome(outcome.kind, version, request_id, relay.sent)
+    if outcome.kind != "sync":
         return result
-    result.log_result = headers.get("X-Amz-Log-Result")
-    if headers.get("X-Amz-Function-Error"):
-        result.function_error = headers["X-Amz-Function-Error"]
+    result.log_result = outcome.log_result
+    if outcome.function_error:
+        result.function_error = outcome.function_error
         result.error_details = outcome.payload.decode("utf-8", "replace")
         result.error_code = _error_type(outcome.payload) or result.function_error
     elif outcome.payload:

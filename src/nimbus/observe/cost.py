@@ -9,11 +9,14 @@ Example (a test): 10M requests of 200 ms at 256 MB in a month = 500,000 GB-s; af
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nimbus.observe.metering import Usage
+from nimbus.errors import InvalidParameterValue
+from nimbus.observe.metering import Meter, Usage, month_range
 
 
 @dataclass(frozen=True)
@@ -138,3 +141,25 @@ def estimate(requests: int, duration_ms: float, memory_mb: int, architecture: st
     """The monthly cost of `requests` invocations of `duration_ms` each at `memory_mb` (a what-if)."""
     usage = Usage("estimate", architecture, memory_mb, requests, round(requests * duration_ms))
     return bill([usage], prices, free_tier).total
+
+
+async def cost_report(meter: Meter, month: str | None, function: str | None, free_tier: bool = True) -> dict[str, Any]:
+    """The priced usage of `month` (YYYY-MM, default the current one), optionally of one function, as
+    `GET /nimbus/v1/cost` and the dashboard show it."""
+    try:
+        start, end = month_range(month)
+    except ValueError as exc:
+        raise InvalidParameterValue(str(exc)) from None
+    await meter.flush()
+    usage = await asyncio.to_thread(meter.usage, start, end, function)
+    doc = bill(usage, AWS_PRICES, free_tier=free_tier).to_dict()
+    doc["month"] = month or time.strftime("%Y-%m", time.gmtime(start))
+    doc["function"] = function
+    doc["prices"] = {
+        "perMillionRequests": AWS_PRICES.per_million_requests,
+        "gbSecond": dict(AWS_PRICES.gb_second),
+        "provisionedGbSecond": dict(AWS_PRICES.provisioned_gb_second),
+        "freeRequests": AWS_PRICES.free_requests,
+        "freeGbSeconds": AWS_PRICES.free_gb_seconds,
+    }
+    return doc

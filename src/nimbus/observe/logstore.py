@@ -600,6 +600,28 @@ class LogStore:
             back = _position_token("b", end_time if end_time is not None else now_ms() + 1, 0)
         return EventPage(events, fwd, back)
 
+    def follow(self, group: str, after: int | None, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Follow mode (the dashboard): the events of `group` stored after the event row `after` (in storage
+        order, which is not time order: an invocation's lines are stored when it ends, stamped from when it
+        began), and the cursor for the next poll. With `after` None: no events, only the cursor (the newest
+        row now). Blocking: call through `run`."""
+        e, s = EVENTS.c, STREAMS.c
+        with self.engine.connect() as conn:
+            streams = select(s.id).where(s.group_name == group).scalar_subquery()
+            if after is None:
+                newest = conn.execute(select(func.max(e.id)).where(e.stream_id.in_(streams))).scalar()
+                return [], int(newest or 0)
+            rows = conn.execute(
+                select(e.id, s.name, e.timestamp_ms, e.message)
+                .join(STREAMS, s.id == e.stream_id)
+                .where(s.group_name == group, e.id > after)
+                .order_by(e.id.asc())
+                .limit(limit)
+            ).all()
+        events = [{"timestamp": ts, "stream": name, "message": msg, "id": f"{ts:020d}{rid:020d}"}
+                  for rid, name, ts, msg in rows]
+        return events, int(rows[-1][0]) if rows else after
+
     def filter_log_events(
         self,
         group: str,

@@ -23,16 +23,12 @@ from sqlalchemy import Engine, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from nimbus.control.models import MeteringRow
+from nimbus.observe.report import billed_ms
 
 log = logging.getLogger("nimbus.metering")
 
 USAGE = cast(Table, MeteringRow.__table__)
 HOUR = 3600
-
-
-def billed_ms(duration_ms: float, init_ms: float | None = None) -> int:
-    """Billed duration in ms: INIT plus the handler's duration, rounded up to the next ms, at least 1."""
-    return max(1, math.ceil(duration_ms + (init_ms or 0.0)))
 
 
 @dataclass
@@ -119,7 +115,7 @@ class Meter:
     def record(self, function: str, architecture: str, memory_mb: int, duration_ms: float,
                init_ms: float | None = None, now: float | None = None) -> int:
         """Meter one invocation (hot path: a dict update). Returns its billed duration in ms."""
-        billed = max(1, math.ceil(duration_ms + (init_ms or 0.0)))
+        billed = billed_ms(duration_ms, init_ms)
         if not self.enabled:
             return billed
         if now is None:

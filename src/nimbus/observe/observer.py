@@ -1,7 +1,8 @@
-"""The one object the invoke path reports to: it fans an invocation out to metrics, metering and tracing.
+"""The one object the invoke path reports to: it fans an invocation out to the function's log stream
+(START/END/REPORT), metrics, metering and tracing.
 
 `Invoker` calls `begin` when it builds a request (tracing decides sampling and the header the function
-sees), `record` when a result is back, and `throttled` on a 429. Everything here is in-memory and cheap;
+sees), `finished` when a result is back, and `throttled` on a 429. Everything here is in-memory and cheap;
 the database is written by the meter's background flush.
 """
 
@@ -19,10 +20,11 @@ from sqlalchemy import Engine
 
 from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
+from nimbus.observe.invocationlog import invocation_lines
 from nimbus.observe.metering import Meter
 from nimbus.observe.metrics import SAMPLE_INTERVAL, Metrics, Stats
 from nimbus.observe.tracing import Tracer
-from nimbus.sandbox.types import InvokeRequest, InvokeResult
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink, ProvisionedStats
 
 log = logging.getLogger("nimbus.observe")
 
@@ -39,7 +41,9 @@ class Observer:
     """Metrics + metering + tracing of one server."""
 
     def __init__(self, settings: Settings, engine: Engine, tracer: Tracer | None = None,
-                 provisioned: Callable[[], list[tuple[str, str, int, int, int, str]]] | None = None) -> None:
+                 provisioned: Callable[[], list[ProvisionedStats]] | None = None,
+                 log_sink: LogSink | None = None) -> None:
+        self._log_sink = log_sink  # the log store: where an invocation's platform lines go
         self.enabled = settings.metrics
         self.metrics = Metrics(enabled=self.enabled)
         self.meter = Meter(engine, flush_interval=settings.metering_flush_interval, enabled=self.enabled)
@@ -71,8 +75,9 @@ class Observer:
             now = time.monotonic()
             if self._provisioned is not None and self.enabled:
                 try:
-                    for function, _version, allocated, _busy, memory, arch in self._provisioned():
-                        self.meter.provisioned(function, arch, memory, allocated * (now - last) * 1000)
+                    for p in self._provisioned():
+                        self.meter.provisioned(p.function_name, p.architecture, p.memory_mb,
+                                               p.allocated * (now - last) * 1000)
                 except Exception:  # metering must never stop the sampler
                     log.exception("metering provisioned concurrency failed")
             last = now
@@ -83,6 +88,15 @@ class Observer:
         """A request was built: trace it (sets `request.trace_id` as the function will see it)."""
         if self.enabled and (upstream is not None or spec.tracing_mode == "Active"):
             self.tracer.begin(spec, request, upstream, spec.tracing_mode)
+
+    def finished(self, spec: VersionSpec, log_group: str, request: InvokeRequest, result: InvokeResult) -> list[str]:
+        """An invocation finished (successfully or not): write its platform lines (START/END/REPORT or the
+        JSON records) to its log stream, count, meter and trace it. Returns the lines of its log tail."""
+        self.record(spec, request, result)
+        stamped, lines = invocation_lines(spec, request, result)
+        if self._log_sink is not None:
+            self._log_sink(log_group, result.log_stream, stamped)
+        return lines
 
     def record(self, spec: VersionSpec, request: InvokeRequest, result: InvokeResult) -> None:
         """An invocation finished (successfully or not): count it, meter it, end its span."""

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from nimbus.control.specs import VersionSpec
+from nimbus.observe import report
 from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogLine
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARN": 30}
@@ -142,7 +143,7 @@ def invocation_lines(
                           f'"producedBytes":{len(result.payload)}}}{error}}}}}'))
     if threshold <= 20:  # platform.report (INFO)
         init = result.init_duration_ms
-        billed = max(1, math.ceil(result.duration_ms + (init or 0.0)))
+        billed = report.billed_ms(result.duration_ms, init)
         init_field = f',"initDurationMs":{_n(init)}' if init is not None else ""
         if result.extra_report and "Restore Duration" in result.extra_report:  # a SnapStart environment's first
             init_field += _restore_fields(result.extra_report)

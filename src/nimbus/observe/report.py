@@ -19,9 +19,10 @@ def end_line(request_id: str) -> str:
     return f"END RequestId: {request_id}"
 
 
-def billed_duration_ms(duration_ms: float) -> int:
-    """Billed duration: the duration rounded up to the next whole millisecond, at least 1 ms."""
-    return max(1, math.ceil(duration_ms))
+def billed_ms(duration_ms: float, init_ms: float | None = None) -> int:
+    """Billed duration, the one rule: INIT plus the handler's duration, rounded up to the next whole
+    millisecond, at least 1 ms (AWS bills the INIT phase since 1 August 2025)."""
+    return max(1, math.ceil(duration_ms + (init_ms or 0.0)))
 
 
 def report_line(
@@ -41,7 +42,7 @@ def report_line(
     # One f-string: this runs on every invocation.
     line = (
         f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
-        f"Billed Duration: {max(1, math.ceil(duration_ms + (init_duration_ms or 0.0)))} ms\t"
+        f"Billed Duration: {billed_ms(duration_ms, init_duration_ms)} ms\t"
         f"Memory Size: {memory_size_mb} MB\t"
         f"Max Memory Used: {max_memory_mb} MB\t"
     )

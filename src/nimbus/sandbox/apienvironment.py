@@ -37,7 +37,7 @@ from nimbus.sandbox.environment import (
 )
 from nimbus.sandbox.protocol import READY, RESULT, ResultFrame
 from nimbus.sandbox.runtimeapi import SHUTDOWN_GRACE_MS, ApiIdentity, RuntimeAPI, serve
-from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink, PlatformApi
 
 # Variables extensions do not see (AWS's list: the runtime's own configuration).
 EXTENSION_HIDDEN = (
@@ -66,9 +66,10 @@ class ApiEnvironment(Environment):
         *,
         init_type: str = "on-demand",
         environ_hook: Callable[[str], dict[str, str]] | None = None,
+        platform_api: PlatformApi | None = None,
     ) -> None:
         super().__init__(spec, backend, settings, log_sink, interpreter, deadlines, init_type=init_type,
-                         environ_hook=environ_hook)
+                         environ_hook=environ_hook, platform_api=platform_api)
         self.api: RuntimeAPI | None = None
         self._server: asyncio.AbstractServer | None = None
         self._control_sock: socket.socket | None = None
@@ -204,7 +205,7 @@ class ApiEnvironment(Environment):
         spec = self.spec
         identity = ApiIdentity(spec.function_name, spec.version, spec.handler, spec.function_arn, self.id)
         self.api = RuntimeAPI(identity, self, self.settings.sync_payload_max_bytes + RESPONSE_SLACK,
-                              list(message.get("extensions", [])))
+                              list(message.get("extensions", [])), self.platform_api)
         for name, fd in zip(message.get("watch", []), pidfds, strict=False):
             self._ext_watch[fd] = str(name)
             self._loop.add_reader(fd, self._on_extension_exit, fd)

@@ -3,30 +3,32 @@
 
 Their environments start runtime/apilauncher.py with a Python interpreter of the host (the server's own
 when it can): it opens the Runtime API endpoint, starts extensions and execs the runtime's command. This
-module says which of them this host can run, and with what command line, paths and variables.
+module says with what command line, paths and variables they start (which of them this host can run is
+the runtime catalogue's, `nimbus.runtimes`).
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import re
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CUSTOM_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
-NODE_RUNTIMES = ("nodejs20.x", "nodejs22.x", "nodejs24.x")
-API_RUNTIMES = frozenset(CUSTOM_RUNTIMES + NODE_RUNTIMES)
+from nimbus.runtimes import (
+    API_RUNTIMES,
+    CUSTOM_RUNTIMES,
+    NODE_RIC_INSIDE,
+    NODE_RUNTIMES,
+    api_runtimes,
+    find_node,
+    is_api_runtime,
+    launcher_interpreter,
+    node_ric_dir,
+    unavailable_reason,
+)
 
-NODE_RIC_INSIDE = "/var/lang/ric"  # where sandboxes see the aws-lambda-ric installation
-_REPO_CACHE = Path(__file__).resolve().parents[3] / ".cache" / "aws-lambda-ric"
-
-
-def is_api_runtime(runtime: str) -> bool:
-    """True for runtimes whose environments speak the Runtime API (not nimbus's own Python bootstrap)."""
-    return runtime in API_RUNTIMES
+__all__ = ["API_RUNTIMES", "CUSTOM_RUNTIMES", "NODE_RIC_INSIDE", "NODE_RUNTIMES", "RuntimeCommand", "api_runtimes",
+           "find_node", "has_extensions", "is_api_runtime", "launcher_interpreter", "node_ric_dir",
+           "python_client_command", "runtime_command", "unavailable_reason"]
 
 
 @dataclass(frozen=True)
@@ -36,61 +38,6 @@ class RuntimeCommand:
     argv: tuple[str, ...]  # empty: look for /var/task/bootstrap, then /opt/bootstrap (custom runtimes)
     binds: tuple[tuple[str, str], ...] = ()  # extra read-only mounts: (host path, path inside)
     environ: dict[str, str] = field(default_factory=dict)  # variables replacing build_environ's
-
-
-def launcher_interpreter(pythons: dict[str, Path]) -> Path | None:
-    """The interpreter that runs the launcher: the server's own version when the host has it."""
-    own = pythons.get(f"python{sys.version_info.major}.{sys.version_info.minor}")
-    if own is not None:
-        return own
-    return next(iter(sorted(pythons.items(), reverse=True)), (None, None))[1]
-
-
-def _override(runtime: str) -> str | None:
-    return os.environ.get("NIMBUS_RUNTIME_" + re.sub(r"[^A-Z0-9]", "_", runtime.upper()))
-
-
-def find_node(runtime: str) -> Path | None:
-    """The node executable for `runtime`: NIMBUS_RUNTIME_NODEJS22_X-style override, NIMBUS_NODE, or PATH."""
-    path = _override(runtime) or os.environ.get("NIMBUS_NODE") or shutil.which("node")
-    if not path:
-        return None
-    real = Path(os.path.realpath(path))
-    return real if real.is_file() and os.access(real, os.X_OK) else None
-
-
-@functools.cache
-def node_ric_dir() -> Path | None:
-    """The aws-lambda-ric installation made by scripts/install-node-ric.sh (NIMBUS_NODE_RIC_DIR overrides)."""
-    configured = os.environ.get("NIMBUS_NODE_RIC_DIR")
-    path = Path(configured) if configured else _REPO_CACHE
-    return path.resolve() if (path / "index.mjs").is_file() else None
-
-
-def api_runtimes(pythons: dict[str, Path]) -> dict[str, Path]:
-    """Runtime id -> launcher interpreter for each Runtime API runtime this host can run."""
-    interpreter = launcher_interpreter(pythons)
-    if interpreter is None:
-        return {}
-    result = dict.fromkeys(CUSTOM_RUNTIMES, interpreter)
-    if node_ric_dir() is not None:
-        for runtime in NODE_RUNTIMES:
-            if find_node(runtime) is not None:
-                result[runtime] = interpreter
-    return result
-
-
-def unavailable_reason(runtime: str) -> str:
-    """Why `runtime` cannot run here, in a sentence (empty when nothing specific is known)."""
-    if runtime in NODE_RUNTIMES:
-        if find_node(runtime) is None:
-            return "Node.js (node) is not installed on this server (or set NIMBUS_NODE to its path)."
-        if node_ric_dir() is None:
-            return (
-                "AWS's Node.js runtime interface client (aws-lambda-ric) is not installed on this server: "
-                "run `make install` (scripts/install-node-ric.sh)."
-            )
-    return ""
 
 
 def _prefix_bind(executable: Path) -> tuple[tuple[str, str], ...]:

@@ -39,7 +39,7 @@ from nimbus.sandbox.protocol import (
     encode_invoke,
 )
 from nimbus.sandbox.runtimes import python_prefix
-from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogLine, LogSink
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogLine, LogSink, PlatformApi
 from nimbus.sandbox.zygote import Zygote, ZygoteError, restore_lines, send_go
 
 CHUNK_KIND = bytes((CHUNK,))
@@ -280,8 +280,10 @@ class Environment:
         role: str = "environment",  # or "zygote": never invoked, forks environments
         init_type: str = "on-demand",  # AWS_LAMBDA_INITIALIZATION_TYPE
         environ_hook: Callable[[str], dict[str, str]] | None = None,  # per-environment variables by env id
+        platform_api: PlatformApi | None = None,  # what the environment's 127.0.0.1:9001 serves
     ) -> None:
         self.id = uuid.uuid4().hex
+        self.platform_api = platform_api
         self.zygote = zygote
         self.launcher = launcher
         self.role = role
@@ -421,7 +423,8 @@ class Environment:
                 environ.update(self.environ_hook(self.id))
             extra_fds: tuple[int, ...] = ()
             if self.backend.task_root_inside is not None:  # a network namespace: the endpoint lives in it
-                self._endpoint = PlatformEndpoint(self.spec, self.id, self.settings.request_body_max_bytes)
+                self._endpoint = PlatformEndpoint(self.spec, self.id, self.settings.request_body_max_bytes,
+                                              self.platform_api)
                 endpoint_environ, endpoint_fd = self._endpoint.launch_environ()
                 environ.update(endpoint_environ)
                 extra_fds = (endpoint_fd,)
@@ -473,7 +476,8 @@ class Environment:
             raise ZygoteError(f"cannot start the forked environment: {e}") from e
         self.handle = forked.handle
         if forked.api_sock is not None:  # the fork's endpoint, made in its own network namespace
-            self._endpoint = PlatformEndpoint(self.spec, self.id, self.settings.request_body_max_bytes)
+            self._endpoint = PlatformEndpoint(self.spec, self.id, self.settings.request_body_max_bytes,
+                                              self.platform_api)
             self._endpoint.serve(forked.api_sock)
             forked.api_sock = None
         self._exited = loop.create_future()

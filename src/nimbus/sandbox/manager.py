@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from nimbus.config import Settings
@@ -24,7 +23,15 @@ from nimbus.sandbox.environment import Deadlines, Environment, error_result
 from nimbus.sandbox.pool import Pool
 from nimbus.sandbox.provisioned import Provisioner
 from nimbus.sandbox.runtimes import available_runtimes
-from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink
+from nimbus.sandbox.types import (
+    EnvironHook,
+    EnvironmentStats,
+    InvokeRequest,
+    InvokeResult,
+    LogSink,
+    PlatformApi,
+    ProvisionedStats,
+)
 from nimbus.sandbox.zygote import Zygote, zygotes_enabled
 
 log = logging.getLogger(__name__)
@@ -33,7 +40,8 @@ log = logging.getLogger(__name__)
 class SandboxManager:
     """Runs invocations in isolated execution environments, pooled per function version."""
 
-    def __init__(self, settings: Settings, log_sink: LogSink) -> None:
+    def __init__(self, settings: Settings, log_sink: LogSink, *, environ_hook: EnvironHook | None = None,
+                 platform_api: PlatformApi | None = None) -> None:
         self.settings = settings
         self.log_sink = log_sink
         self.backend_name = "unstarted"
@@ -51,7 +59,8 @@ class SandboxManager:
         self._background: set[asyncio.Task[None]] = set()
         # Per-environment variables (e.g. short-lived credentials), given (spec, environment id); applied to
         # fresh and forked environments alike before any user code of theirs runs.
-        self.environ_hook: Callable[[VersionSpec, str], dict[str, str]] | None = None
+        self.environ_hook = environ_hook
+        self.platform_api = platform_api  # served on every environment's 127.0.0.1:9001
         self.provisioner = Provisioner(self)
         # SnapStart versions: (State, StateReason, StateReasonCode) while their snapshot is made or failed
         self._snapshots: dict[tuple[str, str, str], tuple[str, str, str] | None] = {}
@@ -114,13 +123,17 @@ class SandboxManager:
     def environment_count(self) -> int:
         return sum(1 for env in self._envs if env.alive)
 
-    def environment_stats(self) -> list[tuple[str, str, str, bool, int]]:
-        """(function, version, environment id, busy, peak memory MB) of every live environment (metrics)."""
+    def environment_stats(self) -> list[EnvironmentStats]:
+        """Every live environment (metrics, the dashboard)."""
         return [
-            (e.spec.function_name, e.spec.version, e.id, e.busy,
-             e.handle.peak_memory_mb(0) if e.handle is not None else 0)
+            EnvironmentStats(e.spec.function_name, e.spec.version, e.id, e.busy,
+                             e.handle.peak_memory_mb(0) if e.handle is not None else 0)
             for e in list(self._envs) if e.alive
         ]
+
+    def live_environment_ids(self) -> list[str]:
+        """The ids of the environments running now (their session keys work while they do)."""
+        return [e.id for e in list(self._envs) if e.alive]
 
     def idle_count(self, pool_key: tuple[str, str, str]) -> int:
         """Warm environments idle right now for `pool_key` (0 means the next invoke is cold)."""
@@ -190,11 +203,13 @@ class SandboxManager:
             return ApiEnvironment(
                 spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
                 init_type=init_type, environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
+                platform_api=self.platform_api,
             )
         return Environment(
             spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
             zygote=self._zygote(spec), init_type=init_type,
             environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
+            platform_api=self.platform_api,
         )
 
     async def provision_one(self, spec: VersionSpec) -> str | None:
@@ -214,16 +229,15 @@ class SandboxManager:
             pool.release(env, failure is None and not self._stopping)
         return None if failure is None else (failure.error_type or "the environment failed to start")
 
-    def provisioned_stats(self) -> list[tuple[str, str, int, int, int, str]]:
-        """(function, version, provisioned environments, busy ones, memory MB, architecture) of every pool
-        with provisioned concurrency (metrics and metering)."""
+    def provisioned_stats(self) -> list[ProvisionedStats]:
+        """Every version with provisioned environments (metrics and metering)."""
         out = []
         for (function, version, _), pool in list(self._pools.items()):
             envs = [e for e in (*pool.idle, *pool.busy) if getattr(e, "provisioned", False) and e.alive]
             if envs:
                 busy = sum(1 for e in envs if e in pool.busy)
                 arch = pool.spec.architectures[0] if pool.spec.architectures else "x86_64"
-                out.append((function, version, len(envs), busy, pool.spec.memory_size, arch))
+                out.append(ProvisionedStats(function, version, len(envs), busy, pool.spec.memory_size, arch))
         return out
 
     def provisioned_count(self, pool_key: tuple[str, str, str]) -> int:
@@ -295,6 +309,7 @@ class SandboxManager:
             launcher=zygote.launcher, role="zygote", init_type="snap-start" if zygote.snapstart else "on-demand",
             # INIT needs credentials too (clients made at import time keep the zygote's, as with SnapStart)
             environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
+            platform_api=self.platform_api,
         )
 
     def _zygote_idle(self) -> float:

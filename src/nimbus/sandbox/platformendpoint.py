@@ -20,6 +20,7 @@ import socket
 
 from nimbus.control.specs import VersionSpec
 from nimbus.sandbox.runtimeapi import ApiIdentity, RuntimeAPI, platform_endpoint, serve_platform
+from nimbus.sandbox.types import PlatformApi
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,10 @@ log = logging.getLogger(__name__)
 class PlatformEndpoint:
     """One environment's platform-only endpoint: receives the listening socket, serves it, closes it."""
 
-    def __init__(self, spec: VersionSpec, environment_id: str, max_body: int) -> None:
+    def __init__(self, spec: VersionSpec, environment_id: str, max_body: int,
+                 platform_api: PlatformApi | None = None) -> None:
         identity = ApiIdentity(spec.function_name, spec.version, spec.handler, spec.function_arn, environment_id)
-        self.api: RuntimeAPI = platform_endpoint(identity, max_body)
+        self.api: RuntimeAPI = platform_endpoint(identity, max_body, platform_api)
         self.closed = False
         self._server: asyncio.Server | None = None
         self._channel: socket.socket | None = None  # host end of the fresh start's hand-over socketpair

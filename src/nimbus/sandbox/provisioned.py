@@ -41,6 +41,14 @@ class Provisioner:
         self._ensure_task()
         self._wake.set()
 
+    def apply(self, function_name: str, targets: list[tuple[VersionSpec, int]]) -> None:
+        """Make `targets` the provisioned counts of `function_name`'s versions (versions left out drop theirs)."""
+        wanted = {spec.pool_key for spec, _ in targets}
+        for key in [k for k in self.targets if k[0] == function_name and k not in wanted]:
+            self.set_target(self.targets[key][0], 0)
+        for spec, count in targets:
+            self.set_target(spec, count)
+
     def allocated(self, pool_key: tuple[str, str, str]) -> int:
         return self.manager.provisioned_count(pool_key)
 

@@ -3,7 +3,7 @@ execution environment: the state machine AWS's runtime manager enforces, and a l
 
 nimbus serves these on the listening socket the environment's launcher created at 127.0.0.1:9001 inside the
 sandbox (runtime/apilauncher.py), so a runtime reaches its endpoint without the host's loopback being
-reachable. Any other path goes to the pluggable platform app (`set_platform_app`, an ASGI app; 404 in
+reachable. Any other path goes to the platform app (`types.PlatformApi`, handed to `RuntimeAPI`; 404 in
 Lambda's error shape without one).
 
 The runtime side follows AWS's runtime manager (the runtime interface emulator's `rapid`): `next` ends INIT
@@ -27,30 +27,15 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import httptools
 
-from nimbus.sandbox.types import InvokeRequest
+from nimbus.sandbox.types import ASGIApp, InvokeRequest, Message, PlatformApi, Scope
 
 log = logging.getLogger(__name__)
-
-# An ASGI application (Starlette's type, spelled out to keep the sandbox free of the web framework).
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
-
-_platform_app: ASGIApp | None = None
-
-
-def set_platform_app(app: ASGIApp | None) -> None:
-    """Serve every path other than the Runtime and Extensions APIs with `app` (the platform API, e.g. the
-    Lambda API with the environment's own credentials). The ASGI scope carries `nimbus.environment`: a dict
-    with the environment's function name, version, function ARN and environment id."""
-    global _platform_app
-    _platform_app = app
 
 
 MAX_EXTENSIONS = 10
@@ -158,8 +143,9 @@ class RuntimeAPI:
     """The Runtime and Extensions API state of one environment."""
 
     def __init__(self, identity: ApiIdentity, listener: ApiListener, max_response: int,
-                 external_extensions: list[str]) -> None:
+                 external_extensions: list[str], platform_api: PlatformApi | None = None) -> None:
         self.identity = identity
+        self.platform_api = platform_api  # serves every path other than the Runtime and Extensions APIs
         self.listener = listener
         self.max_response = max_response
         self.expected = set(external_extensions)  # launched by the launcher: INIT waits for them
@@ -660,7 +646,7 @@ class _Conn(asyncio.Protocol):
         return lambda: self._start_platform(method, path)
 
     def _start_platform(self, method: bytes, path: str) -> None:
-        app = _platform_app
+        app = None if self.api.platform_api is None else self.api.platform_api.app
         if app is None:
             self.send(http_response(404, _json({"Type": "User", "message": f"Unknown operation: "
                                                 f"{method.decode('latin-1')} {path}"}),
@@ -760,10 +746,10 @@ class _PlatformConn(_Conn):
         return self._platform_route(method, path)
 
 
-def platform_endpoint(identity: ApiIdentity, max_body: int) -> RuntimeAPI:
+def platform_endpoint(identity: ApiIdentity, max_body: int, platform_api: PlatformApi | None) -> RuntimeAPI:
     """The state of a platform-only endpoint (its connections, the identity its scope carries); requests
     with bodies over `max_body` bytes are cut there."""
-    return RuntimeAPI(identity, _NoRuntime(), max_body, [])
+    return RuntimeAPI(identity, _NoRuntime(), max_body, [], platform_api)
 
 
 async def serve_platform(api: RuntimeAPI, sock: Any) -> asyncio.Server:
