@@ -24,7 +24,7 @@ from pathlib import Path
 
 from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
-from nimbus.sandbox.apiruntimes import CUSTOM_RUNTIMES, python_client_command, runtime_command
+from nimbus.sandbox.apiruntimes import CUSTOM_RUNTIMES, exec_wrapper, python_client_command, runtime_command
 from nimbus.sandbox.backends import Backend, Launch
 from nimbus.sandbox.environment import (
     RESPONSE_SLACK,
@@ -116,6 +116,7 @@ class ApiEnvironment(Environment):
             "_NIMBUS_EXTENSIONS_DIR": extensions,
             "_NIMBUS_OPT_DIR": opt,
             "_NIMBUS_EXTENSION_HIDDEN": ",".join(EXTENSION_HIDDEN),
+            "_NIMBUS_EXEC_WRAPPER": exec_wrapper(self.spec.runtime, self.spec.environment) or "",
         })
         return Launch(
             env_id=self.id,

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,6 +130,14 @@ def has_extensions(opt_dir: Path | None) -> bool:
     except OSError:
         return False
     return any(e.is_file() and os.access(e.path, os.X_OK) for e in entries)
+
+
+def exec_wrapper(runtime: str, environment: Mapping[str, str]) -> str | None:
+    """The `AWS_LAMBDA_EXEC_WRAPPER` script that starts `runtime`, if the function set one: AWS runs it for its
+    managed runtimes (Python, Node.js, ...), with the runtime's command line as its arguments, and ignores it
+    for OS-only runtimes. Managed Python functions with a wrapper run through the launcher (no zygote)."""
+    wrapper = environment.get("AWS_LAMBDA_EXEC_WRAPPER")
+    return wrapper if wrapper and runtime not in CUSTOM_RUNTIMES else None
 
 
 def python_client_command(interpreter: Path, runtime_dir: str, script: str, opt: str) -> RuntimeCommand:
