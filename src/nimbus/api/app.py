@@ -16,6 +16,7 @@ from nimbus.api import eventconfigs as eventconfigs_api
 from nimbus.api import keys as keys_api
 from nimbus.api import layers as layers_api
 from nimbus.api import metrics as metrics_api
+from nimbus.api import openapi as openapi_api
 from nimbus.api import provisioned as provisioned_api
 from nimbus.api import streaming as streaming_api
 from nimbus.api import urls as urls_api
@@ -67,6 +68,7 @@ def create_app(platform: Platform) -> auth.AuthApp:
         *layers_api.routes,  # layers (issue 6b)
         Route("/", json_protocol, methods=["POST"]),
         Route("/nimbus/v1/health", health, methods=["GET"]),
+        *openapi_api.routes,  # the published OpenAPI description (issue 16)
         *keys_api.routes,  # access keys (issue 7)
         *urls_api.routes,  # function URL configs (issue 7)
         *metrics_api.routes,  # /metrics, /nimbus/v1/cost (issue 8)

@@ -95,7 +95,7 @@ class ApiEnvironment(Environment):
             script = files.script(self.interpreter, self.backend.runtime_dir) if files is not None else "bootstrap.py"
             command = python_client_command(self.interpreter, self.backend.runtime_dir, script, opt)
         else:
-            command = runtime_command(self.spec.runtime, isolated)
+            command = runtime_command(self.spec.runtime, isolated, opt_dir)
             environ.pop("PYTHONPATH", None)  # the Python bootstrap's: not part of these runtimes' environment
         if self.spec.runtime in CUSTOM_RUNTIMES:
             environ.pop("AWS_EXECUTION_ENV", None)  # AWS does not define it for OS-only runtimes
