@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     ephemeral_max: int = 10240
     layers_max: int = 5
     sync_payload_max_bytes: int = 6 * MB
-    async_payload_max_bytes: int = 256 * 1024
+    async_payload_max_bytes: int = 1 * MB  # AWS raised it from 256 KB in October 2025
     async_max_event_age: int = 21600  # seconds an accepted Event may wait for capacity
     log_tail_bytes: int = 4096
 
@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         return delays[min(attempt, len(delays)) - 1]
 
     # Layers and response streaming (issue 6b)
-    stream_response_max_bytes: int = 20 * MB  # per InvokeWithResponseStream response (AWS's soft limit)
+    stream_response_max_bytes: int = 200 * MB  # per streamed response (AWS's limit today; 20 MB until 2025)
 
     # Snapshot cold starts and provisioned concurrency (issue 5, docs/coldstarts.md)
     zygotes: bool = True  # Python environments fork from an initialized zygote per version (false: fresh starts)

@@ -11,6 +11,7 @@ import glob
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -115,11 +116,12 @@ def available_runtimes() -> dict[str, Path]:
 
 
 CUSTOM_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
-NODE_RUNTIMES = ("nodejs20.x", "nodejs22.x", "nodejs24.x")
+NODE_MAJORS = {"nodejs20.x": 20, "nodejs22.x": 22, "nodejs24.x": 24}  # each runs on its own major, as on AWS
+NODE_RUNTIMES = tuple(NODE_MAJORS)
 API_RUNTIMES = frozenset(CUSTOM_RUNTIMES + NODE_RUNTIMES)
 
 NODE_RIC_INSIDE = "/var/lang/ric"  # where sandboxes see the aws-lambda-ric installation
-_REPO_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "aws-lambda-ric"
+_REPO_CACHE = Path(__file__).resolve().parents[2] / ".cache"
 
 
 def is_api_runtime(runtime: str) -> bool:
@@ -139,9 +141,7 @@ def _override(runtime: str) -> str | None:
     return os.environ.get("NIMBUS_RUNTIME_" + re.sub(r"[^A-Z0-9]", "_", runtime.upper()))
 
 
-def find_node(runtime: str) -> Path | None:
-    """The node executable for `runtime`: NIMBUS_RUNTIME_NODEJS22_X-style override, NIMBUS_NODE, or PATH."""
-    path = _override(runtime) or os.environ.get("NIMBUS_NODE") or shutil.which("node")
+def _executable(path: str | Path | None) -> Path | None:
     if not path:
         return None
     real = Path(os.path.realpath(path))
@@ -149,11 +149,56 @@ def find_node(runtime: str) -> Path | None:
 
 
 @functools.cache
-def node_ric_dir() -> Path | None:
-    """The aws-lambda-ric installation made by scripts/install-node-ric.sh (NIMBUS_NODE_RIC_DIR overrides)."""
+def node_major(node: Path) -> int | None:
+    """The major version of the Node.js executable `node` (None when it does not run)."""
+    try:
+        out = subprocess.run([str(node), "-p", "process.versions.node"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+        return int(out.strip().split(".")[0])
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def node_runtimes_dir() -> Path:
+    """Where scripts/install-node-ric.sh unpacks the Node.js majors the host lacks (NIMBUS_NODE_RUNTIMES_DIR)."""
+    configured = os.environ.get("NIMBUS_NODE_RUNTIMES_DIR")
+    return Path(configured) if configured else _REPO_CACHE / "node-runtimes"
+
+
+def find_node(runtime: str) -> Path | None:
+    """The node executable of `runtime`'s own major version: a NIMBUS_RUNTIME_NODEJS22_X-style override, the
+    one installed by scripts/install-node-ric.sh, or the host's (NIMBUS_NODE, else PATH) when its major is
+    the runtime's."""
+    override = _executable(_override(runtime))
+    if override is not None:
+        return override
+    major = NODE_MAJORS.get(runtime)
+    if major is None:
+        return None
+    installed = _executable(node_runtimes_dir() / f"node{major}" / "bin" / "node")
+    if installed is not None:
+        return installed
+    host = _executable(os.environ.get("NIMBUS_NODE") or shutil.which("node"))
+    return host if host is not None and node_major(host) == major else None
+
+
+@functools.cache
+def node_ric_dir(runtime: str = "nodejs22.x") -> Path | None:
+    """The aws-lambda-ric installation for `runtime`, made by scripts/install-node-ric.sh: 4.x for Node >= 22,
+    3.x (the last release for older majors) below. NIMBUS_NODE_RIC_DIR overrides the folder of versions, or
+    names one installation (a folder with index.mjs) used for every major."""
     configured = os.environ.get("NIMBUS_NODE_RIC_DIR")
-    path = Path(configured) if configured else _REPO_CACHE
-    return path.resolve() if (path / "index.mjs").is_file() else None
+    base = Path(configured) if configured else _REPO_CACHE / "aws-lambda-ric"
+    if (base / "index.mjs").is_file():
+        return base.resolve()
+    wanted = 4 if NODE_MAJORS.get(runtime, 22) >= 22 else 3
+    try:
+        versions = [p for p in base.iterdir() if (p / "index.mjs").is_file() and p.name.split(".")[0] == str(wanted)]
+    except OSError:
+        return None
+    if not versions:
+        return None
+    return max(versions, key=lambda p: tuple(int(x) for x in re.findall(r"\d+", p.name))).resolve()
 
 
 def api_runtimes(pythons: dict[str, Path]) -> dict[str, Path]:
@@ -162,10 +207,9 @@ def api_runtimes(pythons: dict[str, Path]) -> dict[str, Path]:
     if interpreter is None:
         return {}
     result = dict.fromkeys(CUSTOM_RUNTIMES, interpreter)
-    if node_ric_dir() is not None:
-        for runtime in NODE_RUNTIMES:
-            if find_node(runtime) is not None:
-                result[runtime] = interpreter
+    for runtime in NODE_RUNTIMES:
+        if find_node(runtime) is not None and node_ric_dir(runtime) is not None:
+            result[runtime] = interpreter
     return result
 
 
@@ -173,8 +217,11 @@ def unavailable_reason(runtime: str) -> str:
     """Why `runtime` cannot run here, in a sentence (empty when nothing specific is known)."""
     if runtime in NODE_RUNTIMES:
         if find_node(runtime) is None:
-            return "Node.js (node) is not installed on this server (or set NIMBUS_NODE to its path)."
-        if node_ric_dir() is None:
+            major = NODE_MAJORS[runtime]
+            return (f"Node.js {major} is not installed on this server: run `make install` "
+                    f"(scripts/install-node-ric.sh), or set NIMBUS_RUNTIME_{runtime.upper().replace('.', '_')} "
+                    f"to a node {major} executable.")
+        if node_ric_dir(runtime) is None:
             return (
                 "AWS's Node.js runtime interface client (aws-lambda-ric) is not installed on this server: "
                 "run `make install` (scripts/install-node-ric.sh)."

@@ -52,6 +52,11 @@ def handler(event, context):
     return {"ok": True, "echo": event}
 """
 
+SIZER = """
+def handler(event, context):
+    print("SIZE %s %d" % (context.aws_request_id, len(event["x"])))
+"""
+
 SLEEPER = """
 import time
 def handler(event, context):
@@ -162,15 +167,22 @@ def test_event_is_delivered_once_with_its_request_id(lam: Any, logs: Any, srv: N
 
 def test_payload_over_the_async_limit_is_413(lam: Any, srv: NimbusServer) -> None:
     name = deploy(lam, ECHO)
-    body = json.dumps({"x": "a" * 262_144})
+    body = json.dumps({"x": "a" * 1_048_576})
     r = api(srv, "POST", f"/2015-03-31/functions/{name}/invocations", content=body,
             headers={"X-Amz-Invocation-Type": "Event"})
     assert r.status_code == 413
     assert r.headers["x-amzn-ErrorType"] == "RequestTooLargeException"
-    assert r.json()["Message"] == "Request must be smaller than 262144 bytes for the InvokeFunction operation"
+    assert r.json()["Message"] == "Request must be smaller than 1048576 bytes for the InvokeFunction operation"
     r = api(srv, "POST", f"/2014-11-13/functions/{name}/invoke-async/", content=body)
     assert r.status_code == 413
-    assert r.json()["Message"] == "Request must be smaller than 262144 bytes for the InvokeAsync operation"
+    assert r.json()["Message"] == "Request must be smaller than 1048576 bytes for the InvokeAsync operation"
+
+
+def test_a_900_kb_event_is_accepted_and_delivered(lam: Any, logs: Any) -> None:
+    """AWS accepts Event payloads up to 1 MB since October 2025 (256 KB before)."""
+    name = deploy(lam, SIZER)
+    rid = event(lam, name, {"x": "a" * 900_000})
+    wait_for(lambda: any(m.startswith(f"SIZE {rid} 900000") for m in messages(logs, name)), what="delivery")
 
 
 def test_unknown_function_is_404_not_202(lam: Any) -> None:

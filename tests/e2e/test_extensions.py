@@ -134,3 +134,49 @@ def test_an_extension_that_dies_after_init_does_not_hold_up_the_environment(lam:
         r = lam.invoke(FunctionName=name, Payload=json.dumps({"i": i}))
         assert "FunctionError" not in r, r["Payload"].read()
         assert json.loads(r["Payload"].read())["event"] == {"i": i}
+
+
+URLLIB_EXTENSION = r'''#!/usr/bin/env python3
+# Written the way AWS's Python extension samples are: urllib.request, which sends `Connection: close`.
+import json, os, sys, urllib.request
+API = f"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/2020-01-01/extension"
+NAME = os.path.basename(__file__)
+req = urllib.request.Request(f"{API}/register", data=json.dumps({"events": ["INVOKE", "SHUTDOWN"]}).encode(),
+                             headers={"Lambda-Extension-Name": NAME}, method="POST")
+with urllib.request.urlopen(req) as resp:
+    ext_id = resp.headers["Lambda-Extension-Identifier"]
+print(f"[{NAME}] registered", flush=True)
+while True:
+    req = urllib.request.Request(f"{API}/event/next", headers={"Lambda-Extension-Identifier": ext_id})
+    with urllib.request.urlopen(req) as resp:
+        event = json.load(resp)
+    print(f"[{NAME}] event {event['eventType']}", flush=True)
+    if event["eventType"] == "SHUTDOWN":
+        sys.exit(0)
+'''
+
+
+def test_an_extension_using_urllib_gets_its_events(server: NimbusServer, lam: Any) -> None:
+    """urllib sends `Connection: close` on the long poll of `event/next`: it must still get its answer."""
+    code = zip_files({"extensions/urllib-ext": URLLIB_EXTENSION}, executable=("extensions/urllib-ext",))
+    layer = lam.publish_layer_version(LayerName=f"ext-{uuid.uuid4().hex[:8]}", Content={"ZipFile": code},
+                                      CompatibleRuntimes=["provided.al2023"])["LayerVersionArn"]
+    name = f"ext-urllib-{uuid.uuid4().hex[:8]}"
+    lam.create_function(FunctionName=name, Runtime="provided.al2023", Role=ROLE, Handler="function.handler",
+                        Code={"ZipFile": zip_files({"bootstrap": BASH_BOOTSTRAP})}, Timeout=30, MemorySize=512,
+                        Layers=[layer])
+    for i in range(2):
+        r = lam.invoke(FunctionName=name, Payload=json.dumps({"i": i}))
+        assert "FunctionError" not in r, r["Payload"].read()
+    lam.update_function_configuration(FunctionName=name, Description="retire the environment")
+    logs = server.client("logs")
+    deadline = time.monotonic() + 30
+    messages: list[str] = []
+    while time.monotonic() < deadline:
+        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+        messages = [e["message"].rstrip("\n") for e in events if e["message"].startswith("[urllib-ext]")]
+        if any("SHUTDOWN" in m for m in messages):
+            break
+        time.sleep(0.2)
+    assert messages == ["[urllib-ext] registered", "[urllib-ext] event INVOKE", "[urllib-ext] event INVOKE",
+                        "[urllib-ext] event SHUTDOWN"], messages

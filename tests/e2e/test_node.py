@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from nimbus.sandbox.apiruntimes import NODE_RUNTIMES, find_node, node_ric_dir
+from nimbus.sandbox.apiruntimes import NODE_MAJORS, NODE_RUNTIMES, find_node, node_ric_dir, unavailable_reason
 from tests.conftest import ROLE, NimbusServer, make_zip
 from tests.e2e.test_custom_runtime import isolated
 
 NODE = next((r for r in NODE_RUNTIMES if find_node(r) is not None), None)
 pytestmark = pytest.mark.skipif(
-    NODE is None or node_ric_dir() is None and not os.environ.get("CI"),
+    NODE is None or node_ric_dir(NODE) is None and not os.environ.get("CI"),
     reason="node or aws-lambda-ric not installed (make install runs scripts/install-node-ric.sh)",
 )
 
@@ -130,6 +130,55 @@ def test_missing_handler_is_runtime_error(lam: Any) -> None:
     r, body, _ = invoke(lam, name, {})
     assert r["FunctionError"] == "Unhandled"
     assert body["errorType"] == "Runtime.ImportModuleError"
+
+
+VERSION_HANDLER = """
+export const handler = async () => ({ version: process.version, exec: process.env.AWS_EXECUTION_ENV });
+"""
+
+
+@pytest.mark.parametrize("runtime", NODE_RUNTIMES)
+def test_each_node_runtime_runs_on_its_own_major(lam: Any, runtime: str) -> None:
+    """nodejs22.x runs Node 22, nodejs24.x Node 24, ... (make install brings the majors the host lacks)."""
+    if (find_node(runtime) is None or node_ric_dir(runtime) is None) and not os.environ.get("CI"):
+        pytest.skip(f"{runtime}: {unavailable_reason(runtime)}")
+    name = f"node-{uuid.uuid4().hex[:10]}"
+    lam.create_function(FunctionName=name, Runtime=runtime, Role=ROLE, Handler="index.handler",
+                        Code={"ZipFile": make_zip({"index.mjs": VERSION_HANDLER})}, Timeout=30, MemorySize=256)
+    r, body, _ = invoke(lam, name, {})
+    assert "FunctionError" not in r, body
+    assert body["version"].startswith(f"v{NODE_MAJORS[runtime]}.")
+    assert body["exec"] == f"AWS_Lambda_{runtime}"
+
+
+ESM_LAYER_HANDLER = """
+import shout from "layer-shout";
+import whisper from "layer-whisper";
+export const handler = async (event) => ({ loud: shout(event.text), quiet: whisper(event.text) });
+"""
+
+
+def test_esm_handler_imports_packages_from_layers(lam: Any, server: NimbusServer) -> None:
+    """ES modules ignore NODE_PATH; AWS's Node.js 18+ runtimes still resolve layer packages
+    (`nodejs/node_modules` and `nodejs/nodeNN/node_modules`) for ESM imports."""
+    if not isolated(server):
+        pytest.skip("ESM imports from layers need the mounts of an isolating backend")
+    major = NODE_MAJORS[str(NODE)]
+    files = {
+        "nodejs/node_modules/layer-shout/package.json": json.dumps({"name": "layer-shout", "main": "index.js"}),
+        "nodejs/node_modules/layer-shout/index.js": "module.exports = (s) => s.toUpperCase();",
+        f"nodejs/node{major}/node_modules/layer-whisper/package.json": json.dumps(
+            {"name": "layer-whisper", "type": "module", "exports": "./index.js"}),
+        f"nodejs/node{major}/node_modules/layer-whisper/index.js": "export default (s) => s.toLowerCase();",
+    }
+    layer = lam.publish_layer_version(LayerName=f"esm-{uuid.uuid4().hex[:8]}", Content={"ZipFile": make_zip(files)},
+                                      CompatibleRuntimes=[NODE])["LayerVersionArn"]
+    name = f"node-{uuid.uuid4().hex[:10]}"
+    lam.create_function(FunctionName=name, Runtime=NODE, Role=ROLE, Handler="index.handler", Layers=[layer],
+                        Code={"ZipFile": make_zip({"index.mjs": ESM_LAYER_HANDLER})}, Timeout=30, MemorySize=256)
+    r, body, _ = invoke(lam, name, {"text": "Hello"})
+    assert "FunctionError" not in r, body
+    assert body == {"loud": "HELLO", "quiet": "hello"}
 
 
 def test_unknown_node_runtime_is_refused(lam: Any) -> None:

@@ -19,6 +19,7 @@ from nimbus.api import eventconfigs as eventconfigs_api
 from nimbus.api import keys as keys_api
 from nimbus.api import layers as layers_api
 from nimbus.api import metrics as metrics_api
+from nimbus.api import openapi as openapi_api
 from nimbus.api import provisioned as provisioned_api
 from nimbus.api import streaming as streaming_api
 from nimbus.api import urls as urls_api
@@ -73,6 +74,7 @@ def create_app(platform: Platform, forwarded_allow_ips: str | list[str] = "127.0
         Route("/", json_protocol, methods=["POST"]),
         Route("/nimbus/v1/health", health, methods=["GET"]),
         Route("/nimbus/v1/runtimes", runtimes, methods=["GET"]),
+        *openapi_api.routes,  # the published OpenAPI description
         *keys_api.routes,  # access keys
         *urls_api.routes,  # function URL configs
         *metrics_api.routes,  # /metrics, /nimbus/v1/cost

@@ -5,10 +5,10 @@ resource policies allow it). Function URLs are handed to `api/urls.py`, which au
 AuthType; health, `/metrics` and the dashboard (which has its own login) are not signed.
 
 Failures answer AWS's errors, all 403: MissingAuthenticationTokenException (unsigned),
-IncompleteSignatureException (malformed), InvalidSignatureException (bad signature, unknown key, expired),
-UnrecognizedClientException (bad session token). An unknown key id and a wrong secret take the same path:
-the signature is computed either way (with a decoy secret for unknown ids), so neither the answer nor its
-timing tells which key ids exist.
+IncompleteSignatureException (malformed), InvalidSignatureException (bad signature of a known key, expired),
+UnrecognizedClientException (unknown access key id or bad session token), as AWS answers them: SDKs key their
+credential refresh on UnrecognizedClientException. The signature is computed either way (with a decoy secret
+for unknown ids), so the timing does not tell which key ids exist.
 """
 
 from __future__ import annotations
@@ -190,9 +190,9 @@ class Verifier:
             raw = sigv4.raw_query_canonical(raw_query, drop)
             if raw != query:
                 ok = matches(raw)
-        if not token_ok:
+        if not token_ok or key is None:
             raise UnrecognizedClient(BAD_TOKEN)
-        if key is None or not ok:
+        if not ok:
             raise InvalidSignature(SIGNATURE_MISMATCH)
         return key
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
-from nimbus.sandbox.apiruntimes import CUSTOM_RUNTIMES, python_client_command, runtime_command
+from nimbus.sandbox.apiruntimes import CUSTOM_RUNTIMES, exec_wrapper, python_client_command, runtime_command
 from nimbus.sandbox.backends import Backend, Launch
 from nimbus.sandbox.environment import (
     RESPONSE_SLACK,
@@ -96,7 +96,7 @@ class ApiEnvironment(Environment):
             script = files.script(self.interpreter, self.backend.runtime_dir) if files is not None else "bootstrap.py"
             command = python_client_command(self.interpreter, self.backend.runtime_dir, script, opt)
         else:
-            command = runtime_command(self.spec.runtime, isolated)
+            command = runtime_command(self.spec.runtime, isolated, opt_dir)
             environ.pop("PYTHONPATH", None)  # the Python bootstrap's: not part of these runtimes' environment
         if self.spec.runtime in CUSTOM_RUNTIMES:
             environ.pop("AWS_EXECUTION_ENV", None)  # AWS does not define it for OS-only runtimes
@@ -117,6 +117,7 @@ class ApiEnvironment(Environment):
             "_NIMBUS_EXTENSIONS_DIR": extensions,
             "_NIMBUS_OPT_DIR": opt,
             "_NIMBUS_EXTENSION_HIDDEN": ",".join(EXTENSION_HIDDEN),
+            "_NIMBUS_EXEC_WRAPPER": exec_wrapper(self.spec.runtime, self.spec.environment) or "",
         })
         return Launch(
             env_id=self.id,

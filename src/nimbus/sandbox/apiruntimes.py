@@ -10,12 +10,14 @@ the runtime catalogue's, `nimbus.runtimes`).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nimbus.runtimes import (
     API_RUNTIMES,
     CUSTOM_RUNTIMES,
+    NODE_MAJORS,
     NODE_RIC_INSIDE,
     NODE_RUNTIMES,
     api_runtimes,
@@ -26,8 +28,8 @@ from nimbus.runtimes import (
     unavailable_reason,
 )
 
-__all__ = ["API_RUNTIMES", "CUSTOM_RUNTIMES", "NODE_RIC_INSIDE", "NODE_RUNTIMES", "RuntimeCommand", "api_runtimes",
-           "find_node", "has_extensions", "is_api_runtime", "launcher_interpreter", "node_ric_dir",
+__all__ = ["API_RUNTIMES", "CUSTOM_RUNTIMES", "NODE_MAJORS", "NODE_RIC_INSIDE", "NODE_RUNTIMES", "RuntimeCommand", "api_runtimes",
+           "exec_wrapper", "find_node", "has_extensions", "is_api_runtime", "launcher_interpreter", "node_ric_dir",
            "python_client_command", "runtime_command", "unavailable_reason"]
 
 
@@ -46,17 +48,31 @@ def _prefix_bind(executable: Path) -> tuple[tuple[str, str], ...]:
     return () if str(prefix).startswith("/usr") else ((str(prefix), str(prefix)),)
 
 
-def runtime_command(runtime: str, isolated: bool) -> RuntimeCommand:
-    """The command line of `runtime`; `isolated` when the backend mounts paths (else host paths are used)."""
+def _esm_layer_binds(runtime: str, opt_dir: Path | None) -> tuple[tuple[str, str], ...]:
+    """ES modules ignore NODE_PATH: a bare `import "pkg"` in /var/task/*.mjs is resolved by walking up to
+    /var/node_modules and /node_modules. Mounting the layers' `nodejs/nodeNN/node_modules` and
+    `nodejs/node_modules` there makes layer packages importable from ESM handlers after the function's own
+    node_modules, as AWS's Node.js 18+ runtimes do."""
+    if opt_dir is None:
+        return ()
+    pairs = ((opt_dir / "nodejs" / f"node{NODE_MAJORS[runtime]}" / "node_modules", "/var/node_modules"),
+             (opt_dir / "nodejs" / "node_modules", "/node_modules"))
+    return tuple((str(host), inside) for host, inside in pairs if host.is_dir())
+
+
+def runtime_command(runtime: str, isolated: bool, opt_dir: Path | None = None) -> RuntimeCommand:
+    """The command line of `runtime`; `isolated` when the backend mounts paths (else host paths are used);
+    `opt_dir` is the version's merged layers on the host."""
     if runtime in NODE_RUNTIMES:
         node = find_node(runtime)
-        ric = node_ric_dir()
+        ric = node_ric_dir(runtime)
         if node is None or ric is None:
             raise FileNotFoundError(unavailable_reason(runtime))
         ric_path = NODE_RIC_INSIDE if isolated else str(ric)
         return RuntimeCommand(
             argv=(str(node), "--expose-gc", "--max-http-header-size", "81920", f"{ric_path}/index.mjs"),
-            binds=((str(ric), NODE_RIC_INSIDE), *_prefix_bind(node)) if isolated else (),
+            binds=((str(ric), NODE_RIC_INSIDE), *_prefix_bind(node), *_esm_layer_binds(runtime, opt_dir))
+            if isolated else (),
             environ={
                 # After the layers' directories (build_environ puts them first), as on AWS.
                 "NODE_PATH": f"{ric_path}/node_modules:/var/runtime:/var/task",
@@ -76,6 +92,14 @@ def has_extensions(opt_dir: Path | None) -> bool:
     except OSError:
         return False
     return any(e.is_file() and os.access(e.path, os.X_OK) for e in entries)
+
+
+def exec_wrapper(runtime: str, environment: Mapping[str, str]) -> str | None:
+    """The `AWS_LAMBDA_EXEC_WRAPPER` script that starts `runtime`, if the function set one: AWS runs it for its
+    managed runtimes (Python, Node.js, ...), with the runtime's command line as its arguments, and ignores it
+    for OS-only runtimes. Managed Python functions with a wrapper run through the launcher (no zygote)."""
+    wrapper = environment.get("AWS_LAMBDA_EXEC_WRAPPER")
+    return wrapper if wrapper and runtime not in CUSTOM_RUNTIMES else None
 
 
 def python_client_command(interpreter: Path, runtime_dir: str, script: str, opt: str) -> RuntimeCommand:

@@ -17,7 +17,7 @@ from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
 from nimbus.errors import InvalidRuntime
 from nimbus.sandbox.apienvironment import ApiEnvironment  # Runtime API runtimes (custom, Node.js)
-from nimbus.sandbox.apiruntimes import has_extensions, is_api_runtime
+from nimbus.sandbox.apiruntimes import exec_wrapper, has_extensions, is_api_runtime
 from nimbus.sandbox.backends import Backend, BackendUnavailable, choose
 from nimbus.sandbox.environment import Deadlines, Environment, error_result
 from nimbus.sandbox.pool import Pool
@@ -198,8 +198,10 @@ class SandboxManager:
         """A new, unstarted environment of `spec`: forked from the version's zygote where the runtime allows."""
         assert self._backend is not None
         hook = self.environ_hook
-        # Managed Python with external extensions in its layers: the Runtime API environment starts them.
-        if is_api_runtime(spec.runtime) or has_extensions(spec.opt_dir):
+        # Managed Python with external extensions in its layers, or with an exec wrapper: the launcher of the
+        # Runtime API environment starts them.
+        if is_api_runtime(spec.runtime) or has_extensions(spec.opt_dir) or exec_wrapper(spec.runtime,
+                                                                                         spec.environment):
             return ApiEnvironment(
                 spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
                 init_type=init_type, environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
@@ -291,8 +293,9 @@ class SandboxManager:
 
     def _zygote(self, spec: VersionSpec) -> Zygote | None:
         """The fork server of `spec`'s pool key (created on first use; INIT runs when it is first needed)."""
-        if not zygotes_enabled(self.settings, spec) or self._backend is None or has_extensions(spec.opt_dir):
-            return None  # (with external extensions, environments start fresh: see _new_environment)
+        if (not zygotes_enabled(self.settings, spec) or self._backend is None or has_extensions(spec.opt_dir)
+                or exec_wrapper(spec.runtime, spec.environment)):
+            return None  # (with external extensions or a wrapper, environments start fresh: _new_environment)
         zygote = self._zygotes.get(spec.pool_key)
         if zygote is None or zygote.closed:
             zygote = self._zygotes[spec.pool_key] = Zygote(

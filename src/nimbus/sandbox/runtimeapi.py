@@ -414,6 +414,8 @@ class _Conn(asyncio.Protocol):
         self.partial = False  # a request has begun and is not complete yet
         self.head_bytes = 0
         self.sock: Any = None
+        self.answered = False  # the current request has had its answer written
+        self.close_after_answer = False  # `Connection: close` (or HTTP/1.0) on a request answered later
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -462,6 +464,10 @@ class _Conn(asyncio.Protocol):
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
+        self.answered = True
+        if self.close_after_answer:
+            self.close_after_answer = False
+            self.close()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -474,6 +480,7 @@ class _Conn(asyncio.Protocol):
     # httptools callbacks
     def on_message_begin(self) -> None:
         self.partial = True
+        self.answered = False
         self.url = b""
         self.headers = {}
         self.body = []
@@ -513,7 +520,12 @@ class _Conn(asyncio.Protocol):
             route()
         task = self.platform_task
         if not self.parser.should_keep_alive() and (task is None or task.done()):
-            self.close()  # (a platform request answers first, then closes: _run_platform)
+            # (a platform request answers first, then closes: _run_platform). A long poll (`next`) is
+            # answered later: clients that send `Connection: close`, as urllib does, still get their answer.
+            if self.answered:
+                self.close()
+            else:
+                self.close_after_answer = True
 
     # routing
     def _route(self, method: bytes, path: str) -> Callable[[], None] | None:

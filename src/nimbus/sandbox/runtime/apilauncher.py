@@ -98,6 +98,7 @@ def main():
     extensions_dir = pop("_NIMBUS_EXTENSIONS_DIR")
     opt_dir = pop("_NIMBUS_OPT_DIR")
     hidden = set(filter(None, pop("_NIMBUS_EXTENSION_HIDDEN").split(",")))
+    wrapper = pop("_NIMBUS_EXEC_WRAPPER")
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -111,6 +112,11 @@ def main():
         argv, message = find_bootstrap(environ.get("LAMBDA_TASK_ROOT", "/var/task"), opt_dir)
         if argv is None:
             error = {"errorType": "Runtime.InvalidEntrypoint", "errorMessage": message}
+    if error is None and wrapper:
+        argv = [wrapper, *argv]  # AWS_LAMBDA_EXEC_WRAPPER: the script gets the runtime's command line
+    if error is None and not os.path.exists(argv[0]):
+        error = {"errorType": "Runtime.InvalidEntrypoint",
+                 "errorMessage": f"fork/exec {argv[0]}: no such file or directory"}
     if error is None and not os.access(argv[0], os.X_OK):
         error = {"errorType": "Runtime.InvalidEntrypoint", "errorMessage": f"fork/exec {argv[0]}: permission denied"}
 
