@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -27,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nimbus import sigv4
 from nimbus.api.body import receive_body
-from nimbus.api.errors import error_body
+from nimbus.api.errors import error_parts
 from nimbus.config import Settings
 from nimbus.control.keys import AccessKey, KeyStore
 from nimbus.errors import (
@@ -343,14 +342,9 @@ def replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def send_error(send: Send, exc: LambdaError) -> None:
-    body = error_body(exc)
-    headers = [
-        (b"content-type", b"application/json"),
-        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers().items()),
-        (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    status, headers, body = error_parts(exc)
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

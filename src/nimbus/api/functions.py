@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import re
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -19,7 +17,8 @@ from starlette.routing import BaseRoute, Route
 
 from nimbus.api import shapes
 from nimbus.api.auth import sign_code_location
-from nimbus.api.body import parse_json_object, read_body, validate
+from nimbus.api.body import max_items, parse_json_object, read_body, validate
+from nimbus.api.responses import request_id_header
 from nimbus.control.registry import Registry
 from nimbus.control.validation import constraint
 from nimbus.errors import InvalidRequestContent, ResourceNotFound
@@ -43,17 +42,12 @@ async def _body(request: Request, model: type[S]) -> S:
     return validate(model, parse_json_object(await read_body(request, limit)))
 
 
-def _request_id() -> dict[str, str]:
-    # Every Lambda API answer carries one; boto3 reports it as ResponseMetadata.RequestId.
-    return {"x-amzn-RequestId": str(uuid.uuid4())}
-
-
 def _json(data: Any, status: int = 200) -> Response:
-    return JSONResponse(data, status_code=status, headers=_request_id())
+    return JSONResponse(data, status_code=status, headers=request_id_header())
 
 
 def _no_content() -> Response:
-    return Response(status_code=204, headers=_request_id())
+    return Response(status_code=204, headers=request_id_header())
 
 
 def _decode_zip(value: str | None) -> bytes | None:
@@ -71,22 +65,6 @@ def _qualifier(request: Request) -> str | None:
     return request.query_params.get("Qualifier")
 
 
-def _max_items(request: Request) -> int | None:
-    raw = request.query_params.get("MaxItems")
-    if raw is None:
-        return None
-    if not re.fullmatch(r"-?\d{1,10}", raw):
-        raise constraint(raw, "maxItems", "Member must be an integer")
-    value = int(raw)
-    if not 1 <= value <= 10000:
-        raise constraint(
-            value, "maxItems",
-            "Member must have value less than or equal to 10000" if value > 1 else
-            "Member must have value greater than or equal to 1",
-        )
-    return value
-
-
 # ------------------------------------------------------------------------------------------- functions
 
 
@@ -102,7 +80,7 @@ async def list_functions(request: Request) -> Response:
     if version is not None and version != "ALL":
         raise constraint(version, "functionVersion", "Member must satisfy enum value set: [ALL]")
     reg = _registry(request)
-    result = await _call(request, reg.list_functions, request.query_params.get("Marker"), _max_items(request),
+    result = await _call(request, reg.list_functions, request.query_params.get("Marker"), max_items(request, 10000),
                          version == "ALL")
     return _json(result)
 
@@ -162,7 +140,7 @@ async def publish_version(request: Request) -> Response:
 async def list_versions(request: Request) -> Response:
     reg = _registry(request)
     result = await _call(request, reg.list_versions, request.path_params["name"],
-                         request.query_params.get("Marker"), _max_items(request))
+                         request.query_params.get("Marker"), max_items(request, 10000))
     return _json(result)
 
 
@@ -179,7 +157,7 @@ async def list_aliases(request: Request) -> Response:
     reg = _registry(request)
     result = await _call(request, reg.list_aliases, request.path_params["name"],
                          request.query_params.get("FunctionVersion"), request.query_params.get("Marker"),
-                         _max_items(request))
+                         max_items(request, 10000))
     return _json(result)
 
 
