@@ -9,10 +9,11 @@ from __future__ import annotations
 import functools
 import glob
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
+
+from nimbus.config import Settings, runtime_override
 
 PYTHON_IDS = tuple(f"python3.{minor}" for minor in range(8, 15))
 SUPPORTED_PYTHON = tuple(f"python3.{minor}" for minor in range(10, 15))
@@ -68,7 +69,7 @@ _SHIM_DIRS = ("/.pyenv/shims", "/.asdf/shims")
 def _candidates(minor_id: str) -> list[str]:
     exe = minor_id  # the executable is named like the runtime id: python3.12
     found: list[str] = []
-    extra = os.environ.get("NIMBUS_PYTHON_SEARCH_PATH", "")
+    extra = Settings().python_search_path
     for directory in [*filter(None, extra.split(":")), *os.environ.get("PATH", "").split(os.pathsep)]:
         if directory and not any(directory.endswith(s) for s in _SHIM_DIRS):
             found.append(os.path.join(directory, exe))
@@ -105,7 +106,7 @@ def available_runtimes() -> dict[str, Path]:
     that runs their in-sandbox launcher (how they start: nimbus.sandbox.apiruntimes)."""
     result: dict[str, Path] = {}
     for runtime in SUPPORTED_PYTHON:
-        override = os.environ.get("NIMBUS_RUNTIME_" + re.sub(r"[^A-Z0-9]", "_", runtime.upper()))
+        override = runtime_override(runtime)
         for path in ([override] if override else _candidates(runtime)):
             if _is_real_interpreter(path):
                 result[runtime] = Path(os.path.realpath(path))
@@ -135,13 +136,9 @@ def launcher_interpreter(pythons: dict[str, Path]) -> Path | None:
     return next(iter(sorted(pythons.items(), reverse=True)), (None, None))[1]
 
 
-def _override(runtime: str) -> str | None:
-    return os.environ.get("NIMBUS_RUNTIME_" + re.sub(r"[^A-Z0-9]", "_", runtime.upper()))
-
-
 def find_node(runtime: str) -> Path | None:
     """The node executable for `runtime`: NIMBUS_RUNTIME_NODEJS22_X-style override, NIMBUS_NODE, or PATH."""
-    path = _override(runtime) or os.environ.get("NIMBUS_NODE") or shutil.which("node")
+    path = runtime_override(runtime) or Settings().node or shutil.which("node")
     if not path:
         return None
     real = Path(os.path.realpath(path))
@@ -151,8 +148,8 @@ def find_node(runtime: str) -> Path | None:
 @functools.cache
 def node_ric_dir() -> Path | None:
     """The aws-lambda-ric installation made by scripts/install-node-ric.sh (NIMBUS_NODE_RIC_DIR overrides)."""
-    configured = os.environ.get("NIMBUS_NODE_RIC_DIR")
-    path = Path(configured) if configured else _REPO_CACHE
+    configured = Settings().node_ric_dir
+    path = configured if configured is not None else _REPO_CACHE
     return path.resolve() if (path / "index.mjs").is_file() else None
 
 
