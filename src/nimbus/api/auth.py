@@ -174,7 +174,7 @@ class Verifier:
 
         raw_path = scope.get("raw_path") or scope["path"].encode()
         uri = sigv4.canonical_uri(raw_path.decode("latin-1") if isinstance(raw_path, bytes) else raw_path)
-        canonical_hdrs = _canonical_headers(headers, signed)
+        canonical_hdrs = sigv4.canonical_headers_raw(headers, signed)
         signing_key = use.derived_key(date, region, scoped_service)
         query = sigv4.canonical_query(raw_query, drop)
         scope_str = f"{date}/{region}/{scoped_service}/aws4_request"
@@ -229,17 +229,6 @@ def _parse_amz_date(value: str) -> float | None:
                         int(value[13:15]), tzinfo=UTC).timestamp()
     except ValueError:
         return None
-
-
-def _canonical_headers(headers: list[tuple[bytes, bytes]], signed: list[str]) -> str:
-    """sigv4.canonical_headers over ASGI's raw headers, decoding only the signed ones."""
-    wanted = {name.encode("latin-1"): name for name in signed}
-    values: dict[str, list[str]] = {}
-    for name, value in headers:
-        key = wanted.get(name)
-        if key is not None:
-            values.setdefault(key, []).append(" ".join(value.decode("latin-1").split()))
-    return "".join(f"{name}:{','.join(values.get(name, ()))}\n" for name in signed)
 
 
 def service_for(scope: Scope) -> str:
