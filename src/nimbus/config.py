@@ -114,3 +114,19 @@ class Settings(BaseSettings):
     zygotes: bool = True  # Python environments fork from an initialized zygote per version (false: fresh starts)
     zygote_spares: int = 1  # forks kept ready per zygote (in their cgroups): a cold start skips fork + cgroup move
     zygote_idle_timeout: float | None = None  # seconds a zygote without environments is kept (None: idle_timeout)
+
+    # Runtimes found on this host (nimbus/runtimes.py; docs/runtimes.md). A runtime's interpreter can also be
+    # named per runtime id: NIMBUS_RUNTIME_PYTHON3_12=/path/to/python3.12, NIMBUS_RUNTIME_NODEJS22_X=/path/to/node.
+    python_search_path: str = ""  # extra directories (":"-separated) searched for python3.X before PATH
+    node: str | None = None  # the node executable for the Node.js runtimes (default: `node` on PATH)
+    node_ric_dir: Path | None = None  # AWS's aws-lambda-ric installations (default: scripts/install-node-ric.sh's)
+    node_runtimes_dir: Path | None = None  # Node.js majors the host lacks (default: install-node-ric.sh's)
+
+
+def runtime_override(runtime: str) -> str | None:
+    """`NIMBUS_RUNTIME_<ID>`: the interpreter or executable configured for one runtime id (a family of names
+    Settings cannot declare field by field)."""
+    import os
+    import re
+
+    return os.environ.get("NIMBUS_RUNTIME_" + re.sub(r"[^A-Z0-9]", "_", runtime.upper()))

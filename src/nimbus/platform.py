@@ -53,7 +53,7 @@ class Platform:
     # (they touch state the loop owns: routes, environments, provisioned targets).
     on_commit: list[FunctionChanged] = field(default_factory=list)
     on_loop: list[FunctionChanged] = field(default_factory=list)
-    _loop: asyncio.AbstractEventLoop | None = None
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)  # set by start()
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

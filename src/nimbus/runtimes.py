@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nimbus.config import Settings, runtime_override
+
 PYTHON_IDS = tuple(f"python3.{minor}" for minor in range(8, 15))
 SUPPORTED_PYTHON = tuple(f"python3.{minor}" for minor in range(10, 15))
 
@@ -69,7 +71,7 @@ _SHIM_DIRS = ("/.pyenv/shims", "/.asdf/shims")
 def _candidates(minor_id: str) -> list[str]:
     exe = minor_id  # the executable is named like the runtime id: python3.12
     found: list[str] = []
-    extra = os.environ.get("NIMBUS_PYTHON_SEARCH_PATH", "")
+    extra = Settings().python_search_path
     for directory in [*filter(None, extra.split(":")), *os.environ.get("PATH", "").split(os.pathsep)]:
         if directory and not any(directory.endswith(s) for s in _SHIM_DIRS):
             found.append(os.path.join(directory, exe))
@@ -106,7 +108,7 @@ def available_runtimes() -> dict[str, Path]:
     that runs their in-sandbox launcher (how they start: nimbus.sandbox.apiruntimes)."""
     result: dict[str, Path] = {}
     for runtime in SUPPORTED_PYTHON:
-        override = os.environ.get("NIMBUS_RUNTIME_" + re.sub(r"[^A-Z0-9]", "_", runtime.upper()))
+        override = runtime_override(runtime)
         for path in ([override] if override else _candidates(runtime)):
             if _is_real_interpreter(path):
                 result[runtime] = Path(os.path.realpath(path))
@@ -137,10 +139,6 @@ def launcher_interpreter(pythons: dict[str, Path]) -> Path | None:
     return next(iter(sorted(pythons.items(), reverse=True)), (None, None))[1]
 
 
-def _override(runtime: str) -> str | None:
-    return os.environ.get("NIMBUS_RUNTIME_" + re.sub(r"[^A-Z0-9]", "_", runtime.upper()))
-
-
 def _executable(path: str | Path | None) -> Path | None:
     if not path:
         return None
@@ -161,15 +159,15 @@ def node_major(node: Path) -> int | None:
 
 def node_runtimes_dir() -> Path:
     """Where scripts/install-node-ric.sh unpacks the Node.js majors the host lacks (NIMBUS_NODE_RUNTIMES_DIR)."""
-    configured = os.environ.get("NIMBUS_NODE_RUNTIMES_DIR")
-    return Path(configured) if configured else _REPO_CACHE / "node-runtimes"
+    configured = Settings().node_runtimes_dir
+    return configured if configured is not None else _REPO_CACHE / "node-runtimes"
 
 
 def find_node(runtime: str) -> Path | None:
     """The node executable of `runtime`'s own major version: a NIMBUS_RUNTIME_NODEJS22_X-style override, the
     one installed by scripts/install-node-ric.sh, or the host's (NIMBUS_NODE, else PATH) when its major is
     the runtime's."""
-    override = _executable(_override(runtime))
+    override = _executable(runtime_override(runtime))
     if override is not None:
         return override
     major = NODE_MAJORS.get(runtime)
@@ -178,7 +176,7 @@ def find_node(runtime: str) -> Path | None:
     installed = _executable(node_runtimes_dir() / f"node{major}" / "bin" / "node")
     if installed is not None:
         return installed
-    host = _executable(os.environ.get("NIMBUS_NODE") or shutil.which("node"))
+    host = _executable(Settings().node or shutil.which("node"))
     return host if host is not None and node_major(host) == major else None
 
 
@@ -187,8 +185,8 @@ def node_ric_dir(runtime: str = "nodejs22.x") -> Path | None:
     """The aws-lambda-ric installation for `runtime`, made by scripts/install-node-ric.sh: 4.x for Node >= 22,
     3.x (the last release for older majors) below. NIMBUS_NODE_RIC_DIR overrides the folder of versions, or
     names one installation (a folder with index.mjs) used for every major."""
-    configured = os.environ.get("NIMBUS_NODE_RIC_DIR")
-    base = Path(configured) if configured else _REPO_CACHE / "aws-lambda-ric"
+    configured = Settings().node_ric_dir
+    base = configured if configured is not None else _REPO_CACHE / "aws-lambda-ric"
     if (base / "index.mjs").is_file():
         return base.resolve()
     wanted = 4 if NODE_MAJORS.get(runtime, 22) >= 22 else 3

@@ -80,12 +80,19 @@ def raw_query_canonical(raw_query: str, drop: str | None = None) -> str:
 
 def canonical_headers(headers: Iterable[tuple[str, str]], signed: list[str]) -> str:
     """`name:value\\n` for each signed header (values trimmed, inner whitespace collapsed, repeats joined)."""
-    values: dict[str, list[str]] = {name: [] for name in signed}
+    return canonical_headers_raw(((n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers), signed)
+
+
+def canonical_headers_raw(headers: Iterable[tuple[bytes, bytes]], signed: list[str]) -> str:
+    """`canonical_headers` over raw (lower-case) header names and values, as ASGI gives them: only the signed
+    ones are decoded (the server verifies every request)."""
+    wanted = {name.encode("latin-1"): name for name in signed}
+    values: dict[str, list[str]] = {}
     for name, value in headers:
-        bucket = values.get(name.lower())
-        if bucket is not None:
-            bucket.append(" ".join(value.split()))
-    return "".join(f"{name}:{','.join(values[name])}\n" for name in signed)
+        key = wanted.get(name)
+        if key is not None:
+            values.setdefault(key, []).append(" ".join(value.decode("latin-1").split()))
+    return "".join(f"{name}:{','.join(values.get(name, ()))}\n" for name in signed)
 
 
 def canonical_request(method: str, uri: str, query: str, headers: str, signed: list[str], payload_hash: str) -> str:

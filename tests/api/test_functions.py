@@ -158,3 +158,21 @@ async def test_the_server_says_which_runtimes_it_runs(client: httpx.AsyncClient)
     r = await client.get("/nimbus/v1/runtimes")
     assert r.status_code == 200 and r.json() == {"runtimes": sorted(available_runtimes())}
     assert RUNTIME in r.json()["runtimes"]
+
+
+@pytest.mark.parametrize(
+    ("path", "high"),
+    [
+        (F, 10000),
+        ("/2021-10-31/functions/fn/urls", 50),
+        ("/2019-09-30/functions/fn/provisioned-concurrency?List=ALL", 50),
+        ("/2019-09-25/functions/fn/event-invoke-config/list", 50),
+        ("/2018-10-31/layers", 50),
+    ],
+)
+async def test_max_items_is_checked_alike_everywhere(client: httpx.AsyncClient, path: str, high: int) -> None:
+    await client.post(F, json=body())
+    sep = "&" if "?" in path else "?"
+    for bad in ("abc", "0", "-3", str(high + 1)):
+        assert_error(await client.get(f"{path}{sep}MaxItems={bad}"), 400, "ValidationException")
+    assert (await client.get(f"{path}{sep}MaxItems={high}")).status_code == 200

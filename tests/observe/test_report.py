@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
 
 from nimbus.observe import report
 
@@ -45,14 +44,6 @@ def test_billed_duration_rounds_up_with_a_minimum_of_one_ms() -> None:
     assert report.billed_ms(1.01) == 2
     assert report.billed_ms(27.4) == 28
     assert report.billed_ms(1233.96, 463.512) == 1698  # INIT is billed too
-
-
-def test_log_stream_name() -> None:
-    when = datetime(2026, 3, 7, 23, 59, tzinfo=UTC)
-    hexid = "0123456789abcdef0123456789abcdef"
-    assert report.log_stream_name("$LATEST", hexid, when) == f"2026/03/07/[$LATEST]{hexid}"
-    assert report.log_stream_name("12", hexid, when) == f"2026/03/07/[12]{hexid}"
-    assert report.log_group_name("fn") == "/aws/lambda/fn"
 
 
 def test_tail_is_base64_of_lines_with_newlines() -> None:

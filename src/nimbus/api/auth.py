@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -27,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nimbus import sigv4
 from nimbus.api.body import receive_body
-from nimbus.api.errors import error_body
+from nimbus.api.errors import error_parts
 from nimbus.config import Settings
 from nimbus.control.keys import AccessKey, KeyStore
 from nimbus.errors import (
@@ -175,7 +174,7 @@ class Verifier:
 
         raw_path = scope.get("raw_path") or scope["path"].encode()
         uri = sigv4.canonical_uri(raw_path.decode("latin-1") if isinstance(raw_path, bytes) else raw_path)
-        canonical_hdrs = _canonical_headers(headers, signed)
+        canonical_hdrs = sigv4.canonical_headers_raw(headers, signed)
         signing_key = use.derived_key(date, region, scoped_service)
         query = sigv4.canonical_query(raw_query, drop)
         scope_str = f"{date}/{region}/{scoped_service}/aws4_request"
@@ -230,17 +229,6 @@ def _parse_amz_date(value: str) -> float | None:
                         int(value[13:15]), tzinfo=UTC).timestamp()
     except ValueError:
         return None
-
-
-def _canonical_headers(headers: list[tuple[bytes, bytes]], signed: list[str]) -> str:
-    """sigv4.canonical_headers over ASGI's raw headers, decoding only the signed ones."""
-    wanted = {name.encode("latin-1"): name for name in signed}
-    values: dict[str, list[str]] = {}
-    for name, value in headers:
-        key = wanted.get(name)
-        if key is not None:
-            values.setdefault(key, []).append(" ".join(value.decode("latin-1").split()))
-    return "".join(f"{name}:{','.join(values.get(name, ()))}\n" for name in signed)
 
 
 def service_for(scope: Scope) -> str:
@@ -343,14 +331,9 @@ def replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def send_error(send: Send, exc: LambdaError) -> None:
-    body = error_body(exc)
-    headers = [
-        (b"content-type", b"application/json"),
-        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers().items()),
-        (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    status, headers, body = error_parts(exc)
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

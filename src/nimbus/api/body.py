@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 import pydantic
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
+from nimbus.control.validation import check_range, constraint
 from nimbus.errors import InvalidParameterValue, InvalidRequestContent, RequestTooLarge
 
 M = TypeVar("M", bound=pydantic.BaseModel)
@@ -75,3 +77,16 @@ def validate(model: type[M], data: Any) -> M:
         n = exc.error_count()
         plural = "s" if n > 1 else ""
         raise InvalidParameterValue(f"{n} validation error{plural} detected: " + "; ".join(problems)) from None
+
+
+def max_items(request: Request, high: int) -> int | None:
+    """The `MaxItems` query parameter of a List operation: None when absent, else an integer in 1..`high`
+    (the operation's limit in AWS's model), or Lambda's ValidationException."""
+    raw = request.query_params.get("MaxItems")
+    if raw is None:
+        return None
+    if not re.fullmatch(r"-?\d{1,10}", raw):
+        raise constraint(raw, "maxItems", "Member must be an integer")
+    value = int(raw)
+    check_range(value, "maxItems", 1, high)
+    return value

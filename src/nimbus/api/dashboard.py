@@ -51,7 +51,7 @@ def _secret(request: Request) -> bytes:
 
 
 def _auth_required(platform: Platform) -> bool:
-    return str(getattr(platform.settings, "auth", "none")) != "none"
+    return platform.settings.auth != "none"
 
 
 def make_session(key: bytes, user: str, lifetime: float, now: float | None = None) -> str:
@@ -125,7 +125,7 @@ async def login(request: Request) -> Response:
     if _auth_required(platform) and not await _verify(request, key_id, secret):
         await asyncio.sleep(0.2)  # slows down guessing
         return JSONResponse({"message": "The access key id or secret is not valid."}, status_code=401)
-    lifetime = float(getattr(platform.settings, "dashboard_session_hours", 12.0)) * 3600
+    lifetime = platform.settings.dashboard_session_hours * 3600
     response = JSONResponse({"authenticated": True, "user": key_id})
     response.set_cookie(COOKIE, make_session(_secret(request), key_id, lifetime), max_age=int(lifetime),
                         path="/dashboard", httponly=True, samesite="strict")

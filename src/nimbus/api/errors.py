@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from nimbus.api.responses import new_request_id
 from nimbus.errors import LambdaError, ServiceError, UnknownOperation, UnsupportedMediaType
 
 log = logging.getLogger("nimbus.api")
@@ -20,13 +20,22 @@ def error_body(exc: LambdaError) -> bytes:
     return json.dumps(exc.body()).encode()
 
 
+def error_parts(exc: LambdaError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The one mapping: (status, raw ASGI headers, body) of `exc` in Lambda's shape. Headers: the content
+    type, the error's own (`x-amzn-ErrorType`, ...), a request id; no content length."""
+    headers = [
+        (b"content-type", b"application/json"),
+        *((k.encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers().items()),
+        (b"x-amzn-requestid", new_request_id().encode()),
+    ]
+    return exc.status, headers, error_body(exc)
+
+
 def error_response(exc: LambdaError) -> Response:
-    return Response(
-        error_body(exc),
-        status_code=exc.status,
-        headers={**exc.headers(), "x-amzn-RequestId": str(uuid.uuid4())},
-        media_type="application/json",
-    )
+    status, headers, body = error_parts(exc)
+    response = Response(body, status_code=status)
+    response.raw_headers = [*headers, (b"content-length", str(len(body)).encode())]
+    return response
 
 
 async def on_lambda_error(_request: Request, exc: Exception) -> Response:

@@ -5,16 +5,14 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import uuid
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from nimbus.api.body import parse_json_object, read_body
-from nimbus.control.validation import constraint
+from nimbus.api.body import max_items, parse_json_object, read_body
+from nimbus.api.responses import json_response, no_content
 from nimbus.errors import RequestTooLarge
 from nimbus.invoke.asyncpipeline import AsyncPipeline
 
@@ -25,7 +23,7 @@ def _pipeline(request: Request) -> AsyncPipeline:
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return JSONResponse(data, status_code=status, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+    return json_response(data, status)
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -57,19 +55,13 @@ async def get_config(request: Request) -> Response:
 async def delete_config(request: Request) -> Response:
     configs = _pipeline(request).configs
     await asyncio.to_thread(configs.delete, request.path_params["name"], _qualifier(request))
-    return Response(status_code=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+    return no_content()
 
 
 async def list_configs(request: Request) -> Response:
-    raw = request.query_params.get("MaxItems")
-    max_items = None
-    if raw is not None:
-        if not re.fullmatch(r"-?\d{1,10}", raw):
-            raise constraint(raw, "maxItems", "Member must be an integer")
-        max_items = int(raw)
     configs = _pipeline(request).configs
     result = await asyncio.to_thread(configs.list, request.path_params["name"], request.query_params.get("Marker"),
-                                     max_items)
+                                     max_items(request, 50))
     return _json(result)
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import re
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -19,7 +17,8 @@ from starlette.routing import BaseRoute, Route
 
 from nimbus.api import shapes
 from nimbus.api.auth import sign_code_location
-from nimbus.api.body import parse_json_object, read_body, validate
+from nimbus.api.body import max_items, parse_json_object, read_body, validate
+from nimbus.api.responses import request_id_header
 from nimbus.control.registry import Registry
 from nimbus.control.validation import constraint
 from nimbus.errors import InvalidRequestContent, ResourceNotFound
@@ -33,7 +32,7 @@ def _registry(request: Request) -> Registry:
     return registry
 
 
-async def _call(request: Request, fn: Callable[..., T], *args: Any) -> T:
+async def _call(fn: Callable[..., T], *args: Any) -> T:
     """Run a registry operation off the event loop."""
     return await asyncio.to_thread(fn, *args)
 
@@ -43,17 +42,12 @@ async def _body(request: Request, model: type[S]) -> S:
     return validate(model, parse_json_object(await read_body(request, limit)))
 
 
-def _request_id() -> dict[str, str]:
-    # Every Lambda API answer carries one; boto3 reports it as ResponseMetadata.RequestId.
-    return {"x-amzn-RequestId": str(uuid.uuid4())}
-
-
 def _json(data: Any, status: int = 200) -> Response:
-    return JSONResponse(data, status_code=status, headers=_request_id())
+    return JSONResponse(data, status_code=status, headers=request_id_header())
 
 
 def _no_content() -> Response:
-    return Response(status_code=204, headers=_request_id())
+    return Response(status_code=204, headers=request_id_header())
 
 
 def _decode_zip(value: str | None) -> bytes | None:
@@ -71,22 +65,6 @@ def _qualifier(request: Request) -> str | None:
     return request.query_params.get("Qualifier")
 
 
-def _max_items(request: Request) -> int | None:
-    raw = request.query_params.get("MaxItems")
-    if raw is None:
-        return None
-    if not re.fullmatch(r"-?\d{1,10}", raw):
-        raise constraint(raw, "maxItems", "Member must be an integer")
-    value = int(raw)
-    if not 1 <= value <= 10000:
-        raise constraint(
-            value, "maxItems",
-            "Member must have value less than or equal to 10000" if value > 1 else
-            "Member must have value greater than or equal to 1",
-        )
-    return value
-
-
 # ------------------------------------------------------------------------------------------- functions
 
 
@@ -94,7 +72,7 @@ async def create_function(request: Request) -> Response:
     body = await _body(request, shapes.CreateFunction)
     fields = body.fields()
     zip_bytes = _decode_zip(body.Code.ZipFile)
-    return _json(await _call(request, _registry(request).create_function, fields, zip_bytes), 201)
+    return _json(await _call(_registry(request).create_function, fields, zip_bytes), 201)
 
 
 async def list_functions(request: Request) -> Response:
@@ -102,7 +80,7 @@ async def list_functions(request: Request) -> Response:
     if version is not None and version != "ALL":
         raise constraint(version, "functionVersion", "Member must satisfy enum value set: [ALL]")
     reg = _registry(request)
-    result = await _call(request, reg.list_functions, request.query_params.get("Marker"), _max_items(request),
+    result = await _call(reg.list_functions, request.query_params.get("Marker"), max_items(request, 10000),
                          version == "ALL")
     return _json(result)
 
@@ -116,7 +94,7 @@ def _public_base(request: Request) -> str:
 
 async def get_function(request: Request) -> Response:
     reg = _registry(request)
-    result = await _call(request, reg.get_function, request.path_params["name"], _qualifier(request),
+    result = await _call(reg.get_function, request.path_params["name"], _qualifier(request),
                          _public_base(request))
     # A link anyone holding it can use for 10 minutes, like AWS's presigned S3 URL.
     result["Code"]["Location"] = sign_code_location(request.app.state.platform.keys, result["Code"]["Location"])
@@ -125,20 +103,20 @@ async def get_function(request: Request) -> Response:
 
 async def delete_function(request: Request) -> Response:
     reg = _registry(request)
-    await _call(request, reg.delete_function, request.path_params["name"], _qualifier(request))
+    await _call(reg.delete_function, request.path_params["name"], _qualifier(request))
     return _no_content()
 
 
 async def get_configuration(request: Request) -> Response:
     reg = _registry(request)
     name = request.path_params["name"]
-    return _json(await _call(request, reg.get_function_configuration, name, _qualifier(request)))
+    return _json(await _call(reg.get_function_configuration, name, _qualifier(request)))
 
 
 async def update_configuration(request: Request) -> Response:
     body = await _body(request, shapes.UpdateFunctionConfiguration)
     reg = _registry(request)
-    return _json(await _call(request, reg.update_function_configuration, request.path_params["name"], body.fields()))
+    return _json(await _call(reg.update_function_configuration, request.path_params["name"], body.fields()))
 
 
 async def update_code(request: Request) -> Response:
@@ -147,7 +125,7 @@ async def update_code(request: Request) -> Response:
     fields.pop("ZipFile", None)
     zip_bytes = _decode_zip(body.ZipFile)
     reg = _registry(request)
-    return _json(await _call(request, reg.update_function_code, request.path_params["name"], fields, zip_bytes))
+    return _json(await _call(reg.update_function_code, request.path_params["name"], fields, zip_bytes))
 
 
 # -------------------------------------------------------------------------------------------- versions
@@ -156,13 +134,13 @@ async def update_code(request: Request) -> Response:
 async def publish_version(request: Request) -> Response:
     body = await _body(request, shapes.PublishVersion)
     reg = _registry(request)
-    return _json(await _call(request, reg.publish_version, request.path_params["name"], body.fields()), 201)
+    return _json(await _call(reg.publish_version, request.path_params["name"], body.fields()), 201)
 
 
 async def list_versions(request: Request) -> Response:
     reg = _registry(request)
-    result = await _call(request, reg.list_versions, request.path_params["name"],
-                         request.query_params.get("Marker"), _max_items(request))
+    result = await _call(reg.list_versions, request.path_params["name"],
+                         request.query_params.get("Marker"), max_items(request, 10000))
     return _json(result)
 
 
@@ -172,34 +150,34 @@ async def list_versions(request: Request) -> Response:
 async def create_alias(request: Request) -> Response:
     body = await _body(request, shapes.CreateAlias)
     reg = _registry(request)
-    return _json(await _call(request, reg.create_alias, request.path_params["name"], body.fields()), 201)
+    return _json(await _call(reg.create_alias, request.path_params["name"], body.fields()), 201)
 
 
 async def list_aliases(request: Request) -> Response:
     reg = _registry(request)
-    result = await _call(request, reg.list_aliases, request.path_params["name"],
+    result = await _call(reg.list_aliases, request.path_params["name"],
                          request.query_params.get("FunctionVersion"), request.query_params.get("Marker"),
-                         _max_items(request))
+                         max_items(request, 10000))
     return _json(result)
 
 
 async def get_alias(request: Request) -> Response:
     reg = _registry(request)
     p = request.path_params
-    return _json(await _call(request, reg.get_alias, p["name"], p["alias"]))
+    return _json(await _call(reg.get_alias, p["name"], p["alias"]))
 
 
 async def update_alias(request: Request) -> Response:
     body = await _body(request, shapes.UpdateAlias)
     reg = _registry(request)
     p = request.path_params
-    return _json(await _call(request, reg.update_alias, p["name"], p["alias"], body.fields()))
+    return _json(await _call(reg.update_alias, p["name"], p["alias"], body.fields()))
 
 
 async def delete_alias(request: Request) -> Response:
     reg = _registry(request)
     p = request.path_params
-    await _call(request, reg.delete_alias, p["name"], p["alias"])
+    await _call(reg.delete_alias, p["name"], p["alias"])
     return _no_content()
 
 
@@ -208,18 +186,18 @@ async def delete_alias(request: Request) -> Response:
 
 async def tag_resource(request: Request) -> Response:
     body = await _body(request, shapes.TagResource)
-    await _call(request, _registry(request).tag_resource, request.path_params["resource"], body.Tags)
+    await _call(_registry(request).tag_resource, request.path_params["resource"], body.Tags)
     return _no_content()
 
 
 async def untag_resource(request: Request) -> Response:
     keys = request.query_params.getlist("tagKeys")
-    await _call(request, _registry(request).untag_resource, request.path_params["resource"], keys)
+    await _call(_registry(request).untag_resource, request.path_params["resource"], keys)
     return _no_content()
 
 
 async def list_tags(request: Request) -> Response:
-    tags = await _call(request, _registry(request).list_tags, request.path_params["resource"])
+    tags = await _call(_registry(request).list_tags, request.path_params["resource"])
     return _json({"Tags": tags})
 
 
@@ -230,15 +208,15 @@ async def put_concurrency(request: Request) -> Response:
     body = await _body(request, shapes.PutFunctionConcurrency)
     reg = _registry(request)
     name = request.path_params["name"]
-    return _json(await _call(request, reg.put_concurrency, name, body.ReservedConcurrentExecutions))
+    return _json(await _call(reg.put_concurrency, name, body.ReservedConcurrentExecutions))
 
 
 async def get_concurrency(request: Request) -> Response:
-    return _json(await _call(request, _registry(request).get_concurrency, request.path_params["name"]))
+    return _json(await _call(_registry(request).get_concurrency, request.path_params["name"]))
 
 
 async def delete_concurrency(request: Request) -> Response:
-    await _call(request, _registry(request).delete_concurrency, request.path_params["name"])
+    await _call(_registry(request).delete_concurrency, request.path_params["name"])
     return _no_content()
 
 
@@ -249,27 +227,27 @@ async def add_permission(request: Request) -> Response:
     body = await _body(request, shapes.AddPermission)
     reg = _registry(request)
     name = request.path_params["name"]
-    return _json(await _call(request, reg.add_permission, name, _qualifier(request), body.fields()), 201)
+    return _json(await _call(reg.add_permission, name, _qualifier(request), body.fields()), 201)
 
 
 async def remove_permission(request: Request) -> Response:
     reg = _registry(request)
     p = request.path_params
-    await _call(request, reg.remove_permission, p["name"], p["sid"], _qualifier(request),
+    await _call(reg.remove_permission, p["name"], p["sid"], _qualifier(request),
                 request.query_params.get("RevisionId"))
     return _no_content()
 
 
 async def get_policy(request: Request) -> Response:
     reg = _registry(request)
-    return _json(await _call(request, reg.get_policy, request.path_params["name"], _qualifier(request)))
+    return _json(await _call(reg.get_policy, request.path_params["name"], _qualifier(request)))
 
 
 # ---------------------------------------------------------------------------------------- account, code
 
 
 async def account_settings(request: Request) -> Response:
-    return _json(await _call(request, _registry(request).account_settings))
+    return _json(await _call(_registry(request).account_settings))
 
 
 async def download_code(request: Request) -> Response:

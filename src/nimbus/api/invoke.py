@@ -8,14 +8,12 @@ warm echo. Errors still go through the one mapping in `api/errors.py`.
 from __future__ import annotations
 
 import logging
-import uuid
-from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nimbus.api.body import receive_body
-from nimbus.api.errors import error_body
+from nimbus.api.errors import error_parts
 from nimbus.errors import LambdaError, ServiceError
 from nimbus.invoke.service import InvokeOutcome
 from nimbus.observe.tracing import incoming_header
@@ -100,6 +98,5 @@ def _text(value: bytes | None) -> str | None:
 
 
 def _error(exc: LambdaError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    headers: list[Any] = [JSON, *((k.encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers().items())]
-    headers.append((b"x-amzn-requestid", str(uuid.uuid4()).encode()))
-    return exc.status, error_body(exc), headers
+    status, headers, body = error_parts(exc)
+    return status, body, headers

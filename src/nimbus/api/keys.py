@@ -4,13 +4,13 @@ manage keys; a function environment's session key may not."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from nimbus.api.body import parse_json_object, read_body
+from nimbus.api.responses import request_id_header
 from nimbus.control.credentials import FunctionCredentials
 from nimbus.control.documents import lambda_timestamp
 from nimbus.control.keys import AccessKey, KeyStore
@@ -25,10 +25,6 @@ def _keys(request: Request) -> KeyStore:
     return store
 
 
-def _headers() -> dict[str, str]:
-    return {"x-amzn-RequestId": str(uuid.uuid4())}
-
-
 async def create_key(request: Request) -> Response:
     store = _keys(request)
     raw = await read_body(request, 64 * 1024)
@@ -36,18 +32,18 @@ async def create_key(request: Request) -> Response:
     description = body.get("Description", "")
     if not isinstance(description, str):
         raise InvalidParameterValue("Description must be a string")
-    return JSONResponse(await asyncio.to_thread(store.create, description), 201, headers=_headers())
+    return JSONResponse(await asyncio.to_thread(store.create, description), 201, headers=request_id_header())
 
 
 async def list_keys(request: Request) -> Response:
     store = _keys(request)
-    return JSONResponse({"AccessKeys": await asyncio.to_thread(store.list)}, headers=_headers())
+    return JSONResponse({"AccessKeys": await asyncio.to_thread(store.list)}, headers=request_id_header())
 
 
 async def delete_key(request: Request) -> Response:
     store = _keys(request)
     await asyncio.to_thread(store.delete, request.path_params["key_id"])
-    return Response(status_code=204, headers=_headers())
+    return Response(status_code=204, headers=request_id_header())
 
 
 async def create_session(request: Request) -> Response:
@@ -65,13 +61,13 @@ async def create_session(request: Request) -> Response:
     assert key.expires_at is not None and key.session_token is not None
     doc = {"AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret, "SessionToken": key.session_token,
            "Expiration": lambda_timestamp(key.expires_at), "FunctionName": function}
-    return JSONResponse(doc, 201, headers=_headers())
+    return JSONResponse(doc, 201, headers=request_id_header())
 
 
 async def revoke_session(request: Request) -> Response:
     store = _keys(request)
     store.revoke(request.path_params["key_id"])
-    return Response(status_code=204, headers=_headers())
+    return Response(status_code=204, headers=request_id_header())
 
 
 routes: list[BaseRoute] = [

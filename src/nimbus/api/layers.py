@@ -4,17 +4,16 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from nimbus.api.auth import sign_code_location
-from nimbus.api.body import parse_json_object, read_body
+from nimbus.api.body import max_items, parse_json_object, read_body
+from nimbus.api.responses import json_response, no_content
 from nimbus.control.registry import Registry
 from nimbus.control.validation import constraint
 from nimbus.errors import InvalidParameterValue, InvalidRequestContent
@@ -34,11 +33,11 @@ async def _call(fn: Callable[..., T], *args: Any) -> T:
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return JSONResponse(data, status_code=status, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+    return json_response(data, status)
 
 
 def _no_content() -> Response:
-    return Response(status_code=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+    return no_content()
 
 
 def _public_base(request: Request) -> str:
@@ -53,18 +52,9 @@ def _signed(request: Request, doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def _max_items(request: Request) -> int | None:
-    raw = request.query_params.get("MaxItems")
-    if raw is None:
-        return None
-    if not re.fullmatch(r"-?\d{1,10}", raw):
-        raise constraint(raw, "maxItems", "Member must be an integer")
-    return int(raw)
-
-
 def _filters(request: Request) -> tuple[str | None, str | None, str | None, int | None]:
     q = request.query_params
-    return q.get("CompatibleRuntime"), q.get("CompatibleArchitecture"), q.get("Marker"), _max_items(request)
+    return q.get("CompatibleRuntime"), q.get("CompatibleArchitecture"), q.get("Marker"), max_items(request, 50)
 
 
 async def _object(request: Request) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nimbus.api.body import read_body
+from nimbus.api.responses import request_id_header
 from nimbus.errors import (
     InvalidParameterValue,
     InvalidRequestContent,
@@ -308,7 +309,7 @@ def _response(doc: dict[str, Any], status: int = 200) -> Response:
         json.dumps(doc, separators=(",", ":")),
         status_code=status,
         media_type=CONTENT_TYPE,
-        headers={"x-amzn-RequestId": str(uuid.uuid4())},
+        headers=request_id_header(),
     )
 
 

@@ -5,15 +5,14 @@ keeps the environments (sandbox/provisioned.py), whose count is the Allocated/Av
 from __future__ import annotations
 
 import asyncio
-import re
-import uuid
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from nimbus.api.body import parse_json_object, read_body
+from nimbus.api.body import max_items, parse_json_object, read_body
+from nimbus.api.responses import json_response, no_content
 from nimbus.control.provisioned import ProvisionedConfig, ProvisionedConfigs
 from nimbus.control.validation import constraint
 from nimbus.errors import ResourceNotFound
@@ -25,7 +24,7 @@ def _configs(request: Request) -> ProvisionedConfigs:
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return JSONResponse(data, status_code=status, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+    return json_response(data, status)
 
 
 def _document(request: Request, config: ProvisionedConfig, with_arn: bool = False) -> dict[str, Any]:
@@ -86,22 +85,17 @@ async def delete_config(request: Request) -> Response:
     )
     if config is not None:
         request.app.state.platform.reconcile_provisioned(config.function_name)
-    return Response(status_code=204, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+    return no_content()
 
 
 async def list_configs(request: Request) -> Response:
-    raw = request.query_params.get("MaxItems")
-    max_items = 50
-    if raw is not None:
-        if not re.fullmatch(r"-?\d{1,10}", raw) or not 1 <= int(raw) <= 50:
-            raise constraint(raw, "maxItems", "Member must have value less than or equal to 50")
-        max_items = int(raw)
+    page_size = max_items(request, 50) or 50
     configs = await asyncio.to_thread(_configs(request).list, request.path_params["name"])
     start = int(request.query_params.get("Marker") or 0) if (request.query_params.get("Marker") or "0").isdigit() else 0
-    page = configs[start : start + max_items]
+    page = configs[start : start + page_size]
     doc: dict[str, Any] = {"ProvisionedConcurrencyConfigs": [_document(request, c, True) for c in page]}
-    if start + max_items < len(configs):
-        doc["NextMarker"] = str(start + max_items)
+    if start + page_size < len(configs):
+        doc["NextMarker"] = str(start + page_size)
     return _json(doc)
 
 

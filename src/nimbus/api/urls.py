@@ -28,8 +28,9 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from nimbus.api.auth import Verifier, principal_arn, read_body
-from nimbus.api.body import parse_json_object
+from nimbus.api.body import max_items, parse_json_object
 from nimbus.api.body import read_body as read_request_body
+from nimbus.api.responses import request_id_header
 from nimbus.api.url_stream import stream_url
 from nimbus.control.keys import AccessKey, KeyStore
 from nimbus.control.urls import FunctionUrls, UrlTarget, host_suffix
@@ -50,10 +51,6 @@ def _urls(request: Request) -> FunctionUrls:
     return urls
 
 
-def _headers() -> dict[str, str]:
-    return {"x-amzn-RequestId": str(uuid.uuid4())}
-
-
 async def _body(request: Request) -> dict[str, Any]:
     return parse_json_object(await read_request_body(request, 256 * 1024))
 
@@ -62,33 +59,31 @@ async def create_url(request: Request) -> Response:
     body = await _body(request)
     result = await asyncio.to_thread(_urls(request).create, request.path_params["name"],
                                      request.query_params.get("Qualifier"), body)
-    return JSONResponse(result, 201, headers=_headers())
+    return JSONResponse(result, 201, headers=request_id_header())
 
 
 async def get_url(request: Request) -> Response:
     result = await asyncio.to_thread(_urls(request).get, request.path_params["name"],
                                      request.query_params.get("Qualifier"))
-    return JSONResponse(result, headers=_headers())
+    return JSONResponse(result, headers=request_id_header())
 
 
 async def update_url(request: Request) -> Response:
     body = await _body(request)
     result = await asyncio.to_thread(_urls(request).update, request.path_params["name"],
                                      request.query_params.get("Qualifier"), body)
-    return JSONResponse(result, headers=_headers())
+    return JSONResponse(result, headers=request_id_header())
 
 
 async def delete_url(request: Request) -> Response:
     await asyncio.to_thread(_urls(request).delete, request.path_params["name"], request.query_params.get("Qualifier"))
-    return Response(status_code=204, headers=_headers())
+    return Response(status_code=204, headers=request_id_header())
 
 
 async def list_urls(request: Request) -> Response:
-    raw = request.query_params.get("MaxItems")
-    max_items = int(raw) if raw is not None and raw.lstrip("-").isdigit() else None
     result = await asyncio.to_thread(_urls(request).list, request.path_params["name"],
-                                     request.query_params.get("Marker"), max_items)
-    return JSONResponse(result, headers=_headers())
+                                     request.query_params.get("Marker"), max_items(request, 50))
+    return JSONResponse(result, headers=request_id_header())
 
 
 _U = "/2021-10-31/functions/{name}"

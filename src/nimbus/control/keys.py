@@ -298,9 +298,6 @@ class KeyStore:
         with self._lock:
             self._sessions = {k: v for k, v in self._sessions.items() if v.function_name != function_name}
 
-    def session_count(self) -> int:
-        return len(self._sessions)
-
     # ---------------------------------------------------------------- code download links
 
     def code_token(self, digest: str, expires: int) -> str:

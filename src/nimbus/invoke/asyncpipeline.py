@@ -16,7 +16,7 @@ from nimbus.errors import ResourceNotFound
 from nimbus.invoke import router
 from nimbus.invoke.destinations import AttemptResult
 from nimbus.invoke.dispatcher import Dispatcher, lease_ms
-from nimbus.invoke.queue import LeasedEvent, QueueStats, SqlEventQueue, now_ms
+from nimbus.invoke.queue import EventQueue, LeasedEvent, QueueStats, now_ms
 from nimbus.invoke.service import Invoker
 from nimbus.observe.logstore import LogStore
 from nimbus.observe.observer import Observer
@@ -68,7 +68,7 @@ class InvokerTarget:
 class AsyncPipeline:
     """Queue + configs + dispatcher, and the figures the API shows about them."""
 
-    def __init__(self, settings: Settings, registry: Registry, queue: SqlEventQueue, configs: EventConfigs,
+    def __init__(self, settings: Settings, registry: Registry, queue: EventQueue, configs: EventConfigs,
                  invoker: Invoker, observer: Observer, logstore: LogStore) -> None:
         self.settings = settings
         self.registry = registry

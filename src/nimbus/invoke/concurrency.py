@@ -32,7 +32,16 @@ class Lease:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._owner.release(self)
+        # Concurrency.release, inlined: this runs once per invocation.
+        owner = self._owner
+        name = self.function_name
+        left = owner._in_flight[name] - 1
+        if left:
+            owner._in_flight[name] = left
+        else:
+            del owner._in_flight[name]
+        if not self.reserved:
+            owner._unreserved_in_flight -= 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,6 +138,9 @@ class EventQueue(Protocol):
     def add_listener(self, callback: Callable[[set[str]], None]) -> None:
         """Call `callback(function names)` on the event loop after events of theirs were committed."""
 
+    def purge_function(self, function_name: str) -> int:
+        """Drop every queued event of a deleted function; how many. Blocking: call from a worker thread."""
+
 
 # ------------------------------------------------------------------------------------------ SQL queue
 

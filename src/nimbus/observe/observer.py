@@ -123,11 +123,6 @@ class Observer:
         if self.tracer.recording:
             self.tracer.finish(request, result)
 
-    def failed(self, request: InvokeRequest) -> None:
-        """An invocation ended without a result (an internal error): close its span."""
-        if self.tracer.recording:
-            self.tracer.finish(request, None)
-
     def throttled(self, function: str, qualifier: str | None) -> None:
         """An invocation was refused with 429."""
         if self.enabled:

@@ -1,4 +1,4 @@
-"""Lambda's platform log lines (START / END / REPORT), log stream names and the `X-Amz-Log-Result` tail,
+"""Lambda's platform log lines (START / END / REPORT), the billed-duration rule and the `X-Amz-Log-Result` tail,
 exactly as AWS prints them. Pure functions: no I/O, no clock unless one is passed in."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 
 
 def start_line(request_id: str, version: str) -> str:
@@ -51,19 +50,6 @@ def report_line(
     if extra:
         line += "".join([f"{key}: {value}\t" for key, value in extra.items()])
     return line
-
-
-def log_stream_name(version: str, env_id_hex: str, when: datetime | None = None) -> str:
-    """`YYYY/MM/DD/[<version>]<32 hex>`: one stream per execution environment, dated (UTC) at its creation."""
-    when = when or datetime.now(UTC)
-    if when.tzinfo is not None:
-        when = when.astimezone(UTC)
-    return f"{when:%Y/%m/%d}/[{version}]{env_id_hex}"
-
-
-def log_group_name(function_name: str) -> str:
-    """The log group Lambda writes a function's logs to."""
-    return f"/aws/lambda/{function_name}"
 
 
 def tail(lines: Iterable[str], limit_bytes: int = 4096) -> str:
