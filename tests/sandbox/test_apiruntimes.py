@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from nimbus import runtimes
 from nimbus.sandbox import apiruntimes
 from nimbus.sandbox.apiruntimes import (
     NODE_RIC_INSIDE,
@@ -102,7 +103,7 @@ def test_each_runtime_takes_the_node_of_its_major(monkeypatch: pytest.MonkeyPatc
     host.write_text("#!/bin/sh\necho 20.5.1\n")
     host.chmod(0o755)
     monkeypatch.setenv("NIMBUS_NODE", str(host))
-    assert apiruntimes.node_major(host) == 20
+    assert runtimes.node_major(host) == 20
     assert find_node("nodejs20.x") == host
 
 

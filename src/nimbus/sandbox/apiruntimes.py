@@ -28,8 +28,9 @@ from nimbus.runtimes import (
     unavailable_reason,
 )
 
-__all__ = ["API_RUNTIMES", "CUSTOM_RUNTIMES", "NODE_MAJORS", "NODE_RIC_INSIDE", "NODE_RUNTIMES", "RuntimeCommand", "api_runtimes",
-           "exec_wrapper", "find_node", "has_extensions", "is_api_runtime", "launcher_interpreter", "node_ric_dir",
+__all__ = ["API_RUNTIMES", "CUSTOM_RUNTIMES", "NODE_MAJORS", "NODE_RIC_INSIDE", "NODE_RUNTIMES", "RuntimeCommand",
+           "api_runtimes", "exec_wrapper", "find_node", "has_extensions", "is_api_runtime", "launcher_interpreter",
+           "node_ric_dir",
            "python_client_command", "runtime_command", "unavailable_reason"]
 
 
