@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     port: int = 9000
     data_dir: Path = Path("./data")
     database_url: str | None = None  # default: sqlite in data_dir
+    database_busy_timeout: float = 30.0  # seconds a statement waits for a lock held by another process (SQLite)
     region: str = "us-east-1"
     account_id: str = Field(default="000000000000", pattern=r"^\d{12}$")
     public_url: str | None = None  # base URL clients should use (Code.Location etc.)

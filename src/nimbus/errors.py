@@ -3,6 +3,7 @@ knows its wire name and HTTP status; `api/` maps them to Lambda's error shape in
 
 from __future__ import annotations
 
+import errno
 from typing import Any, ClassVar
 
 
@@ -104,6 +105,30 @@ class ServiceError(LambdaError):
     status = 500
     error_type = "ServiceException"
     fault = "Service"
+
+
+DISK_FULL = ("No space is left on the server's data volume: the request was not accepted (nothing of it was "
+             "stored). Retry once space is freed.")
+DATABASE_BUSY = ("The server's database is locked by another process and did not free up in time: the request "
+                 "was not accepted. Retry.")
+INTERNAL = "An internal error occurred. See the server log."
+
+
+def service_error(exc: BaseException) -> ServiceError:
+    """The ServiceException (500, which SDKs retry) for an unexpected failure, saying what broke when it is a
+    fault of the server's storage that the operator can fix: a full disk, or a database locked elsewhere."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).lower()
+        if (isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT)) or \
+                "database or disk is full" in text or "no space left on device" in text:
+            return ServiceError(DISK_FULL)
+        if "database is locked" in text or "lock timeout" in text:
+            return ServiceError(DATABASE_BUSY)
+        current = current.__cause__ or current.__context__
+    return ServiceError(INTERNAL)
 
 
 class ResourceNotReady(LambdaError):

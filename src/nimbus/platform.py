@@ -93,7 +93,7 @@ class Platform:
 
 def build_platform(settings: Settings) -> Platform:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url())
+    engine = make_engine(settings.resolved_database_url(), settings.database_busy_timeout)
     migrate(engine)
     codestore = CodeStore(settings.data_dir / "code", settings)
     logstore = LogStore(settings, engine)

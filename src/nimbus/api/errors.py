@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nimbus.api.responses import new_request_id
-from nimbus.errors import LambdaError, ServiceError, UnknownOperation, UnsupportedMediaType
+from nimbus.errors import LambdaError, ServiceError, UnknownOperation, UnsupportedMediaType, service_error
 
 log = logging.getLogger("nimbus.api")
 
@@ -56,4 +56,4 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(ServiceError("An internal error occurred. See the server log."))
+    return error_response(service_error(exc))

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nimbus.api.body import receive_body
 from nimbus.api.errors import error_parts
-from nimbus.errors import LambdaError, ServiceError
+from nimbus.errors import LambdaError, service_error
 from nimbus.invoke.service import InvokeOutcome
 from nimbus.observe.tracing import incoming_header
 from nimbus.platform import Platform
@@ -69,9 +69,9 @@ class InvokeApp:
             status, body, out = STATUS[outcome.kind], outcome.payload, outcome_headers(outcome)
         except LambdaError as exc:
             status, body, out = _error(exc)
-        except Exception:
+        except Exception as exc:
             log.exception("unhandled error in Invoke")
-            status, body, out = _error(ServiceError("An internal error occurred. See the server log."))
+            status, body, out = _error(service_error(exc))
         out.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": body})

@@ -201,13 +201,21 @@ class LogStore:
         async with lock:
             batch = self._drain()
             if batch:
-                await asyncio.to_thread(self._write_batch, batch)
+                try:
+                    await asyncio.to_thread(self._write_batch, batch)
+                except Exception:
+                    self._requeue(batch)  # (a full disk, a locked database): written once it works again
+                    raise
 
     def flush_sync(self) -> None:
         """Write every queued line from the calling thread (for use without an event loop)."""
         batch = self._drain()
         if batch:
             self._write_batch(batch)
+
+    def _requeue(self, batch: list[tuple[str, str, list[tuple[int, str]]]]) -> None:
+        self._queue.extendleft(reversed(batch))
+        self._pending_lines += sum(len(b[2]) for b in batch)
 
     def _drain(self) -> list[tuple[str, str, list[tuple[int, str]]]]:
         batch = []
@@ -219,6 +227,7 @@ class LogStore:
 
     async def _writer(self) -> None:
         assert self._wake is not None
+        failing = False
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval)
@@ -227,8 +236,15 @@ class LogStore:
                 await self.flush()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # keep the writer alive; the batch is lost but later ones are not
-                log.exception("writing function logs failed")
+            except Exception:  # keep the writer alive: the batch waits in the queue for the next try
+                if not failing:
+                    log.exception("writing function logs failed; retrying (new lines are dropped past "
+                                  "%d pending)", self.max_pending_lines)
+                failing = True
+            else:
+                if failing:
+                    log.info("writing function logs works again")
+                failing = False
 
     async def _sweeper(self) -> None:
         while not self._stopping:
@@ -251,7 +267,19 @@ class LogStore:
             else:
                 known.extend(lines)
         ingestion = now_ms()
-        with self._db_lock, self.engine.begin() as conn:
+        with self._db_lock:
+            known_streams = set(self._stream_ids)
+            try:
+                self._write_grouped(by_stream, ingestion)
+            except Exception:
+                # Streams created in the failed transaction were rolled back with it: forget their ids.
+                for key in set(self._stream_ids) - known_streams:
+                    del self._stream_ids[key]
+                raise
+
+    def _write_grouped(self, by_stream: dict[tuple[str, str], list[tuple[int, str]]], ingestion: int) -> None:
+        """One transaction writing every stream's lines. Caller holds `_db_lock`."""
+        with self.engine.begin() as conn:
             values: list[int | str] = []
             stats: list[dict[str, Any]] = []
             for (group, stream), lines in by_stream.items():

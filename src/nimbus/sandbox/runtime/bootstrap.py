@@ -112,7 +112,11 @@ class CapturedStream:
             self.write(line)
 
     def flush(self):
-        pass
+        # Lines are shipped with the invocation's result (one write per invocation); an explicit flush
+        # (print(..., flush=True), logging's handlers) hands them over now, so output written before an
+        # abrupt death (SIGKILL, OOM) is not lost, as on AWS.
+        if self._partial or self._sink.lines:
+            hand_over_logs((self,))
 
     def finish(self):
         """End of an invocation: a partial line is still a log event."""
