@@ -573,6 +573,11 @@ class Environment:
                 log.warning("environment %s: no zygote (%s): starting it fresh", self.id, e)
                 failure = None
                 self.zygote = zygote = None
+            if failure is not None and zygote is not None and zygote.kind == "runtime":
+                # No user code runs in a runtime zygote: its failure is nimbus's, not the function's INIT.
+                log.warning("environment %s: the runtime zygote failed: starting it fresh", self.id)
+                failure = None
+                self.zygote = zygote = None
             if failure is not None and zygote is not None:
                 self.kill("init-error")
                 version_line = runtime_version_line(self.spec.runtime, self.settings.region)
@@ -618,7 +623,7 @@ class Environment:
                 environment_id=self.id,
                 extra_report={"Status": "error", "Error Type": frame.error_type or "Runtime.Unknown"},
             )
-        if self.zygote is not None and self.zygote.snapstart:
+        if self.zygote is not None and self.zygote.kind == "snapshot":
             self.restore_report = {
                 "Restore Duration": f"{self.init_duration_ms:.2f} ms",
                 "Billed Restore Duration": f"{math.ceil(self.init_duration_ms)} ms",

@@ -283,7 +283,7 @@ class SandboxManager:
         if zygote is None or zygote.closed:
             zygote = self._zygotes[spec.pool_key] = Zygote(
                 spec, self._backend, self.settings, self._interpreter(spec), self._zygote_environment,
-                log_sink=self.log_sink, snapstart=bool(getattr(spec, "snap_start", False)),
+                log_sink=self.log_sink, snapstart=spec.snap_start, snapshot=self.settings.zygote_snapshots,
             )
         return zygote
 

@@ -54,6 +54,10 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     "mount_setattr",
     "lookup_dcookie",
     "vhangup",
+    # io_uring runs system calls from kernel workers, out of this filter's sight (Docker's profile denies it too)
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
 )
 
 

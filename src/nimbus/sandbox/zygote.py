@@ -1,5 +1,9 @@
-"""Zygotes: snapshot cold starts. One zygote per pool key (function, version, revision) runs INIT once inside
-the function's sandbox; every new execution environment of that key is a `fork()` of it.
+"""Zygotes: cheap cold starts. One zygote per pool key (function, version, revision), started inside the
+function's sandbox; every new execution environment of that key is a `fork()` of it. Two kinds:
+- `runtime` (the default): the zygote holds the interpreter, the bootstrap and the standard library, no user
+  code; each forked environment runs INIT itself (one INIT per environment, as on AWS).
+- `snapshot` (SnapStart versions, or every version with `Settings.zygote_snapshots`): the zygote runs INIT
+  once and forks are restores of it (REPORT shows Restore Duration).
 
 Host side of the design in runtime/nimbus_zygote.py: the zygote is started like any environment (through
 the backend, in its own cgroup, under the function's memory limit), answers READY after INIT, then receives
@@ -249,9 +253,12 @@ class Zygote:
         make_environment: Callable[[Zygote], object],
         log_sink: Callable[[str, str, list[LogLine]], None] | None = None,
         snapstart: bool = False,
+        snapshot: bool = False,
     ) -> None:
         self.spec = spec
-        self.snapstart = snapstart  # SnapStart version: REPORT shows Restore Duration, INIT logs stay apart
+        self.snapstart = snapstart  # SnapStart version: INIT logs stay apart, initialization type snap-start
+        # A snapshot zygote runs INIT itself (forks are restores); a runtime zygote runs no user code.
+        self.kind = "snapshot" if snapstart or snapshot else "runtime"
         self._log_sink = log_sink
         self.init_replayed = False
         self.backend = backend
@@ -293,7 +300,7 @@ class Zygote:
 
     def launcher(self, launch: Launch) -> Handle:
         """Launch the zygote: a normal environment, told to serve forks (and how to isolate them)."""
-        launch.environ["_NIMBUS_ZYGOTE"] = "1"
+        launch.environ["_NIMBUS_ZYGOTE"] = self.kind
         if not self.isolated:
             return self.backend.launch(launch)
         return self._launch_namespaced(launch)
@@ -700,6 +707,8 @@ def restore_lines(zygote: Zygote, version_line: str) -> list[LogLine]:
     """What a forked environment's log stream starts with: RESTORE_START (SnapStart), else INIT_START, with the
     zygote's INIT output in the first environment's stream (where an on-demand cold start has it)."""
     now = time.time_ns() // 1_000_000
+    if zygote.kind == "runtime":  # the environment runs INIT itself
+        return [(now, version_line)]
     if zygote.snapstart:
         return [(now, version_line.replace("INIT_START", "RESTORE_START", 1))]
     if not zygote.init_replayed and zygote.init_lines:

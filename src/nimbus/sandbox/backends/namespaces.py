@@ -54,6 +54,7 @@ ETC_FILES = {
 # Host /etc content a function may legitimately need (CA certificates for TLS clients), bound read-only.
 ETC_HOST_DIRS = ("ssl", "ca-certificates", "pki")
 TOP_LEVEL_LINKS = ("bin", "sbin", "lib", "lib64", "lib32", "libx32")
+DEV_SHM_MB = 64  # /dev/shm: bounded, so filling it fails with ENOSPC at once (forks: nimbus_zygote.DEV_SHM_MB)
 
 
 def find_bwrap() -> str | None:
@@ -228,6 +229,8 @@ class NamespacesBackend(Backend):
         for d in self.host_etc:
             (self.etc_dir / d).mkdir()
         os.chmod(self.etc_dir, 0o755)
+        self.empty_dir = Path(tempfile.mkdtemp(prefix="nimbus-empty-"))
+        os.chmod(self.empty_dir, 0o755)
         self.description = (
             f"namespaces: bubblewrap ({bwrap}) user/pid/mount/net/ipc/uts namespaces, seccomp deny-list, "
             f"cgroup v{cgroups.version} limits (memory, cpu, pids) under {next(iter(cgroups.parents.values()))}"
@@ -306,7 +309,9 @@ class NamespacesBackend(Backend):
         args += ["--ro-bind", str(self.etc_dir), "/etc"]
         for d in self.host_etc:
             args += ["--ro-bind", f"/etc/{d}", f"/etc/{d}"]
-        args += ["--proc", "/proc", "--dev", "/dev", "--dir", "/opt"]
+        # /opt is read-only as on AWS, layers or not (an empty directory without layers); /dev/shm is bounded
+        args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", str(self.empty_dir), "/opt"]
+        args += ["--perms", "1777", "--size", str(DEV_SHM_MB * MB), "--tmpfs", "/dev/shm"]
         return args
 
     def _new_spare(self) -> _Spare:
@@ -381,6 +386,12 @@ class NamespacesBackend(Backend):
             "--ro-bind",
             str(self.runtime_files.root),
             "/var/runtime",
+            # Nothing writable beyond /tmp and the bounded /dev/shm: bubblewrap's root and /dev are tmpfs
+            # without a size (a function filling them would hang the host's memory, not fail with ENOSPC)
+            "--remount-ro",
+            "/",
+            "--remount-ro",
+            "/dev",
             "--chdir",
             "/var/task",
             "--seccomp",
@@ -463,3 +474,4 @@ class NamespacesBackend(Backend):
         self.cgroups.close()
         self.runtime_files.close()
         shutil.rmtree(self.etc_dir, ignore_errors=True)
+        shutil.rmtree(self.empty_dir, ignore_errors=True)

@@ -1,7 +1,14 @@
 """The zygote (fork-server) mode of nimbus's Python runtime. Stdlib only, Python 3.10+, runs INSIDE the
-function's sandbox. bootstrap.py calls `prepare()` before INIT and `serve(channel)` after it.
+function's sandbox. bootstrap.py calls `prepare()` first, then either `serve_runtime(channel)` at once (a
+runtime zygote) or `serve_and_restore(channel)` after INIT (a snapshot zygote).
 
-A zygote runs INIT once; every execution environment of the version is then a fork of it:
+Two kinds (`_NIMBUS_ZYGOTE=runtime|snapshot`):
+- runtime (the default): the interpreter, the bootstrap and common standard-library modules, no user code.
+  A forked child runs the function's INIT itself, after it dropped every capability and stacked the
+  deny-list: one INIT per environment, as on AWS.
+- snapshot (SnapStart, or the server's opt-in): INIT runs once in the zygote; a forked child is a restore:
+  sockets inherited from INIT are replaced by fresh unconnected ones, randomness is reseeded, after-restore
+  hooks run.
 
 - `prepare()` (namespaced sandboxes only, before any user code): enter a new user namespace (full
   capabilities there, none on the host: every mount of the sandbox stays locked read-only as bubblewrap made
@@ -13,8 +20,8 @@ A zygote runs INIT once; every execution environment of the version is then a fo
   tmpfs /tmp and /dev/shm, network namespace (loopback only), IPC and UTS namespaces; it becomes
   non-dumpable, drops every capability and stacks the full seccomp deny-list. It then says hello (the host
   reads its pid from the kernel's SCM_CREDENTIALS and moves it into its own cgroup) and waits for the
-  per-environment values (`go`): environment variables, then reseeds randomness, runs after-restore hooks
-  and answers READY.
+  per-environment values (`go`): environment variables, then reseeds randomness and either runs INIT
+  (runtime zygote) or restores (snapshot zygote: sockets, hooks) and answers READY.
 """
 
 import gc
@@ -38,6 +45,14 @@ PR_CAPBSET_DROP = 24
 SECCOMP_MODE_FILTER = 2
 SIOCSIFFLAGS = 0x8914
 IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
+DEV_SHM_MB = 64  # /dev/shm of an environment: bounded, so filling it fails with ENOSPC at once
+# Loaded by a runtime zygote before it serves forks (no user code): what functions commonly import, so their
+# INIT does not pay for it. Page-shared by every environment of the version.
+PRELOAD = (
+    "json", "logging", "socket", "ssl", "uuid", "random", "datetime", "decimal", "base64", "hashlib", "hmac",
+    "urllib.parse", "urllib.request", "http.client", "email.utils", "typing", "dataclasses", "tempfile",
+    "threading", "concurrent.futures", "zlib", "copy", "traceback", "pathlib",
+)
 
 _libc = None
 _state = {}  # set by prepare(): isolate flag, the pid namespace fd, seccomp filter paths
@@ -90,6 +105,7 @@ def _install_filter(path):
 def prepare():
     """Before INIT: set up the namespaces forks are made from (when the host asked for isolation)."""
     env = os.environ
+    _state["kind"] = env.pop("_NIMBUS_ZYGOTE", "snapshot")
     isolate = env.pop("_NIMBUS_ZYGOTE_ISOLATE", "0") == "1"
     _state["isolate"] = isolate
     _state["deny"] = env.pop("_NIMBUS_ZYGOTE_DENY", "")
@@ -116,6 +132,24 @@ def prepare():
     _state["pidns"] = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     if nouserns:
         _install_filter(nouserns)
+
+
+def preload():
+    """A runtime zygote: import what INIT would otherwise import in every environment (never user code)."""
+    import importlib
+
+    for name in PRELOAD:
+        try:  # noqa: SIM105 (no contextlib in the runtime)
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 (a module missing from a trimmed interpreter costs its INIT only)
+            pass
+
+
+def serve_runtime(channel, channel_class, streams):
+    """A runtime zygote after its READY: serve forks; returns (in a forked child only) the child's Channel,
+    on which the child then runs INIT and answers READY itself."""
+    control_fd, _ = serve(channel, None, streams, None)
+    return channel_class(control_fd)
 
 
 def _after_restore_hooks():
@@ -285,7 +319,8 @@ def _isolate(tmp_mb):
     options = f"size={tmp_mb * 1024 * 1024},mode=1777".encode()
     _check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, options), "mount /tmp")
     if os.path.isdir("/dev/shm"):
-        _check(libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777"), "mount /dev/shm")
+        shm = f"size={DEV_SHM_MB * 1024 * 1024},mode=1777".encode()
+        _check(libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, shm), "mount /dev/shm")
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING))
@@ -345,6 +380,9 @@ def _become_environment(request, fds, isolate, logs, streams, send_ready):
     control_fd, out_fd = fds
     if isolate:
         _isolate(int(request.get("tmp_mb", 512)))
+    if _state.get("kind") == "snapshot":
+        _replace_sockets(fds)  # in the environment's own network namespace: fresh sockets belong there
+    if isolate:
         _split_init(fds)
     else:
         os.setsid()
@@ -362,6 +400,8 @@ def _become_environment(request, fds, isolate, logs, streams, send_ready):
     _copy_tmp()
     _reseed()
     error = None
+    if _state.get("kind") != "snapshot":
+        return control_fd, error  # a runtime zygote's child runs INIT next: nothing to restore
     for func, args, kwargs in _after_restore_hooks():
         try:
             func(*args, **kwargs)
@@ -395,6 +435,41 @@ def _hello_with_endpoint(control_fd, isolate):
     finally:
         sock.detach()
         listener.close()
+
+
+def _replace_sockets(keep):
+    """A restore: every network socket inherited from INIT (connected, listening or bound) becomes a fresh,
+    unconnected socket of the same family and type on the same fd, so no connection is shared between
+    environments (or with the zygote); a client sees a dropped connection and reconnects, as after an AWS
+    restore. Unix sockets are left alone (ours, and INIT's own socketpairs)."""
+    import socket
+    import stat
+
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in keep or fd < 3:
+            continue
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            old = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        try:
+            family, kind, proto = old.family, old.type, old.proto
+            if family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            flags = os.get_blocking(fd)
+            fresh = socket.socket(family, kind, proto)
+            try:
+                fresh.setblocking(flags)
+                os.dup2(fresh.fileno(), fd, inheritable=os.get_inheritable(fd))
+            finally:
+                fresh.close()
+        except OSError:
+            continue
+        finally:
+            old.detach()
 
 
 def _copy_tmp():
