@@ -13,6 +13,7 @@ from nimbus.invoke.asyncpipeline import AsyncPipeline
 from nimbus.invoke.service import Invoker
 from nimbus.observe.logstore import LogStore
 from nimbus.sandbox.manager import SandboxManager
+from nimbus.sandbox.network import NetworkProvider, choose_provider
 
 
 @dataclass
@@ -24,9 +25,11 @@ class Platform:
     sandbox: SandboxManager
     invoker: Invoker
     asyncs: AsyncPipeline  # durable queue, event-invoke configs, dispatcher (issue 4)
+    network: NetworkProvider  # environments' network namespaces (issue 14, sandbox/network)
 
     async def start(self) -> None:
         await self.logstore.start()
+        await self.network.start()  # before the sandbox: its first environments take prepared namespaces
         await self.sandbox.start()
         await self.invoker.start()
         await self.asyncs.start()
@@ -36,6 +39,7 @@ class Platform:
         await self.asyncs.stop()  # before the sandbox: deliveries in flight finish or run again after restart
         await self.invoker.stop()
         await self.sandbox.stop()
+        await self.network.stop()  # after the sandbox: no environment uses a namespace any more
         await self.logstore.stop()
         self.registry.close()
 
@@ -47,7 +51,8 @@ def build_platform(settings: Settings) -> Platform:
     codestore = CodeStore(settings.data_dir / "code", settings)
     registry = Registry(settings, engine, codestore)
     logstore = LogStore(settings, engine)
+    network = choose_provider(settings)
     sandbox = SandboxManager(settings, log_sink=logstore.append)
     invoker = Invoker(settings, registry, sandbox, logstore)
     asyncs = AsyncPipeline(settings, engine, registry, invoker, logstore)
-    return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs)
+    return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs, network)

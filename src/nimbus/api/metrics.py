@@ -70,6 +70,11 @@ def _platform_samples(platform: Platform) -> Iterable[Sample]:
     failures: dict[str, int] = dict(getattr(sandbox, "start_failures", {}))
     yield Sample("nimbus_sandbox_start_failures", "Execution environments that failed to start (spawn or INIT).",
                  ("function",), [((fn,), float(n)) for fn, n in sorted(failures.items())], kind="counter")
+    # Outbound network (issue 14): bytes the function's environments sent out of their namespaces.
+    egress = platform.network.egress_bytes()
+    yield Sample("nimbus_network_egress_bytes", "Bytes sent by a function's environments out of their network "
+                 "namespaces (DNS included).", ("function",),
+                 [((fn,), float(n)) for fn, n in sorted(egress.items())], kind="counter")
     # Provisioned concurrency (issue 5) and the async queue (issue 4) report through duck-typed hooks.
     provisioned = getattr(sandbox, "provisioned_stats", None)
     if callable(provisioned):

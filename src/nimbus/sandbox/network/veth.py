@@ -2,13 +2,14 @@
 NATed out of the host's own interfaces with nftables; made with the kernel's tools (`ip`, `nft`).
 
 Per namespace (made ahead, in the background; see `VethNetwork.prepare`):
-- `/run/netns/nimbus-<server pid>-<n>`, its loopback up (the environment binds 127.0.0.1:9001 there);
-- a veth pair: `eth0` inside with a /31 address out of `NIMBUS_NETWORK_SUBNET`, `nb<pid36>-<n36>` on the host;
+- `/run/netns/nimbus-<server pid>-<instance>-<n>`, its loopback up (the environment binds 127.0.0.1:9001 there);
+- a veth pair: `eth0` inside with a /31 address out of `NIMBUS_NETWORK_SUBNET`, on the host
+  `nb<pid36>.<instance36>-<n36>`;
 - an nftables table *inside* the namespace with the function's policy (deny/allow CIDRs, DNS always
   allowed). It belongs to the host's user namespace, so nothing in the sandbox can change it.
 
-Per server, on the host: table `inet nimbus_<pid>`: masquerade the environments' traffic, reject forwarding
-to link-local/the server's denied CIDRs and to other environments, reject the nimbus API port and loopback
+Per server, on the host: table `inet nimbus_<pid>_<instance>`: masquerade the environments' traffic, reject
+forwarding to link-local/the server's denied CIDRs and to other environments, reject the nimbus API port and loopback
 addresses on the host's input. Names carry the server's pid, so `start()` removes what a dead server left
 (namespaces, tables, address slots) and servers running side by side never touch each other's.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import itertools
 import logging
 import os
 import random
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NETNS_DIR = Path("/run/netns")
+ETC_NETNS = Path("/etc/netns")  # `ip netns exec NAME` binds /etc/netns/NAME/* over /etc (debugging, tests)
 STATE_DIR = Path("/run/nimbus-network")
 NETNS_PREFIX = "nimbus-"
 TABLE_PREFIX = "nimbus_"
@@ -53,6 +56,7 @@ REJECT = "reject with icmpx type admin-prohibited"  # fails at once (EHOSTUNREAC
 CREATE_CONCURRENCY = 2  # namespaces made at once (each is ~3 short processes)
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost\n"
 PoolKey = tuple[NetworkPolicy, str | None]
+_instances = itertools.count()  # providers made in this process (tests make several): part of every name
 
 
 def _b36(n: int) -> str:
@@ -123,15 +127,17 @@ class VethNetwork:
         self.reason = reason
         self.settings = settings
         self.pid = os.getpid()
-        self.tag = f"nb{_b36(self.pid)}-"  # host-side veth names: nb<pid36>-<n36> (<= 15 chars)
-        self.table = f"{TABLE_PREFIX}{self.pid}"
+        instance = next(_instances)
+        self.tag = f"nb{_b36(self.pid)}.{_b36(instance)}-"  # host veths: nb<pid36>.<instance36>-<n36> (<= 15)
+        self.table = f"{TABLE_PREFIX}{self.pid}_{instance}"
+        self.prefix = f"{NETNS_PREFIX}{self.pid}-{instance}-"  # namespaces: nimbus-<pid>-<instance>-<n>
         self.subnet = ipaddress.ip_network(settings.network_subnet)
         if not isinstance(self.subnet, ipaddress.IPv4Network) or self.subnet.prefixlen > 30:
             raise NetworkUnavailable(f"NIMBUS_NETWORK_SUBNET={settings.network_subnet}: an IPv4 /30 or wider")
         self.server_deny = parse_cidrs(settings.network_deny, "NIMBUS_NETWORK_DENY")
         self.resolvers = sandbox_resolvers(settings.network_dns)
         self.resolv_conf = "".join(f"nameserver {r}\n" for r in self.resolvers)
-        self._counter = 0
+        self._ids = itertools.count(1)  # next() is atomic: namespaces are made on worker threads
         self._pools: dict[PoolKey, deque[PreparedNetwork]] = defaultdict(deque)
         self._filling: dict[PoolKey, int] = defaultdict(int)  # namespaces being made per key, for spares
         self._live: dict[str, PreparedNetwork] = {}  # every namespace made and not removed (pooled or in use)
@@ -139,6 +145,7 @@ class VethNetwork:
         self._tasks: set[asyncio.Future[object]] = set()
         self._sem = asyncio.Semaphore(CREATE_CONCURRENCY)
         self._started = False
+        self._stopped = False
         self.inline_creations = 0  # prepare() calls that found no spare (cold starts that paid)
 
     # --------------------------------------------------------------------------------- lifecycle
@@ -184,10 +191,9 @@ class VethNetwork:
         ]) + "\n"
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stopped = True  # no more refills; namespaces being made now finish, then go with the rest
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=10)
         nets = list(self._live.values())
         self._live.clear()
         self._pools.clear()
@@ -235,6 +241,8 @@ class VethNetwork:
             self._refill((policy, userns))
 
     def _refill(self, key: PoolKey) -> None:
+        if self._stopped:
+            return
         missing = self.settings.network_spares - len(self._pools[key]) - self._filling[key]
         for _ in range(max(0, missing)):
             self._filling[key] += 1
@@ -295,9 +303,8 @@ class VethNetwork:
         raise NetworkUnavailable(f"no free address left in NIMBUS_NETWORK_SUBNET={self.subnet}")
 
     def _create(self, policy: NetworkPolicy, userns: str | None) -> PreparedNetwork:
-        self._counter += 1
-        n = self._counter
-        name = f"{NETNS_PREFIX}{self.pid}-{n}"
+        n = next(self._ids)
+        name = f"{self.prefix}{n}"
         host_if = f"{self.tag}{_b36(n)}"
         slot = self._claim_slot()
         host_ip = self.subnet.network_address + 2 * slot
@@ -324,6 +331,10 @@ class VethNetwork:
                 f"route add default via {host_ip}",
             ]) + "\n")
             _run(["nsenter", f"--net={path}", "nft", "-f", "-"], policy_ruleset(policy, self.resolvers))
+            etc = ETC_NETNS / name
+            etc.mkdir(parents=True, exist_ok=True)
+            (etc / "resolv.conf").write_text(self.resolv_conf)
+            (etc / "hosts").write_text(HOSTS)
         except Exception:
             self._live.pop(name, None)
             self._remove(net)
@@ -345,7 +356,7 @@ class VethNetwork:
             _run(["ip", "netns", "attach", name, str(helper.pid)])
         finally:
             helper.kill()
-            helper.wait()
+            helper.communicate()  # reaps it and closes its pipes
 
     @staticmethod
     def _bytes(net: PreparedNetwork) -> int:
@@ -359,6 +370,13 @@ class VethNetwork:
         subprocess.run(["ip", "link", "del", str(net.host_ifname)], capture_output=True, check=False)
         with contextlib.suppress(OSError):
             (STATE_DIR / "slots" / net.extra.get("slot", "-")).unlink()
+        _remove_etc(net.name)
+
+
+def _remove_etc(name: str) -> None:
+    for leaf in ("resolv.conf", "hosts", ""):
+        with contextlib.suppress(OSError):
+            (ETC_NETNS / name / leaf).unlink() if leaf else (ETC_NETNS / name).rmdir()
 
 
 def cleanup_stale() -> list[str]:
@@ -368,15 +386,17 @@ def cleanup_stale() -> list[str]:
     if NETNS_DIR.is_dir():
         for entry in NETNS_DIR.iterdir():
             parts = entry.name.split("-")
-            ours = entry.name.startswith(NETNS_PREFIX) and len(parts) == 3 and parts[1].isdigit()
+            ours = entry.name.startswith(NETNS_PREFIX) and len(parts) >= 3 and parts[1].isdigit()
             if ours and not _pid_alive(int(parts[1])):
                 subprocess.run(["ip", "netns", "del", entry.name], capture_output=True, check=False)
+                _remove_etc(entry.name)
                 removed.append(entry.name)
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
     for line in tables.splitlines():
         words = line.split()
-        ours = len(words) == 3 and words[2].startswith(TABLE_PREFIX) and words[2][len(TABLE_PREFIX):].isdigit()
-        if ours and not _pid_alive(int(words[2][len(TABLE_PREFIX):])):
+        pid = words[2][len(TABLE_PREFIX):].split("_")[0] if len(words) == 3 else ""
+        ours = words[2].startswith(TABLE_PREFIX) and pid.isdigit() if len(words) == 3 else False
+        if ours and not _pid_alive(int(pid)):
             subprocess.run(["nft", "delete", "table", words[1], words[2]], capture_output=True, check=False)
             removed.append(words[2])
     slots = STATE_DIR / "slots"
