@@ -575,7 +575,8 @@ class Environment:
                 self.zygote = zygote = None
             if failure is not None and zygote is not None and zygote.kind == "runtime":
                 # No user code runs in a runtime zygote: its failure is nimbus's, not the function's INIT.
-                log.warning("environment %s: the runtime zygote failed: starting it fresh", self.id)
+                log.warning("environment %s: the runtime zygote failed (%s): starting it fresh", self.id,
+                            failure.payload[:500].decode("utf-8", "replace"))
                 failure = None
                 self.zygote = zygote = None
             if failure is not None and zygote is not None:

@@ -62,9 +62,17 @@ class ZygoteError(Exception):
 # Seccomp filters for namespaced zygotes
 
 
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+# The one unshare() a snapshot zygote's INIT may make (its forks need it; see nimbus_zygote._enter_own_namespaces)
+NESTED_RECIPE = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+
+
 @functools.cache
-def _filters() -> tuple[bytes, bytes, bytes]:
-    """(zygote filter, no-new-user-namespaces filter, full deny-list) as classic BPF."""
+def _filters() -> tuple[bytes, bytes, bytes, bytes]:
+    """(zygote filter, no-new-user-namespaces filter, full deny-list, snapshot INIT filter) as classic BPF.
+    The INIT filter stacks on the zygote's: no namespace but the nested recipe, no setns, no user namespace
+    through clone (INIT also runs without capabilities, so mount and chroot fail in the kernel)."""
     import errno
     import tempfile
 
@@ -92,7 +100,15 @@ def _filters() -> tuple[bytes, bytes, bytes]:
         )
     with contextlib.suppress(OSError, ValueError, RuntimeError):
         nouser.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")  # flags live in memory: let libc fall back
-    return export(zyg), export(nouser), deny_list_bpf()
+    init = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
+    init.add_rule(pyseccomp.ERRNO(errno.EPERM), "unshare", pyseccomp.Arg(0, pyseccomp.NE, NESTED_RECIPE))
+    init.add_rule(pyseccomp.ERRNO(errno.EPERM), "setns")
+    init.add_rule(
+        pyseccomp.ERRNO(errno.EPERM), "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)
+    )
+    with contextlib.suppress(OSError, ValueError, RuntimeError):
+        init.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
+    return export(zyg), export(nouser), deny_list_bpf(), export(init)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,9 +326,11 @@ class Zygote:
 
         backend = self.backend
         assert isinstance(backend, NamespacesBackend)
-        zygote_bpf, nouser_bpf, deny_bpf = _filters()
+        zygote_bpf, nouser_bpf, deny_bpf, init_bpf = _filters()
         root = backend.runtime_files.root
-        for name, data in (("zygote-nouserns.bpf", nouser_bpf), ("zygote-deny.bpf", deny_bpf)):
+        for name, data in (
+            ("zygote-nouserns.bpf", nouser_bpf), ("zygote-deny.bpf", deny_bpf), ("zygote-init.bpf", init_bpf)
+        ):
             path = root / name
             if not path.exists():
                 path.write_bytes(data)
@@ -321,6 +339,7 @@ class Zygote:
             _NIMBUS_ZYGOTE_ISOLATE="1",
             _NIMBUS_ZYGOTE_NOUSERNS=f"{backend.runtime_dir}/zygote-nouserns.bpf",
             _NIMBUS_ZYGOTE_DENY=f"{backend.runtime_dir}/zygote-deny.bpf",
+            _NIMBUS_ZYGOTE_INIT_FILTER=f"{backend.runtime_dir}/zygote-init.bpf",
         )
         # The zygote creates the user namespace its forks get their own namespaces in.
         return backend.launch_direct(launch, seccomp=zygote_bpf, userns=True)

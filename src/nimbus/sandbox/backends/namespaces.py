@@ -57,6 +57,42 @@ TOP_LEVEL_LINKS = ("bin", "sbin", "lib", "lib64", "lib32", "libx32")
 DEV_SHM_MB = 64  # /dev/shm: bounded, so filling it fails with ENOSPC at once (forks: nimbus_zygote.DEV_SHM_MB)
 
 
+# A zygote's bubblewrap runs as the unprivileged host user SANDBOX_UID (it then builds its namespaces
+# unprivileged). Run by root, bubblewrap makes its mount namespace in the host's user namespace and covers
+# /proc/irq and /proc/bus; a fork's own mount namespace (inside the zygote's user namespace) holds those covers
+# locked, and the kernel then refuses the fresh /proc of the fork's own pid namespace (mount_too_revealing).
+# Unprivileged, bubblewrap has nothing to cover (and the sandbox's uid is an ordinary host user rather than a
+# capability-less root). That user may not reach a data dir under a private parent (a 0700 home), so this
+# launcher first binds the function's directories into a stage directory, in a mount namespace of its own
+# (nothing on the host changes), then drops to the user and execs bubblewrap. Arguments: stage dir, uid, gid,
+# n, n pairs (source, name), then bubblewrap's argv.
+STAGE_LAUNCHER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def check(rc, what):
+    if rc != 0:
+        err = ctypes.get_errno()
+        os.write(2, ("nimbus: stage %s: %s\\n" % (what, os.strerror(err))).encode())
+        os._exit(1)
+stage, uid, gid, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+pairs, argv = sys.argv[5:5 + 2 * n], sys.argv[5 + 2 * n:]
+check(libc.unshare(0x00020000), "unshare")
+check(libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None), "private")
+check(libc.mount(b"tmpfs", stage.encode(), b"tmpfs", 0, b"mode=0755"), "tmpfs")
+for i in range(n):
+    source, target = pairs[2 * i], os.path.join(stage, pairs[2 * i + 1])
+    if os.path.isdir(source):
+        os.mkdir(target)
+    else:
+        open(target, "w").close()
+    check(libc.mount(source.encode(), target.encode(), None, 0x1000 | 0x4000, None), "bind " + source)
+os.setgroups([])
+os.setresgid(gid, gid, gid)
+os.setresuid(uid, uid, uid)
+os.execv(argv[0], argv)
+"""
+
+
 def find_bwrap() -> str | None:
     for path in BWRAP_CANDIDATES:
         if os.access(path, os.X_OK):
@@ -231,6 +267,8 @@ class NamespacesBackend(Backend):
         os.chmod(self.etc_dir, 0o755)
         self.empty_dir = Path(tempfile.mkdtemp(prefix="nimbus-empty-"))
         os.chmod(self.empty_dir, 0o755)
+        self.stage_dir = Path(tempfile.mkdtemp(prefix="nimbus-stage-"))  # see STAGE_LAUNCHER
+        os.chmod(self.stage_dir, 0o755)
         self.description = (
             f"namespaces: bubblewrap ({bwrap}) user/pid/mount/net/ipc/uts namespaces, seccomp deny-list, "
             f"cgroup v{cgroups.version} limits (memory, cpu, pids) under {next(iter(cgroups.parents.values()))}"
@@ -364,13 +402,25 @@ class NamespacesBackend(Backend):
 
         self._spare_timer = loop.call_later(SPARE_DELAY, start)
 
-    def _command(self, launch: Launch, seccomp_fd: int) -> list[str]:
+    def _command(self, launch: Launch, seccomp_fd: int, staged: list[str] | None = None) -> list[str]:
+        """bubblewrap's command line. `staged`: collect the host side of every per-function mount there (as
+        `source, name` pairs) and bind it from the stage directory instead (see STAGE_LAUNCHER), for a
+        bubblewrap that runs as an unprivileged host user and could not reach a data dir under a private
+        parent."""
+
+        def ro_bind(host_path: str, inside: str) -> tuple[str, ...]:
+            if staged is None:
+                return ("--ro-bind", host_path, inside)
+            name = str(len(staged) // 2)
+            staged.extend((host_path, name))
+            return ("--ro-bind", f"{self.stage_dir}/{name}", inside)
+
         prefix = python_prefix(launch.interpreter)
         argv = [*self._base_args]
         if not str(prefix).startswith("/usr/"):
-            argv += ["--ro-bind", str(prefix), str(prefix)]
+            argv += ro_bind(str(prefix), str(prefix))
         for host_path, inside in launch.ro_binds:
-            argv += ["--ro-bind", host_path, inside]
+            argv += ro_bind(host_path, inside)
         return [
             *argv,
             "--perms",
@@ -379,13 +429,9 @@ class NamespacesBackend(Backend):
             str(launch.ephemeral_mb * MB),
             "--tmpfs",
             "/tmp",
-            "--ro-bind",
-            str(launch.code_dir),
-            "/var/task",
-            *(("--ro-bind", str(launch.opt_dir), "/opt") if launch.opt_dir is not None else ()),
-            "--ro-bind",
-            str(self.runtime_files.root),
-            "/var/runtime",
+            *ro_bind(str(launch.code_dir), "/var/task"),
+            *(ro_bind(str(launch.opt_dir), "/opt") if launch.opt_dir is not None else ()),
+            *ro_bind(str(self.runtime_files.root), "/var/runtime"),
             # Nothing writable beyond /tmp and the bounded /dev/shm: bubblewrap's root and /dev are tmpfs
             # without a size (a function filling them would hang the host's memory, not fail with ENOSPC)
             "--remount-ro",
@@ -437,15 +483,22 @@ class NamespacesBackend(Backend):
         return NamespacesHandle(spare.popen, spare.cgroup, launch.memory_mb, launch.ephemeral_mb)
 
     def launch_direct(self, launch: Launch, seccomp: bytes | None = None, userns: bool = False) -> Handle:
-        """Launch in a fresh cgroup without a spare. `seccomp`: another filter than the deny-list; `userns`: let
-        the runtime create user namespaces (a zygote, whose forks build their own namespaces)."""
+        """Launch in a fresh cgroup without a spare. `seccomp`: another filter than the deny-list; `userns`: a
+        zygote, whose forks build their own namespaces: it may create user namespaces, and its bubblewrap runs
+        as the unprivileged host user SANDBOX_UID (see `unprivileged_prefix`)."""
         cgroup = self.cgroups.create(launch.env_id, launch.memory_mb, self.settings.pids_max, launch.ephemeral_mb)
         seccomp_fd = -1
         try:
             seccomp_fd = bpf_fd(seccomp)
-            argv = self._command(launch, seccomp_fd)
+            staged: list[str] | None = [] if userns and os.geteuid() == 0 else None
+            argv = self._command(launch, seccomp_fd, staged)
             if userns:
                 argv = [a for a in argv if a != "--disable-userns"]
+            if staged is not None:
+                argv = [
+                    self.launcher_python, "-I", "-S", "-c", STAGE_LAUNCHER, str(self.stage_dir),
+                    str(SANDBOX_UID), str(SANDBOX_GID), str(len(staged) // 2), *staged, *argv,
+                ]
             popen = subprocess.Popen(
                 [*launcher_args(cgroup), *argv],
                 stdin=subprocess.DEVNULL,
@@ -475,3 +528,4 @@ class NamespacesBackend(Backend):
         self.runtime_files.close()
         shutil.rmtree(self.etc_dir, ignore_errors=True)
         shutil.rmtree(self.empty_dir, ignore_errors=True)
+        shutil.rmtree(self.stage_dir, ignore_errors=True)

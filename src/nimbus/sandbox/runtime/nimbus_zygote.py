@@ -110,6 +110,7 @@ def prepare():
     _state["isolate"] = isolate
     _state["deny"] = env.pop("_NIMBUS_ZYGOTE_DENY", "")
     nouserns = env.pop("_NIMBUS_ZYGOTE_NOUSERNS", "")
+    init_filter = env.pop("_NIMBUS_ZYGOTE_INIT_FILTER", "")
     gc.disable()  # no collection may run between INIT and the fork: it would dirty every page
     if not isolate:
         return
@@ -130,7 +131,16 @@ def prepare():
                 continue
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     _state["pidns"] = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    if nouserns:
+    if _state["kind"] == "snapshot":
+        # INIT runs here, in the zygote: without any capability, under a filter that refuses every namespace
+        # but one recipe (a user namespace with all the others, which a fork needs to become an environment;
+        # see _enter_own_namespaces). Forks therefore build their namespaces inside a user namespace of their
+        # own, not with the zygote's privileges, which it no longer has.
+        _state["nested"] = True
+        _drop_capabilities()
+        if init_filter:
+            _install_filter(init_filter)
+    elif nouserns:
         _install_filter(nouserns)
 
 
@@ -241,14 +251,15 @@ def serve(channel, logs, streams, send_ready):
                     os.close(f)
                 continue
             pidns = _state.get("pidns")
+            nested = _state.get("nested", False)
             try:
-                if isolate:
+                if isolate and not nested:
                     _check(_lib().unshare(CLONE_NEWPID), "unshare(pid)")
                 pid = os.fork()
             except OSError as e:
                 for f in fds:
                     os.close(f)
-                if isolate and pidns is not None:  # forks after this one must not land in a dead namespace
+                if isolate and not nested and pidns is not None:  # later forks must not land in a dead namespace
                     _lib().setns(pidns, CLONE_NEWPID)
                 fork_sock.send(b"E" + json.dumps({"id": request["id"], "error": str(e)}).encode())
                 continue
@@ -276,7 +287,7 @@ def serve(channel, logs, streams, send_ready):
                     except OSError:
                         pass
                     os._exit(70)
-            if isolate:
+            if isolate and not nested:
                 _check(_lib().setns(pidns, CLONE_NEWPID), "setns(pid)")
             children[pid] = request["id"]
             for f in fds:
@@ -302,7 +313,52 @@ def _reap(children, fork_sock):
                 pass
 
 
-def _isolate(tmp_mb):
+NESTED_RECIPE = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+
+
+def _enter_own_namespaces(fds):
+    """A fork of an unprivileged (snapshot) zygote: a user namespace of its own (capabilities there only)
+    with every other namespace, then one more fork so that the environment is pid 1 of its new pid
+    namespace. The process in between only waits and passes the exit status on (it sits in the
+    environment's cgroup; it holds none of the environment's fds, so their EOF still means its end)."""
+    libc = _lib()
+    uid, gid = os.getuid(), os.getgid()
+    _check(libc.unshare(NESTED_RECIPE), "unshare(namespaces)")
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    pid = os.fork()
+    if pid == 0:
+        return
+    for fd in fds:
+        os.close(fd)
+    old_tmp = _state.pop("old_tmp", None)
+    if old_tmp is not None:
+        os.close(old_tmp)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(128 - code if code < 0 else code & 0xFF)
+
+
+def _drop_capabilities():
+    libc = _lib()
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()
+    _check(libc.capset(header, data), "capset")
+
+
+def _isolate(tmp_mb, fds=()):
     import fcntl
     import socket
     import struct
@@ -315,7 +371,13 @@ def _isolate(tmp_mb):
         os.close(old_tmp)
         old_tmp = None
     _state["old_tmp"] = old_tmp
-    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    if _state.get("nested"):
+        _enter_own_namespaces(fds)
+    else:
+        _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    # Our own /proc: this pid namespace's processes only (no zygote, no sibling). The kernel allows it because
+    # the sandbox's /proc has no locked cover (bubblewrap runs unprivileged for zygotes: backends/namespaces).
+    _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount /proc")
     options = f"size={tmp_mb * 1024 * 1024},mode=1777".encode()
     _check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, options), "mount /tmp")
     if os.path.isdir("/dev/shm"):
@@ -328,15 +390,7 @@ def _isolate(tmp_mb):
         s.close()
     # Siblings share the zygote's /proc view: non-dumpable keeps their memory, environ and fds private.
     _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "dumpable")
-    for cap in range(64):
-        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            break
-    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    import ctypes
-
-    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
-    data = (ctypes.c_uint32 * 6)()
-    _check(libc.capset(header, data), "capset")
+    _drop_capabilities()
     if _state.get("deny"):
         _install_filter(_state["deny"])
 
@@ -379,7 +433,7 @@ def _read_exact(fd, n):
 def _become_environment(request, fds, isolate, logs, streams, send_ready):
     control_fd, out_fd = fds
     if isolate:
-        _isolate(int(request.get("tmp_mb", 512)))
+        _isolate(int(request.get("tmp_mb", 512)), fds)
     if _state.get("kind") == "snapshot":
         _replace_sockets(fds)  # in the environment's own network namespace: fresh sockets belong there
     if isolate:
