@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -203,3 +204,17 @@ async def test_stop_and_stale_cleanup_remove_everything(remote: Remote, api_list
     removed = cleanup_stale()
     assert stale in removed and f"nimbus_{dead.pid}" in removed
     assert not (NETNS_DIR / stale).exists()
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+async def test_sandbox_in_the_namespace_cannot_change_its_rules(provider: VethNetwork) -> None:
+    """Joined before bubblewrap makes the sandbox's user namespace (how the launch paths use it), even full
+    capabilities inside that user namespace give no power over the namespace's rules or links."""
+    net = await provider.prepare("fn", policy(provider))
+    script = ("nft flush ruleset; echo nft=$?; ip link set eth0 down; echo ip=$?; "
+              f"{sys.executable} -c \"import socket; socket.socket().bind(('127.0.0.1', 9001)); print('bound')\"")
+    out = subprocess.run(["nsenter", f"--net={net.netns_path}", "bwrap", "--unshare-user", "--uid", "0",
+                          "--cap-add", "ALL", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                          "sh", "-c", script], capture_output=True, text=True)
+    assert out.stdout.split() == ["nft=1", "ip=2", "bound"], out.stderr
+    provider.release(net)

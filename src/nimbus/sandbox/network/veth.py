@@ -53,6 +53,10 @@ STATE_DIR = Path("/run/nimbus-network")
 NETNS_PREFIX = "nimbus-"
 TABLE_PREFIX = "nimbus_"
 REJECT = "reject with icmpx type admin-prohibited"  # fails at once (EHOSTUNREACH/ECONNREFUSED), no hang
+# Loopback's MTU: traffic to the host's own addresses moves in 64 KiB frames (measured: bulk from a namespace
+# 0.5x the host's with 1500, 0.9-1.1x with this). Internet peers are unaffected: their MSS bounds TCP segments,
+# and the host's ICMP "fragmentation needed" reaches the sandbox through NAT for path MTU discovery.
+VETH_MTU = 65520
 CREATE_CONCURRENCY = 2  # namespaces made at once (each is ~3 short processes)
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost\n"
 PoolKey = tuple[NetworkPolicy, str | None]
@@ -320,7 +324,7 @@ class VethNetwork:
             else:
                 self._netns_in_userns(name, userns)
             _run(["ip", "-batch", "-"], "\n".join([
-                f"link add {host_if} type veth peer name eth0 netns {name}",
+                f"link add {host_if} mtu {VETH_MTU} type veth peer name eth0 mtu {VETH_MTU} netns {name}",
                 f"addr add {host_ip}/31 dev {host_if}",
                 f"link set {host_if} up",
             ]) + "\n")
