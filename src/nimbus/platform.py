@@ -52,7 +52,7 @@ def build_platform(settings: Settings) -> Platform:
     registry = Registry(settings, engine, codestore)
     logstore = LogStore(settings, engine)
     network = choose_provider(settings)
-    sandbox = SandboxManager(settings, log_sink=logstore.append)
+    sandbox = SandboxManager(settings, log_sink=logstore.append, network=network)
     invoker = Invoker(settings, registry, sandbox, logstore)
     asyncs = AsyncPipeline(settings, engine, registry, invoker, logstore)
     return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs, network)

@@ -35,6 +35,8 @@ from nimbus.sandbox.environment import (
     _TimedOut,
     build_environ,
 )
+from nimbus.sandbox.netwiring import with_network
+from nimbus.sandbox.network import NetworkProvider
 from nimbus.sandbox.protocol import READY, RESULT, ResultFrame
 from nimbus.sandbox.runtimeapi import SHUTDOWN_GRACE_MS, ApiIdentity, RuntimeAPI, serve
 from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink
@@ -66,9 +68,10 @@ class ApiEnvironment(Environment):
         *,
         init_type: str = "on-demand",
         environ_hook: Callable[[str], dict[str, str]] | None = None,
+        network: NetworkProvider | None = None,
     ) -> None:
         super().__init__(spec, backend, settings, log_sink, interpreter, deadlines, init_type=init_type,
-                         environ_hook=environ_hook)
+                         environ_hook=environ_hook, network=network)
         self.api: RuntimeAPI | None = None
         self._server: asyncio.AbstractServer | None = None
         self._control_sock: socket.socket | None = None
@@ -135,7 +138,7 @@ class ApiEnvironment(Environment):
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
         try:
-            launch = self._launch(child, out_w)
+            launch = with_network(self._launch(child, out_w), await self._prepare_network())
             self._exited = self._loop.create_future()
             self.handle = self.backend.launch(launch)
         except BaseException:

@@ -27,6 +27,8 @@ from nimbus.control.specs import VersionSpec
 from nimbus.observe import platformlog
 from nimbus.sandbox.backends import Backend, Handle, Launch
 from nimbus.sandbox.cgroups import ANON_POLL_INTERVAL
+from nimbus.sandbox.netwiring import network_policy, with_network
+from nimbus.sandbox.network import NetworkProvider, PreparedNetwork
 from nimbus.sandbox.platformendpoint import PlatformEndpoint
 from nimbus.sandbox.protocol import (
     CHUNK,
@@ -280,7 +282,10 @@ class Environment:
         role: str = "environment",  # or "zygote": never invoked, forks environments
         init_type: str = "on-demand",  # AWS_LAMBDA_INITIALIZATION_TYPE
         environ_hook: Callable[[str], dict[str, str]] | None = None,  # per-environment variables by env id
+        network: NetworkProvider | None = None,  # prepared network namespaces (sandbox/network)
     ) -> None:
+        self.network = network
+        self._net: PreparedNetwork | None = None  # this environment's namespace, released with it
         self.id = uuid.uuid4().hex
         self.zygote = zygote
         self.launcher = launcher
@@ -420,12 +425,13 @@ class Environment:
             if self.environ_hook is not None:
                 environ.update(self.environ_hook(self.id))
             extra_fds: tuple[int, ...] = ()
+            net = await self._prepare_network()
             if self.backend.task_root_inside is not None:  # a network namespace: the endpoint lives in it
                 self._endpoint = PlatformEndpoint(self.spec, self.id, self.settings.request_body_max_bytes)
                 endpoint_environ, endpoint_fd = self._endpoint.launch_environ()
                 environ.update(endpoint_environ)
                 extra_fds = (endpoint_fd,)
-            launch = Launch(
+            launch = with_network(Launch(
                 env_id=self.id,
                 interpreter=self.interpreter,
                 code_dir=self.spec.code_dir,
@@ -435,7 +441,7 @@ class Environment:
                 pass_fds=(child.fileno(), *extra_fds),
                 stdout_fd=out_w,
                 opt_dir=self.spec.opt_dir,
-            )
+            ), net)
             self._exited = loop.create_future()
             self.handle = (self.launcher or self.backend.launch)(launch)
         except BaseException:
@@ -453,11 +459,24 @@ class Environment:
         pipe = os.fdopen(out_r, "rb", buffering=0)
         self._out_transport, _ = await loop.connect_read_pipe(lambda: _Output(self), pipe)
 
+    async def _prepare_network(self) -> PreparedNetwork | None:
+        """A prepared network namespace for a fresh sandbox (None: a loopback-only one of its own)."""
+        if self.network is None or self.backend.task_root_inside is None:
+            return None
+        self._net = await self.network.prepare(self.spec.function_name, network_policy(self.spec, self.settings))
+        return self._net
+
+    def _release_network(self) -> None:
+        net, self._net = self._net, None
+        if net is not None and self.network is not None:
+            self.network.release(net)
+
     async def _spawn_forked(self, zygote: Zygote) -> None:
         """A fork of the zygote, already in its own cgroup; it gets its per-environment values, then
         reseeds, runs after-restore hooks and answers READY (see sandbox/zygote.py)."""
         loop = self._loop
         forked = await zygote.acquire(self.id, self.spec.memory_size, self.spec.ephemeral_storage)
+        self._net, forked.net = forked.net, None  # its namespace is this environment's now
         init_type = "snap-start" if zygote.snapstart and self.init_type == "on-demand" else self.init_type
         environ = {"AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream, "AWS_LAMBDA_INITIALIZATION_TYPE": init_type}
         try:
@@ -465,6 +484,7 @@ class Environment:
                 environ.update(self.environ_hook(self.id))
             send_go(forked.sock, environ)
         except BaseException as e:
+            self._release_network()
             forked.handle.kill()
             forked.sock.close()
             os.close(forked.out_r)
@@ -787,8 +807,12 @@ class Environment:
             self._loop.call_soon(self._cleanup, 20)
 
     def _cleanup(self, tries: int) -> None:
-        """Release backend resources (the cgroup) once every process is gone; retried briefly."""
-        if self.handle is None or self._cleaned:
+        """Release backend resources (the cgroup, the network namespace) once every process is gone; retried
+        briefly."""
+        if self.handle is None:
+            self._release_network()
+            return
+        if self._cleaned:
             return
         if self.handle.reap() is None:
             return  # the exit watcher calls again
@@ -799,6 +823,7 @@ class Environment:
             done = True
         if done:
             self._cleaned = True
+            self._release_network()
         elif tries > 0:
             self._loop.call_later(0.05, self._cleanup, tries - 1)
 

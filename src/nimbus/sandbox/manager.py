@@ -21,6 +21,7 @@ from nimbus.sandbox.apienvironment import ApiEnvironment  # Runtime API runtimes
 from nimbus.sandbox.apiruntimes import has_extensions, is_api_runtime
 from nimbus.sandbox.backends import Backend, BackendUnavailable, choose
 from nimbus.sandbox.environment import Deadlines, Environment, error_result
+from nimbus.sandbox.network import NetworkProvider
 from nimbus.sandbox.pool import Pool
 from nimbus.sandbox.provisioned import Provisioner
 from nimbus.sandbox.runtimes import available_runtimes
@@ -33,8 +34,9 @@ log = logging.getLogger(__name__)
 class SandboxManager:
     """Runs invocations in isolated execution environments, pooled per function version."""
 
-    def __init__(self, settings: Settings, log_sink: LogSink) -> None:
+    def __init__(self, settings: Settings, log_sink: LogSink, network: NetworkProvider | None = None) -> None:
         self.settings = settings
+        self.network = network  # prepared network namespaces for new environments (None: loopback only)
         self.log_sink = log_sink
         self.backend_name = "unstarted"
         self.backend_reason = "not started"
@@ -190,11 +192,13 @@ class SandboxManager:
             return ApiEnvironment(
                 spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
                 init_type=init_type, environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
+                network=self.network,
             )
         return Environment(
             spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
             zygote=self._zygote(spec), init_type=init_type,
             environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
+            network=self.network,  # (fresh starts; forks take theirs from the zygote)
         )
 
     async def provision_one(self, spec: VersionSpec) -> str | None:
@@ -284,6 +288,7 @@ class SandboxManager:
             zygote = self._zygotes[spec.pool_key] = Zygote(
                 spec, self._backend, self.settings, self._interpreter(spec), self._zygote_environment,
                 log_sink=self.log_sink, snapstart=spec.snap_start, snapshot=self.settings.zygote_snapshots,
+                network=self.network,
             )
         return zygote
 

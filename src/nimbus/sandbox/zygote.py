@@ -41,6 +41,8 @@ from nimbus.control.specs import VersionSpec
 from nimbus.sandbox.backends import Backend, Handle, Launch
 from nimbus.sandbox.backends.process import ProcessBackend, ProcessHandle
 from nimbus.sandbox.cgroups import MB, Cgroup
+from nimbus.sandbox.netwiring import fork_request_network, network_policy
+from nimbus.sandbox.network import NetworkPolicy, NetworkProvider, PreparedNetwork, open_netns
 from nimbus.sandbox.types import InvokeResult, LogLine
 
 log = logging.getLogger(__name__)
@@ -215,6 +217,8 @@ class Forked:
     sock: socket.socket  # host end of its control socket
     out_r: int  # read end of its fd 1/2
     api_sock: socket.socket | None = None  # its 127.0.0.1:9001 listener, made in its network namespace
+    net: PreparedNetwork | None = None  # the network namespace it joined (the environment releases it)
+    release: Callable[[PreparedNetwork], None] | None = None
 
     @property
     def alive(self) -> bool:
@@ -228,6 +232,9 @@ class Forked:
         if self.api_sock is not None:
             self.api_sock.close()
             self.api_sock = None
+        net, self.net = self.net, None
+        if net is not None and self.release is not None:
+            self.release(net)
         with contextlib.suppress(OSError):
             os.close(self.out_r)
         loop = asyncio.get_running_loop()
@@ -270,7 +277,15 @@ class Zygote:
         log_sink: Callable[[str, str, list[LogLine]], None] | None = None,
         snapstart: bool = False,
         snapshot: bool = False,
+        network: NetworkProvider | None = None,
     ) -> None:
+        # Forks of a runtime zygote join a namespace prepared for them, owned by the zygote's user namespace
+        # (they still hold capabilities there); a snapshot zygote's forks keep no privilege in it and make a
+        # loopback-only one of their own.
+        self.network = network
+        self.policy: NetworkPolicy | None = None
+        self.userns: str | None = None  # /proc/<pid>/ns/user of the zygote (set once it runs)
+        self.network_failed = False  # the provider could not make namespaces for forks: start fresh instead
         self.spec = spec
         self.snapstart = snapstart  # SnapStart version: INIT logs stay apart, initialization type snap-start
         # A snapshot zygote runs INIT itself (forks are restores); a runtime zygote runs no user code.
@@ -371,6 +386,11 @@ class Zygote:
             return failure
         self.init_duration_ms = env.init_duration_ms
         self._after_init(env)
+        pid = env.handle.runtime_pid() if env.handle is not None and self.isolated else None
+        if pid is not None and self.network is not None and self.kind == "runtime":
+            self.userns = f"/proc/{pid}/ns/user"
+            self.policy = network_policy(self.spec, self.settings)
+            self.network.prewarm(self.policy, userns=self.userns)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             transport = env._transport
@@ -420,6 +440,8 @@ class Zygote:
         """A new environment forked from the zygote, in its own cgroup, waiting for `send_go`."""
         if self.closed or self._sock is None:
             raise ZygoteError("the zygote is gone")
+        if self.network_failed:
+            raise ZygoteError("no network namespace for forks")
         self.last_used = time.monotonic()
         while self.spares:
             forked = self.spares.pop()
@@ -461,21 +483,47 @@ class Zygote:
             self._forking -= 1
 
     async def _fork_one(self, env_id: str, memory_mb: int, tmp_mb: int) -> Forked:
+        net = None
+        if self.network is not None and self.policy is not None:
+            try:
+                net = await self.network.prepare(self.spec.function_name, self.policy, userns=self.userns)
+            except Exception as e:  # noqa: BLE001 (the provider's failure: these environments start fresh)
+                if not self.network_failed:
+                    log.warning("zygote of %s: no network namespace for its forks (%s): its environments start "
+                                "fresh", self.spec.function_name, e)
+                self.network_failed = True
+                raise ZygoteError(f"no network namespace for a fork: {e}") from e
+        try:
+            forked = await self._fork_into(env_id, memory_mb, tmp_mb, net)
+        except BaseException:
+            if net is not None and self.network is not None:
+                self.network.release(net)
+            raise
+        if net is not None and self.network is not None:
+            forked.net, forked.release = net, self.network.release
+        return forked
+
+    async def _fork_into(self, env_id: str, memory_mb: int, tmp_mb: int, net: PreparedNetwork | None) -> Forked:
         assert self._sock is not None
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         parent.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         out_r, out_w = os.pipe()
         failed = self._loop.create_future()
         self._pending[env_id] = failed
+        netns_fd = -1
         try:
-            request = b"F" + json.dumps({"id": env_id, "tmp_mb": tmp_mb}).encode()
+            request = b"F" + json.dumps({"id": env_id, "tmp_mb": tmp_mb, **fork_request_network(net)}).encode()
             try:
-                socket.send_fds(self._sock, [request], [child.fileno(), out_w])
+                netns_fd = open_netns(net) if net is not None else -1
+                fds = [child.fileno(), out_w, *((netns_fd,) if netns_fd >= 0 else ())]
+                socket.send_fds(self._sock, [request], fds)
             except OSError as e:
                 raise ZygoteError(f"fork request failed: {e}") from e
             finally:
                 child.close()
                 os.close(out_w)
+                if netns_fd >= 0:
+                    os.close(netns_fd)
             pid = await _hello(parent, failed)
         except BaseException:
             parent.close()

@@ -38,6 +38,11 @@ class Launch:
     opt_dir: Path | None = None  # the function's merged layers, mounted read-only at /opt (None: no layers)
     script: str = "bootstrap"  # the runtime file to run: bootstrap (Python) or apilauncher (Runtime API)
     ro_binds: tuple[tuple[str, str], ...] = ()  # extra read-only mounts (host path, path inside)
+    # A prepared network namespace to join instead of a new loopback-only one (sandbox/network), and the
+    # sandbox's /etc/resolv.conf and /etc/hosts for it (None: the backend's defaults)
+    netns: str | None = None
+    resolv_conf: str | None = None
+    hosts: str | None = None
 
 
 _GO_SIGNAL_NAMES = {

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -39,6 +40,7 @@ from nimbus.sandbox.runtimes import python_prefix
 from nimbus.sandbox.seccomp import SeccompUnavailable, bpf_fd, deny_list_bpf
 
 LAUNCHER_SHELL = "/bin/sh"
+NSENTER = "/usr/bin/nsenter"  # util-linux: joins a prepared network namespace before bubblewrap starts
 log = logging.getLogger(__name__)
 BWRAP_CANDIDATES = ("/usr/bin/bwrap", "/usr/local/bin/bwrap")
 SANDBOX_UID = 993  # sbx_user1051 on AWS
@@ -137,6 +139,14 @@ for fd in moved:
 items = data.split(b"\\0")
 n = int(items[0])
 env = dict(item.split(b"=", 1) for item in items[1 + n:])
+netns = env.pop(b"_NIMBUS_NETNS", None)
+if netns:
+    import ctypes
+    fd = os.open(netns, os.O_RDONLY)
+    if ctypes.CDLL(None, use_errno=True).setns(fd, 0x40000000) != 0:
+        os.write(2, b"nimbus: cannot join the network namespace\\n")
+        os._exit(1)
+    os.close(fd)
 os.execve(items[1], items[1:1 + n], env)
 """
 
@@ -268,6 +278,7 @@ class NamespacesBackend(Backend):
         self.empty_dir = Path(tempfile.mkdtemp(prefix="nimbus-empty-"))
         os.chmod(self.empty_dir, 0o755)
         self.stage_dir = Path(tempfile.mkdtemp(prefix="nimbus-stage-"))  # see STAGE_LAUNCHER
+        self._etc_files: set[Path] = set()  # per-network /etc/resolv.conf and /etc/hosts (_etc_file)
         os.chmod(self.stage_dir, 0o755)
         self.description = (
             f"namespaces: bubblewrap ({bwrap}) user/pid/mount/net/ipc/uts namespaces, seccomp deny-list, "
@@ -421,6 +432,12 @@ class NamespacesBackend(Backend):
             argv += ro_bind(str(prefix), str(prefix))
         for host_path, inside in launch.ro_binds:
             argv += ro_bind(host_path, inside)
+        if launch.netns is not None:  # joined by the launcher: keep it (bubblewrap would make an empty one)
+            argv.append("--share-net")
+        if launch.resolv_conf is not None:
+            argv += ["--ro-bind", self._etc_file("resolv.conf", launch.resolv_conf), "/etc/resolv.conf"]
+        if launch.hosts is not None:
+            argv += ["--ro-bind", self._etc_file("hosts", launch.hosts), "/etc/hosts"]
         return [
             *argv,
             "--perms",
@@ -449,6 +466,18 @@ class NamespacesBackend(Backend):
             "/var/runtime/" + self.runtime_files.script(launch.interpreter, "/var/runtime", launch.script),
         ]
 
+    def _etc_file(self, name: str, content: str) -> str:
+        """A world-readable file holding `content`, shared by every sandbox that needs the same (by digest)."""
+        digest = hashlib.sha256(content.encode()).hexdigest()[:24]
+        path = self.etc_dir.parent / f"{self.etc_dir.name}-{name}-{digest}"
+        if not path.exists():
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            tmp.write_text(content)
+            tmp.chmod(0o644)
+            os.replace(tmp, path)
+            self._etc_files.add(path)
+        return str(path)
+
     def launch(self, launch: Launch) -> Handle:
         """Start the runtime: through a waiting spare launcher when one is ready (it paid for joining its
         cgroup in advance), else directly through the shell launcher."""
@@ -462,6 +491,8 @@ class NamespacesBackend(Backend):
             seccomp_fd = bpf_fd()
             argv = self._command(launch, SPARE_SECCOMP_FD)
             environ = {**launch.environ, "_NIMBUS_CONTROL_FD": str(SPARE_CONTROL_FD)}
+            if launch.netns is not None:
+                environ["_NIMBUS_NETNS"] = launch.netns
             control_fd, *extra = launch.pass_fds
             if len(extra) > SPARE_MAX_FDS - 3:
                 raise OSError(f"too many fds for a spare launcher: {len(launch.pass_fds)}")
@@ -492,8 +523,10 @@ class NamespacesBackend(Backend):
             seccomp_fd = bpf_fd(seccomp)
             staged: list[str] | None = [] if userns and os.geteuid() == 0 else None
             argv = self._command(launch, seccomp_fd, staged)
-            if userns:
-                argv = [a for a in argv if a != "--disable-userns"]
+            if userns:  # (and /run/nimbus: where its forks stage their /etc/resolv.conf and /etc/hosts)
+                argv = [argv[0], "--dir", "/run/nimbus", *(a for a in argv[1:] if a != "--disable-userns")]
+            if launch.netns is not None:
+                argv = [NSENTER, f"--net={launch.netns}", "--", *argv]
             if staged is not None:
                 argv = [
                     self.launcher_python, "-I", "-S", "-c", STAGE_LAUNCHER, str(self.stage_dir),
@@ -527,5 +560,7 @@ class NamespacesBackend(Backend):
         self.cgroups.close()
         self.runtime_files.close()
         shutil.rmtree(self.etc_dir, ignore_errors=True)
+        for path in self._etc_files:
+            path.unlink(missing_ok=True)
         shutil.rmtree(self.empty_dir, ignore_errors=True)
         shutil.rmtree(self.stage_dir, ignore_errors=True)

@@ -35,7 +35,8 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+MNT_DETACH = 2
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
@@ -246,7 +247,7 @@ def serve(channel, logs, streams, send_ready):
             if not msg:
                 os._exit(0)  # the host is gone or shut us down; children die with our pid namespace
             request = json.loads(msg[1:])
-            if len(fds) != 2:
+            if len(fds) not in (2, 3):  # control socket, output pipe (, a prepared network namespace)
                 for f in fds:
                     os.close(f)
                 continue
@@ -358,7 +359,36 @@ def _drop_capabilities():
     _check(libc.capset(header, data), "capset")
 
 
-def _isolate(tmp_mb, fds=()):
+def _join_network(netns_fd, request):
+    """Join the network namespace the host prepared for this environment (owned by the zygote's user
+    namespace, where we still hold capabilities) and give the sandbox its /etc/resolv.conf and /etc/hosts:
+    written to a small tmpfs at /run/nimbus, bound over the read-only ones, the tmpfs then detached."""
+    libc = _lib()
+    try:
+        _check(libc.setns(netns_fd, CLONE_NEWNET), "setns(net)")
+    finally:
+        os.close(netns_fd)
+    staging = b"/run/nimbus"
+    if not os.path.isdir(staging):
+        return
+    _check(libc.mount(b"tmpfs", staging, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=65536,mode=0755"),
+           "mount /run/nimbus")
+    for name in ("resolv_conf", "hosts"):
+        content = request.get(name)
+        if content is None:
+            continue
+        target = "/etc/" + name.replace("_", ".")
+        staged = "/run/nimbus/" + name
+        with open(staged, "w") as f:
+            f.write(content)
+        os.chmod(staged, 0o644)
+        _check(libc.mount(staged.encode(), target.encode(), None, MS_BIND, None), "bind " + target)
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+        _check(libc.mount(None, target.encode(), None, flags, None), "ro " + target)
+    libc.umount2(staging, MNT_DETACH)
+
+
+def _isolate(tmp_mb, fds=(), netns_fd=None, request=None):
     import fcntl
     import socket
     import struct
@@ -372,7 +402,13 @@ def _isolate(tmp_mb, fds=()):
         old_tmp = None
     _state["old_tmp"] = old_tmp
     if _state.get("nested"):
+        if netns_fd is not None:
+            os.close(netns_fd)  # (never sent: a snapshot fork has no privilege in the zygote's namespaces)
+            netns_fd = None
         _enter_own_namespaces(fds)
+    elif netns_fd is not None:
+        _check(libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+        _join_network(netns_fd, request or {})
     else:
         _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     # Our own /proc: this pid namespace's processes only (no zygote, no sibling). The kernel allows it because
@@ -431,9 +467,13 @@ def _read_exact(fd, n):
 
 
 def _become_environment(request, fds, isolate, logs, streams, send_ready):
-    control_fd, out_fd = fds
+    control_fd, out_fd, *netns = fds
+    fds = [control_fd, out_fd]
     if isolate:
-        _isolate(int(request.get("tmp_mb", 512)), fds)
+        _isolate(int(request.get("tmp_mb", 512)), fds, netns[0] if netns else None, request)
+    else:
+        for fd in netns:
+            os.close(fd)
     if _state.get("kind") == "snapshot":
         _replace_sockets(fds)  # in the environment's own network namespace: fresh sockets belong there
     if isolate:
