@@ -26,6 +26,9 @@ The contract for the launch paths (owned by `environment.py` / `zygote.py` / `ba
     launcher, or `nsenter --net=PATH` in front of bwrap) and drop `--unshare-net`. The namespace belongs to
     the host's initial user namespace, so nothing inside the sandbox has `CAP_NET_ADMIN` over it: the
     policy rules inside it cannot be changed by the function.
+  * rootless (`pasta`, `enter_userns=True`): the namespace belongs to a user namespace of the server's
+    user (`userns`); the launcher enters that user namespace first, then the network namespace, then
+    bubblewrap nests the sandbox's user namespace below it (so the sandbox has no capabilities over it).
   * zygote forks (already inside the zygote's user namespace): ask with `userns="/proc/<zygote pid>/ns/user"`;
     the namespace is then owned by that user namespace, so the fork (which still holds its capabilities
     there) can `setns(fd, CLONE_NEWNET)` instead of `unshare(CLONE_NEWNET)` and then drop them. Pass the
@@ -127,6 +130,9 @@ class PreparedNetwork:
     hosts: str = "127.0.0.1\tlocalhost\n::1\tlocalhost\n"  # content for the sandbox's /etc/hosts
     userns: str | None = None  # owning user namespace asked for (None: the host's)
     host_ifname: str | None = None  # the host side of its veth (egress counters)
+    # True (pasta, rootless): the launcher is not in `userns` yet and must enter it before joining the namespace
+    # (`nsenter --user=USERNS --net=NETNS --preserve-credentials` in front of bwrap, which then nests its own).
+    enter_userns: bool = False
     extra: dict[str, str] = field(default_factory=dict, compare=False)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from typing import TYPE_CHECKING
 
 from nimbus.sandbox.network import NetworkProvider, NetworkUnavailable
@@ -37,6 +38,26 @@ def choose(settings: Settings) -> NetworkProvider:
         from nimbus.sandbox.network.veth import VethNetwork
 
         return VethNetwork(settings, "root, ip and nft present" if wanted == "auto" else "NIMBUS_NETWORK=veth")
-    if wanted == "pasta":
-        raise NetworkUnavailable("NIMBUS_NETWORK=pasta: the rootless provider is not available yet")
-    return NoNetwork(f"no rootful network: {missing}")
+    pasta_missing = pasta_unavailable()
+    if wanted == "pasta" or (wanted == "auto" and pasta_missing is None):
+        if pasta_missing is not None:
+            raise NetworkUnavailable(f"NIMBUS_NETWORK=pasta: {pasta_missing}")
+        from nimbus.sandbox.network.pasta import PastaNetwork
+
+        why = f"rootless: veth unavailable ({missing})" if wanted == "auto" else "NIMBUS_NETWORK=pasta"
+        return PastaNetwork(settings, why)
+    return NoNetwork(f"no network provider: veth: {missing}; pasta: {pasta_missing}")
+
+
+def pasta_unavailable() -> str | None:
+    """Why the rootless pasta provider cannot run here, or None when it can."""
+    if os.geteuid() == 0:
+        return "running as root (pasta drops to nobody; use veth)"
+    for tool in ("pasta", "nft", "ip", "unshare", "nsenter"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` not installed (scripts/install-system-deps.sh installs passt, nftables, iproute2)"
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--net", "true"], capture_output=True,
+                           check=False)
+    if probe.returncode != 0:
+        return "unprivileged user namespaces are disabled"
+    return None

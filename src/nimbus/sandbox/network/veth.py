@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import itertools
 import logging
@@ -234,9 +235,7 @@ class VethNetwork:
         return self._assign(net, function)
 
     def _assign(self, net: PreparedNetwork, function: str) -> PreparedNetwork:
-        assigned = PreparedNetwork(name=net.name, function=function, netns_path=net.netns_path,
-                                   address=net.address, resolv_conf=net.resolv_conf, hosts=net.hosts,
-                                   userns=net.userns, host_ifname=net.host_ifname, extra=net.extra)
+        assigned = dataclasses.replace(net, function=function)
         self._live[net.name] = assigned
         return assigned
 
@@ -362,8 +361,7 @@ class VethNetwork:
             helper.kill()
             helper.communicate()  # reaps it and closes its pipes
 
-    @staticmethod
-    def _bytes(net: PreparedNetwork) -> int:
+    def _bytes(self, net: PreparedNetwork) -> int:
         try:
             return int(Path(f"/sys/class/net/{net.host_ifname}/statistics/rx_bytes").read_text())
         except (OSError, ValueError):
