@@ -95,7 +95,7 @@ class Remote:
         _ip("-n", name, "link", "set", "eth0", "up")
         _ip("-n", name, "link", "set", "lo", "up")
         _ip("-n", name, "route", "add", "default", "via", host_address)
-        _ip("route", "add", f"{METADATA}/32", "via", address)  # reachable from the host: blocks are policy
+        _ip("route", "replace", f"{METADATA}/32", "via", address)  # reachable from the host: blocks are policy
         server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-c", SERVER, address, NAME_SERVED],
                                   stdout=subprocess.PIPE)
         assert server.stdout is not None and server.stdout.readline().strip() == b"ready"

@@ -166,7 +166,8 @@ async def test_pool_hands_out_prepared_namespaces(provider: VethNetwork) -> None
 
 
 async def test_zygote_user_namespace_can_join(provider: VethNetwork) -> None:
-    owner = subprocess.Popen(["unshare", "--user", "--map-root-user", "sleep", "60"])
+    # As a real zygote's: the host's root is not mapped to uid 0 in it (no mapping at all here).
+    owner = subprocess.Popen(["unshare", "--user", "sleep", "60"])
     try:
         for _ in range(100):
             if os.readlink(f"/proc/{owner.pid}/ns/user") != os.readlink("/proc/self/ns/user"):
@@ -174,7 +175,8 @@ async def test_zygote_user_namespace_can_join(provider: VethNetwork) -> None:
             await asyncio.sleep(0.02)
         userns = f"/proc/{owner.pid}/ns/user"
         net = await provider.prepare("fn", policy(provider), userns=userns)
-        joined = subprocess.run(["nsenter", f"--user={userns}", f"--net={net.netns_path}", "true"],
+        joined = subprocess.run(["nsenter", "--preserve-credentials", f"--user={userns}", f"--net={net.netns_path}",
+                                 "true"],
                                 capture_output=True)
         assert joined.returncode == 0, joined.stderr  # capabilities in the owner: may setns
         stranger = subprocess.run(["unshare", "--user", "--map-root-user", "nsenter", f"--net={net.netns_path}",

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nimbus.sandbox.network import NetworkPolicy, NetworkUnavailable, PreparedNetwork
-from nimbus.sandbox.network.veth import HOSTS, REJECT, VethNetwork, _run, policy_ruleset
+from nimbus.sandbox.network.veth import HOSTS, REJECT, VethNetwork, _run, policy_ruleset, start_userns_holder
 
 if TYPE_CHECKING:
     from nimbus.config import Settings
@@ -62,7 +62,8 @@ class PastaNetwork(VethNetwork):
 
     def _stop_sync(self, nets: list[PreparedNetwork]) -> None:
         for net in nets:
-            self._egress[net.function] += self._bytes(net)
+            if net.function:  # spares never used count for nobody
+                self._egress[net.function] += self._bytes(net)
             self._remove(net)
         with contextlib.suppress(OSError):
             os.rmdir(self._dir)
@@ -70,10 +71,11 @@ class PastaNetwork(VethNetwork):
     def _create(self, policy: NetworkPolicy, userns: str | None) -> PreparedNetwork:
         n = next(self._ids)
         name = f"{self.prefix}{n}"
-        enter = ["nsenter", f"--user={userns}", "--preserve-credentials"] if userns else []
-        holder_ns = ["unshare", "--net"] if userns else ["unshare", "--user", "--map-root-user", "--net"]
-        holder = subprocess.Popen([*enter, *holder_ns, "sh", "-c", HOLDER], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        if userns:  # a zygote's user namespace: join it and unshare in one process (see start_userns_holder)
+            holder = start_userns_holder(userns)
+        else:
+            holder = subprocess.Popen(["unshare", "--user", "--map-root-user", "--net", "sh", "-c", HOLDER],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self._holders[name] = holder
         owner = userns or f"/proc/{holder.pid}/ns/user"
         netns = f"/proc/{holder.pid}/ns/net"
@@ -82,7 +84,7 @@ class PastaNetwork(VethNetwork):
         self._live[name] = net
         try:
             assert holder.stdout is not None
-            if holder.stdout.readline().strip() != b"ready":
+            if not userns and holder.stdout.readline().strip() != b"ready":
                 raise NetworkUnavailable("could not make a user + network namespace (unprivileged user "
                                          "namespaces disabled?)")
             pidfile = self._dir / f"{name}.pid"

@@ -28,6 +28,7 @@ import logging
 import os
 import random
 import subprocess
+import sys
 import time
 from collections import defaultdict, deque
 from pathlib import Path
@@ -206,7 +207,8 @@ class VethNetwork:
 
     def _stop_sync(self, nets: list[PreparedNetwork]) -> None:
         for net in nets:
-            self._egress[net.function] += self._bytes(net)
+            if net.function:  # spares never used count for nobody
+                self._egress[net.function] += self._bytes(net)
             self._remove(net)
         subprocess.run(["nft", "delete", "table", "inet", self.table], capture_output=True, check=False)
 
@@ -246,6 +248,7 @@ class VethNetwork:
     def _refill(self, key: PoolKey) -> None:
         if self._stopped:
             return
+        self._prune()
         missing = self.settings.network_spares - len(self._pools[key]) - self._filling[key]
         for _ in range(max(0, missing)):
             self._filling[key] += 1
@@ -261,12 +264,19 @@ class VethNetwork:
         finally:
             self._filling[key] -= 1
 
+    def _prune(self) -> None:
+        """Drop spares made for user namespaces that are gone (a zygote that exited)."""
+        for key in [k for k in self._pools if k[1] is not None and not os.path.exists(k[1])]:
+            for net in self._pools.pop(key):
+                self.release(net)
+
     def release(self, net: PreparedNetwork) -> None:
         if net.netns_path is None or self._live.pop(net.name, None) is None:
             return
 
         def remove() -> None:
-            self._egress[net.function] += self._bytes(net)
+            if net.function:  # spares never used count for nobody
+                self._egress[net.function] += self._bytes(net)
             self._remove(net)
 
         try:
@@ -345,17 +355,11 @@ class VethNetwork:
         return net
 
     def _netns_in_userns(self, name: str, userns: str) -> None:
-        """A namespace owned by `userns` (a zygote's): a helper enters that user namespace, unshares a
-        network namespace and waits; `ip netns attach` binds it to /run/netns/NAME; the helper exits."""
-        helper = subprocess.Popen(
-            ["nsenter", f"--user={userns}", "--preserve-credentials", "unshare", "--net", "sh", "-c",
-             "echo ready; read _"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        """A namespace owned by `userns` (a zygote's): a helper joins that user namespace and unshares a
+        network namespace in the same process (an exec in between would drop the capabilities setns gave it:
+        host root is not uid 0 there), then waits; `ip netns attach` binds it to /run/netns/NAME."""
+        helper = start_userns_holder(userns)
         try:
-            assert helper.stdout is not None
-            if helper.stdout.readline().strip() != b"ready":
-                raise NetworkUnavailable(f"could not make a namespace in {userns}: "
-                                         f"{helper.stderr.read().decode() if helper.stderr else ''}")
             _run(["ip", "netns", "attach", name, str(helper.pid)])
         finally:
             helper.kill()
@@ -379,6 +383,34 @@ def _remove_etc(name: str) -> None:
     for leaf in ("resolv.conf", "hosts", ""):
         with contextlib.suppress(OSError):
             (ETC_NETNS / name / leaf).unlink() if leaf else (ETC_NETNS / name).rmdir()
+
+
+# setns(userns) then unshare(CLONE_NEWNET) in one single-threaded process; "ready", then wait for stdin's EOF.
+USERNS_HOLDER = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+fd = os.open(sys.argv[1], os.O_RDONLY)
+if libc.setns(fd, 0x10000000) != 0 or libc.unshare(0x40000000) != 0:
+    sys.stderr.write(os.strerror(ctypes.get_errno()) + "\n")
+    sys.exit(1)
+os.close(fd)
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+sys.stdin.read()
+"""
+
+
+def start_userns_holder(userns: str) -> subprocess.Popen[bytes]:
+    """A process in a new network namespace owned by user namespace `userns`, alive until its stdin closes.
+    Raises NetworkUnavailable (and reaps it) when it cannot."""
+    helper = subprocess.Popen([sys.executable, "-I", "-S", "-c", USERNS_HOLDER, userns], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert helper.stdout is not None
+    if helper.stdout.readline().strip() != b"ready":
+        helper.kill()
+        _, err = helper.communicate()
+        raise NetworkUnavailable(f"could not make a network namespace in {userns}: {err.decode().strip()}")
+    return helper
 
 
 def cleanup_stale() -> list[str]:
