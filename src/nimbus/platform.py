@@ -11,6 +11,7 @@ from nimbus.control.db import make_engine, migrate
 from nimbus.control.registry import Registry
 from nimbus.invoke.asyncpipeline import AsyncPipeline
 from nimbus.invoke.service import Invoker
+from nimbus.observe import platformlog
 from nimbus.observe.logstore import LogStore
 from nimbus.sandbox.manager import SandboxManager
 from nimbus.sandbox.network import NetworkProvider, choose_provider
@@ -52,7 +53,11 @@ def build_platform(settings: Settings) -> Platform:
     registry = Registry(settings, engine, codestore)
     logstore = LogStore(settings, engine)
     network = choose_provider(settings)
-    sandbox = SandboxManager(settings, log_sink=logstore.append, network=network)
+    sandbox = SandboxManager(
+        settings, log_sink=logstore.append, network=network,
+        # LoggingConfig JSON: an environment's INIT_START / RESTORE_START become platform records (observe/)
+        format_start=lambda spec, lines: platformlog.start_lines(spec, lines) if platformlog.is_json(spec) else lines,
+    )
     invoker = Invoker(settings, registry, sandbox, logstore)
     asyncs = AsyncPipeline(settings, engine, registry, invoker, logstore)
     return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs, network)

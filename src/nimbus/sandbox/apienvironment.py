@@ -26,20 +26,15 @@ from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
 from nimbus.sandbox.apiruntimes import CUSTOM_RUNTIMES, python_client_command, runtime_command
 from nimbus.sandbox.backends import Backend, Launch
-from nimbus.sandbox.environment import (
-    RESPONSE_SLACK,
-    Deadlines,
-    Environment,
-    _Died,
-    _Output,
-    _TimedOut,
-    build_environ,
-)
+from nimbus.sandbox.deadlines import Deadlines
+from nimbus.sandbox.deadlines import TimedOut as _TimedOut
+from nimbus.sandbox.environ import build_environ
+from nimbus.sandbox.environment import RESPONSE_SLACK, Environment, _Died, _Output
 from nimbus.sandbox.netwiring import with_network
 from nimbus.sandbox.network import NetworkProvider
 from nimbus.sandbox.protocol import READY, RESULT, ResultFrame
 from nimbus.sandbox.runtimeapi import SHUTDOWN_GRACE_MS, ApiIdentity, RuntimeAPI, serve
-from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink, StartFormatter
 
 # Variables extensions do not see (AWS's list: the runtime's own configuration).
 EXTENSION_HIDDEN = (
@@ -69,9 +64,10 @@ class ApiEnvironment(Environment):
         init_type: str = "on-demand",
         environ_hook: Callable[[str], dict[str, str]] | None = None,
         network: NetworkProvider | None = None,
+        format_start: StartFormatter | None = None,
     ) -> None:
         super().__init__(spec, backend, settings, log_sink, interpreter, deadlines, init_type=init_type,
-                         environ_hook=environ_hook, network=network)
+                         environ_hook=environ_hook, network=network, format_start=format_start)
         self.api: RuntimeAPI | None = None
         self._server: asyncio.AbstractServer | None = None
         self._control_sock: socket.socket | None = None

@@ -19,13 +19,15 @@ from nimbus.control.specs import VersionSpec
 from nimbus.errors import InvalidRuntime
 from nimbus.sandbox.apienvironment import ApiEnvironment  # Runtime API runtimes (custom, Node.js)
 from nimbus.sandbox.apiruntimes import has_extensions, is_api_runtime
-from nimbus.sandbox.backends import Backend, BackendUnavailable, choose
-from nimbus.sandbox.environment import Deadlines, Environment, error_result
+from nimbus.sandbox.backends import Backend, BackendUnavailable
+from nimbus.sandbox.backends.chooser import choose
+from nimbus.sandbox.deadlines import Deadlines
+from nimbus.sandbox.environment import Environment, error_result
 from nimbus.sandbox.network import NetworkProvider
 from nimbus.sandbox.pool import Pool
 from nimbus.sandbox.provisioned import Provisioner
 from nimbus.sandbox.runtimes import available_runtimes
-from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink, StartFormatter
 from nimbus.sandbox.zygote import Zygote, zygotes_enabled
 
 log = logging.getLogger(__name__)
@@ -34,8 +36,15 @@ log = logging.getLogger(__name__)
 class SandboxManager:
     """Runs invocations in isolated execution environments, pooled per function version."""
 
-    def __init__(self, settings: Settings, log_sink: LogSink, network: NetworkProvider | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_sink: LogSink,
+        network: NetworkProvider | None = None,
+        format_start: StartFormatter | None = None,
+    ) -> None:
         self.settings = settings
+        self.format_start = format_start  # an environment's first log lines (observe/ formats them)
         self.network = network  # prepared network namespaces for new environments (None: loopback only)
         self.log_sink = log_sink
         self.backend_name = "unstarted"
@@ -192,13 +201,14 @@ class SandboxManager:
             return ApiEnvironment(
                 spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
                 init_type=init_type, environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
-                network=self.network,
+                network=self.network, format_start=self.format_start,
             )
         return Environment(
             spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
             zygote=self._zygote(spec), init_type=init_type,
             environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
             network=self.network,  # (fresh starts; forks take theirs from the zygote)
+            format_start=self.format_start,
         )
 
     async def provision_one(self, spec: VersionSpec) -> str | None:
@@ -300,6 +310,7 @@ class SandboxManager:
             launcher=zygote.launcher, role="zygote", init_type="snap-start" if zygote.snapstart else "on-demand",
             # INIT needs credentials too (clients made at import time keep the zygote's, as with SnapStart)
             environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
+            format_start=self.format_start,
         )
 
     def _zygote_idle(self) -> float:

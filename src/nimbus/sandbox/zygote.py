@@ -19,7 +19,6 @@ lives while any of its environments does; the manager retires it with its pool.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import functools
@@ -34,15 +33,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
 from nimbus.sandbox.backends import Backend, Handle, Launch
 from nimbus.sandbox.backends.process import ProcessBackend, ProcessHandle
 from nimbus.sandbox.cgroups import MB, Cgroup
+from nimbus.sandbox.fdpass import HelloError, receive_hello
 from nimbus.sandbox.netwiring import fork_request_network, network_policy
 from nimbus.sandbox.network import NetworkPolicy, NetworkProvider, PreparedNetwork, open_netns
+from nimbus.sandbox.seccomp import zygote_filters
 from nimbus.sandbox.types import InvokeResult, LogLine
 
 log = logging.getLogger(__name__)
@@ -51,66 +52,37 @@ HELLO_TIMEOUT = 10.0  # seconds a forked child may take to say hello
 MAX_FORKS_IN_FLIGHT = 32  # fork requests queued in the zygote at once (its socket buffer is finite)
 SPARE_DELAY = 0.05  # seconds after a fork before spares are made
 ZYGOTE_FORK_ALLOWANCE_MB = 512  # memory a zygote's group may use beyond INIT's limit for forking (see _after_init)
-CLONE_NEWUSER = 0x10000000
-# What the zygote itself may do that environments may not: build their namespaces.
-ZYGOTE_ALLOWED = frozenset({"mount", "unshare", "setns"})
 
 
 class ZygoteError(Exception):
     """The zygote could not produce an environment (it died, or the fork failed)."""
 
 
-# --------------------------------------------------------------------------------------------------
-# Seccomp filters for namespaced zygotes
+class ZygoteRunner(Protocol):
+    """What a zygote needs of the environment its process runs in (sandbox/environment.Environment): its
+    INIT, its control socket (the fork socket is passed over it), its exit and its memory watch."""
 
+    handle: Handle | None
+    log_stream: str
+    init_duration_ms: float | None
 
-CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
-CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
-# The one unshare() a snapshot zygote's INIT may make (its forks need it; see nimbus_zygote._enter_own_namespaces)
-NESTED_RECIPE = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    async def run_init(self, request_id: str) -> tuple[InvokeResult | None, list[LogLine]]:
+        """Start the process and run INIT: (None or the failure, output written around the runtime)."""
 
+    def control_fd(self) -> int | None:
+        """The host end of the control socket (None before the start)."""
 
-@functools.cache
-def _filters() -> tuple[bytes, bytes, bytes, bytes]:
-    """(zygote filter, no-new-user-namespaces filter, full deny-list, snapshot INIT filter) as classic BPF.
-    The INIT filter stacks on the zygote's: no namespace but the nested recipe, no setns, no user namespace
-    through clone (INIT also runs without capabilities, so mount and chroot fail in the kernel)."""
-    import errno
-    import tempfile
+    def on_exit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the process has exited."""
 
-    import pyseccomp  # type: ignore[import-untyped]
+    def stop_memory_watch(self) -> None:
+        """Stop watching the function-memory limit (the zygote's group gets a fork allowance instead)."""
 
-    from nimbus.sandbox.seccomp import DENIED_SYSCALLS, deny_list_bpf
+    def kill(self, reason: str) -> None:
+        """Kill the process tree."""
 
-    def export(filt: object) -> bytes:
-        with tempfile.TemporaryFile() as f:
-            filt.export_bpf(f)  # type: ignore[attr-defined]
-            f.seek(0)
-            data: bytes = f.read()
-        return data
-
-    zyg = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
-    for name in DENIED_SYSCALLS:
-        if name in ZYGOTE_ALLOWED:
-            continue
-        with contextlib.suppress(OSError, ValueError, RuntimeError):
-            zyg.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
-    nouser = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
-    for name in ("unshare", "clone"):
-        nouser.add_rule(
-            pyseccomp.ERRNO(errno.EPERM), name, pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)
-        )
-    with contextlib.suppress(OSError, ValueError, RuntimeError):
-        nouser.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")  # flags live in memory: let libc fall back
-    init = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
-    init.add_rule(pyseccomp.ERRNO(errno.EPERM), "unshare", pyseccomp.Arg(0, pyseccomp.NE, NESTED_RECIPE))
-    init.add_rule(pyseccomp.ERRNO(errno.EPERM), "setns")
-    init.add_rule(
-        pyseccomp.ERRNO(errno.EPERM), "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)
-    )
-    with contextlib.suppress(OSError, ValueError, RuntimeError):
-        init.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
-    return export(zyg), export(nouser), deny_list_bpf(), export(init)
+    async def wait_closed(self) -> None:
+        """Wait until the process tree has exited."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -273,7 +245,7 @@ class Zygote:
         backend: Backend,
         settings: Settings,
         interpreter: Path,
-        make_environment: Callable[[Zygote], object],
+        make_environment: Callable[[Zygote], ZygoteRunner],
         log_sink: Callable[[str, str, list[LogLine]], None] | None = None,
         snapstart: bool = False,
         snapshot: bool = False,
@@ -296,7 +268,7 @@ class Zygote:
         self.settings = settings
         self.interpreter = interpreter
         self._make_environment = make_environment
-        self.env: object | None = None  # the Environment running the zygote (typed loosely: no cycle)
+        self.env: ZygoteRunner | None = None  # the Environment running the zygote
         self.failure: InvokeResult | None = None
         self.init_lines: list[LogLine] = []  # INIT_START and INIT's output, for the first environment's stream
         self.init_duration_ms: float | None = None
@@ -341,7 +313,7 @@ class Zygote:
 
         backend = self.backend
         assert isinstance(backend, NamespacesBackend)
-        zygote_bpf, nouser_bpf, deny_bpf, init_bpf = _filters()
+        zygote_bpf, nouser_bpf, deny_bpf, init_bpf = zygote_filters()
         root = backend.runtime_files.root
         for name, data in (
             ("zygote-nouserns.bpf", nouser_bpf), ("zygote-deny.bpf", deny_bpf), ("zygote-init.bpf", init_bpf)
@@ -367,17 +339,9 @@ class Zygote:
         return await asyncio.shield(self._started)
 
     async def _start(self) -> InvokeResult | None:
-        from nimbus.sandbox.environment import Environment
-
         env = self._make_environment(self)
-        assert isinstance(env, Environment)
         self.env = env
-        env.busy = True  # output written around the runtime's back during INIT is kept with INIT's result
-        try:
-            failure = await env._start("zygote-init")
-        finally:
-            env.busy = False
-            stray = env._take_stray()
+        failure, stray = await env.run_init("zygote-init")
         if stray and failure is None:
             self.capture(self.spec.log_group, env.log_stream, stray)
         if failure is not None:
@@ -393,9 +357,9 @@ class Zygote:
             self.network.prewarm(self.policy, userns=self.userns)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            transport = env._transport
-            assert transport is not None
-            ctl = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+            fd = env.control_fd()
+            assert fd is not None
+            ctl = socket.socket(fileno=os.dup(fd))
             try:
                 socket.send_fds(ctl, [b"S"], [theirs.fileno()])
             finally:
@@ -409,25 +373,19 @@ class Zygote:
         ours.setblocking(False)
         self._sock = ours
         self._loop.add_reader(ours.fileno(), self._on_message)
-        if env._exited is not None:
-            env._exited.add_done_callback(lambda _f: self._on_zygote_exit())
+        env.on_exit(self._on_zygote_exit)
         self._schedule_refill()
         return None
 
-    def _after_init(self, env: object) -> None:
+    def _after_init(self, env: ZygoteRunner) -> None:
         """INIT ran under the function's memory limit; from now on only nimbus's fork server runs in the
         zygote's group, which is charged a little for every fork (page tables, the pages a child touches
         before it is moved into its own group: ~0.5 MB). Give the group room for that instead of the
         function-memory watcher, which would otherwise kill the zygote after a few hundred forks."""
-        from nimbus.sandbox.environment import Environment
-
-        assert isinstance(env, Environment)
         cgroup = getattr(env.handle, "cgroup", None)
         if cgroup is None:
             return
-        env._unwatch_memory()
-        if env._memory_task is not None:
-            env._memory_task.cancel()
+        env.stop_memory_watch()
         try:
             _raise_memory(cgroup, self.spec.memory_size + ZYGOTE_FORK_ALLOWANCE_MB, self.spec.ephemeral_storage)
         except OSError as e:
@@ -674,12 +632,12 @@ class Zygote:
             child.exited(-signal.SIGKILL)
         env = self.env
         if env is not None:
-            env.kill("retire")  # type: ignore[attr-defined]
+            env.kill("retire")
 
     async def wait_closed(self) -> None:
         env = self.env
         if env is not None:
-            await env.wait_closed()  # type: ignore[attr-defined]
+            await env.wait_closed()
 
 
 def _raise_memory(cgroup: Cgroup, memory_mb: int, tmp_mb: int) -> None:
@@ -709,65 +667,11 @@ def _placer() -> ThreadPoolExecutor:
 async def _hello(
     sock: socket.socket, failed: asyncio.Future[None] | None = None, fds: list[int] | None = None
 ) -> int:
-    """Wait (HELLO_TIMEOUT at most) for the forked child's hello byte; its pid, in our pid namespace, comes with
-    it from the kernel. `failed` is the zygote's word that the fork failed. File descriptors sent with the
-    hello are appended to `fds` (closed when it is None). No task is made: nothing is left behind whatever
-    happens (cancellation included)."""
-    loop = asyncio.get_running_loop()
-    sock.setblocking(False)
-    fut: asyncio.Future[int] = loop.create_future()
-    fd = sock.fileno()
-
-    def readable() -> None:
-        try:
-            data, ancdata, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(12) + socket.CMSG_SPACE(4 * 4))
-        except BlockingIOError:
-            return
-        except OSError as e:
-            loop.remove_reader(fd)
-            if not fut.done():
-                fut.set_exception(ZygoteError(f"forked environment: {e}"))
-            return
-        loop.remove_reader(fd)
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                passed = array.array("i")
-                passed.frombytes(payload[: len(payload) - len(payload) % passed.itemsize])
-                if fds is not None and not fut.done():
-                    fds.extend(passed)
-                else:
-                    for f in passed:
-                        os.close(f)
-        if fut.done():
-            return
-        if not data:
-            fut.set_exception(ZygoteError("the forked environment exited before it was ready"))
-            return
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                creds = array.array("i")
-                creds.frombytes(payload[: 3 * creds.itemsize])
-                fut.set_result(creds[0])
-                return
-        fut.set_exception(ZygoteError("no credentials with the forked environment's hello"))
-
-    loop.add_reader(fd, readable)
-    waits: set[asyncio.Future[Any]] = {fut} if failed is None else {fut, failed}
+    """A forked child's hello (see fdpass.receive_hello), its failures as ZygoteError."""
     try:
-        await asyncio.wait(waits, timeout=HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
-        if fut.done():
-            return fut.result()
-        if failed is not None and failed.done():
-            raise ZygoteError(str(failed.exception()))
-        raise ZygoteError("no hello from the forked environment")
-    finally:
-        with contextlib.suppress(ValueError, OSError):
-            loop.remove_reader(fd)
-        for f in waits:
-            if f.done() and not f.cancelled():
-                f.exception()  # retrieved: never "exception was never retrieved"
-            else:
-                f.cancel()
+        return await receive_hello(sock, HELLO_TIMEOUT, failed, fds)
+    except HelloError as e:
+        raise ZygoteError(str(e)) from e
 
 
 def restore_lines(zygote: Zygote, version_line: str) -> list[LogLine]:
