@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import os
 import re
 import statistics
 import subprocess
@@ -275,9 +276,12 @@ def main() -> None:
     parser.add_argument("--no-snapshot", action="store_true", help="skip the zygote paths")
     parser.add_argument("--no-snapstart", action="store_true", help="skip the SnapStart concurrency and burst")
     parser.add_argument("--snapstart-burst", type=int, default=100)
+    parser.add_argument("--network", default=None, help="NIMBUS_NETWORK of the servers (default: theirs, auto)")
     args = parser.parse_args()
+    if args.network:
+        os.environ["NIMBUS_NETWORK"] = args.network  # (the harness passes the environment on to the servers)
     global CLK_TCK
-    CLK_TCK = __import__("os").sysconf("SC_CLK_TCK")
+    CLK_TCK = os.sysconf("SC_CLK_TCK")
     if not args.no_snapshot:
         snapshot_path(args.runs, args.burst)
     if not args.no_snapstart:

@@ -20,7 +20,10 @@ def with_network(launch: Launch, net: PreparedNetwork | None) -> Launch:
     """`launch` joining `net` (unchanged without a namespace to join: a loopback-only one of its own)."""
     if net is None or net.netns_path is None:
         return launch
-    return dataclasses.replace(launch, netns=net.netns_path, resolv_conf=net.resolv_conf, hosts=net.hosts)
+    return dataclasses.replace(
+        launch, netns=net.netns_path, netns_userns=net.userns if net.enter_userns else None,
+        resolv_conf=net.resolv_conf, hosts=net.hosts,
+    )
 
 
 def fork_request_network(net: PreparedNetwork | None) -> dict[str, str]:

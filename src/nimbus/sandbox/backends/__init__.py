@@ -39,6 +39,7 @@ class Launch:
     # A prepared network namespace to join instead of a new loopback-only one (sandbox/network), and the
     # sandbox's /etc/resolv.conf and /etc/hosts for it (None: the backend's defaults)
     netns: str | None = None
+    netns_userns: str | None = None  # the user namespace to enter first (rootless: it owns `netns`)
     resolv_conf: str | None = None
     hosts: str | None = None
 

@@ -140,13 +140,18 @@ items = data.split(b"\\0")
 n = int(items[0])
 env = dict(item.split(b"=", 1) for item in items[1 + n:])
 netns = env.pop(b"_NIMBUS_NETNS", None)
+userns = env.pop(b"_NIMBUS_NETNS_USERNS", None)
 if netns:
     import ctypes
-    fd = os.open(netns, os.O_RDONLY)
-    if ctypes.CDLL(None, use_errno=True).setns(fd, 0x40000000) != 0:
-        os.write(2, b"nimbus: cannot join the network namespace\\n")
-        os._exit(1)
-    os.close(fd)
+    libc = ctypes.CDLL(None, use_errno=True)
+    for path, kind in ((userns, 0x10000000), (netns, 0x40000000)):
+        if not path:
+            continue
+        fd = os.open(path, os.O_RDONLY)
+        if libc.setns(fd, kind) != 0:
+            os.write(2, b"nimbus: cannot join the network namespace\\n")
+            os._exit(1)
+        os.close(fd)
 os.execve(items[1], items[1:1 + n], env)
 """
 
@@ -493,6 +498,8 @@ class NamespacesBackend(Backend):
             environ = {**launch.environ, "_NIMBUS_CONTROL_FD": str(SPARE_CONTROL_FD)}
             if launch.netns is not None:
                 environ["_NIMBUS_NETNS"] = launch.netns
+                if launch.netns_userns is not None:
+                    environ["_NIMBUS_NETNS_USERNS"] = launch.netns_userns
             control_fd, *extra = launch.pass_fds
             if len(extra) > SPARE_MAX_FDS - 3:
                 raise OSError(f"too many fds for a spare launcher: {len(launch.pass_fds)}")
@@ -526,7 +533,8 @@ class NamespacesBackend(Backend):
             if userns:  # (and /run/nimbus: where its forks stage their /etc/resolv.conf and /etc/hosts)
                 argv = [argv[0], "--dir", "/run/nimbus", *(a for a in argv[1:] if a != "--disable-userns")]
             if launch.netns is not None:
-                argv = [NSENTER, f"--net={launch.netns}", "--", *argv]
+                enter = [f"--user={launch.netns_userns}", "--preserve-credentials"] if launch.netns_userns else []
+                argv = [NSENTER, *enter, f"--net={launch.netns}", "--", *argv]
             if staged is not None:
                 argv = [
                     self.launcher_python, "-I", "-S", "-c", STAGE_LAUNCHER, str(self.stage_dir),
