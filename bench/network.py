@@ -22,10 +22,17 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import httpx
 
 from nimbus.config import Settings
 from nimbus.sandbox.network import NetworkPolicy
 from nimbus.sandbox.network.veth import VethNetwork
+from nimbus.sandbox.runtimes import available_runtimes
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.harness import create_function, nimbus_server  # noqa: E402
 
 SERVER = r"""
 import socket, sys, threading
@@ -50,39 +57,67 @@ while True:
     c.close()
 """
 
-CLIENT = r"""
+MEASURE = r"""
 import http.client, json, socket, sys, time
-addr, requests, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-times = []
-for i in range(requests + 50):
-    t = time.perf_counter()
-    c = http.client.HTTPConnection(addr, 8080)
-    c.request("GET", "/")
-    c.getresponse().read()
-    c.close()
-    if i >= 50:
-        times.append(time.perf_counter() - t)
-times.sort()
-s = socket.create_connection((addr, 8081))
-s.sendall(str(size).encode().ljust(64))
-buf = bytearray(1 << 20)
-view = memoryview(buf)
-got, t = 0, time.perf_counter()
-while True:
-    n = s.recv_into(view)
-    if not n:
-        break
-    got += n
-bulk = time.perf_counter() - t
-print(json.dumps({"p50": times[len(times) // 2], "p99": times[int(len(times) * 0.99)], "gbps": got / bulk / 1e9,
-                  "bytes": got}))
+
+def measure(addr, requests, size):
+    times = []
+    for i in range(requests + 50):
+        t = time.perf_counter()
+        c = http.client.HTTPConnection(addr, 8080)
+        c.request("GET", "/")
+        c.getresponse().read()
+        c.close()
+        if i >= 50:
+            times.append(time.perf_counter() - t)
+    times.sort()
+    s = socket.create_connection((addr, 8081))
+    s.sendall(str(size).encode().ljust(64))
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    got, t = 0, time.perf_counter()
+    while True:
+        n = s.recv_into(view)
+        if not n:
+            break
+        got += n
+    bulk = time.perf_counter() - t
+    return {"p50": times[len(times) // 2], "p99": times[int(len(times) * 0.99)], "gbps": got / bulk / 1e9,
+            "bytes": got}
+
+def handler(event, context):  # the same measurement from inside a function
+    return measure(event["addr"], event["requests"], event["size"])
+"""
+CLIENT = MEASURE + r"""
+print(json.dumps(measure(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))
 """
 
 
-def run_client(prefix: list[str], addr: str, requests: int, size: int) -> dict[str, float]:
-    out = subprocess.run([*prefix, sys.executable, "-c", CLIENT, addr, str(requests), str(size)],
+def run_client(prefix: list[str], addr: str, requests: int, size: int, python: str = sys.executable
+               ) -> dict[str, float]:
+    out = subprocess.run([*prefix, python, "-c", CLIENT, addr, str(requests), str(size)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def through_function(addr: str, requests: int, size: int, rounds: int) -> tuple[list[dict[str, float]],
+                                                                            list[dict[str, float]]]:
+    """The same measurement in a Python function on a real server (veth provider, namespaces isolation,
+    MemorySize 3538 = two vCPUs) and on the host with the function's interpreter, interleaved."""
+    runtimes = available_runtimes()
+    runtime = "python3.12" if "python3.12" in runtimes else sorted(r for r in runtimes if r.startswith("python"))[-1]
+    host_runs, fn_runs = [], []
+    with nimbus_server({"NIMBUS_NETWORK": "veth", "NIMBUS_ISOLATION": "namespaces"}) as server:
+        create_function(server.url, "netbench", MEASURE,
+                        Runtime=runtime, MemorySize=3538, Timeout=300)
+        event = {"addr": addr, "requests": requests, "size": size}
+        for _ in range(rounds):
+            host_runs.append(run_client([], addr, requests, size, str(runtimes[runtime])))
+            r = httpx.post(f"{server.url}/2015-03-31/functions/netbench/invocations", json=event, timeout=600)
+            if r.headers.get("x-amz-function-error"):
+                raise RuntimeError(f"function failed: {r.text}")
+            fn_runs.append(r.json())
+    return host_runs, fn_runs
 
 
 async def main() -> None:
@@ -143,6 +178,16 @@ async def main() -> None:
               f"p99 {np99 / hp99:.2f}")
         print(f"bulk download of {args.gigabytes:g} GB:")
         print(f"  host {hbulk:.2f} GB/s  namespace {nbulk:.2f} GB/s (goal >= 1)  ratio {nbulk / hbulk:.2f}")
+        await provider.stop()
+        fh, ff = through_function(addr, args.requests, size, args.rounds)
+        fhp50, ffp50 = best(fh, "p50"), best(ff, "p50")
+        print("through a function (Invoke of a Python function, same client code, host run with its interpreter):")
+        print(f"  host        p50 {fhp50 * 1e3:.3f} ms  p99 {best(fh, 'p99') * 1e3:.3f} ms  bulk "
+              f"{best(fh, 'gbps', False):.2f} GB/s")
+        print(f"  function    p50 {ffp50 * 1e3:.3f} ms  p99 {best(ff, 'p99') * 1e3:.3f} ms  bulk "
+              f"{best(ff, 'gbps', False):.2f} GB/s")
+        print(f"  added p50 {(ffp50 - fhp50) * 1e3:.3f} ms (goal <= 0.3)  ratio p50 {ffp50 / fhp50:.2f}  bulk ratio "
+              f"{best(ff, 'gbps', False) / best(fh, 'gbps', False):.2f}")
         print("prepare() of a namespace (10 each):")
         pool_p50, inline_p50 = statistics.median(pooled), statistics.median(inline)
         print(f"  from the pool p50 {pool_p50 * 1e3:.3f} ms   made inline p50 {inline_p50 * 1e3:.1f} ms   "
