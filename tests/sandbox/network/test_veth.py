@@ -220,3 +220,11 @@ async def test_sandbox_in_the_namespace_cannot_change_its_rules(provider: VethNe
                           "sh", "-c", script], capture_output=True, text=True)
     assert out.stdout.split() == ["nft=1", "ip=2", "bound"], out.stderr
     provider.release(net)
+
+
+async def test_prepare_waits_for_a_spare_in_flight_instead_of_making_another(provider: VethNetwork) -> None:
+    pol = policy(provider, nimbus_network_deny="203.0.113.0/24")  # a policy of its own: an empty pool
+    provider.prewarm(pol)  # what a zygote's start does for its user namespace
+    net = await provider.prepare("fn", pol)  # right away: the spare is still being made
+    assert provider.inline_creations == 0 and net.netns_path is not None
+    provider.release(net)

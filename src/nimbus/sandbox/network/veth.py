@@ -150,6 +150,8 @@ class VethNetwork:
         self._egress: dict[str, int] = defaultdict(int)  # released environments' bytes, per function
         self._tasks: set[asyncio.Future[object]] = set()
         self._sem = asyncio.Semaphore(CREATE_CONCURRENCY)
+        self._landed = asyncio.Condition()  # notified whenever a spare is made (or failed to be)
+        self._waiting: dict[PoolKey, int] = defaultdict(int)  # prepare() calls waiting for a spare per key
         self._started = False
         self._stopped = False
         self.inline_creations = 0  # prepare() calls that found no spare (cold starts that paid)
@@ -222,11 +224,27 @@ class VethNetwork:
             return NO_NETWORK
         key = (policy, userns)
         pool = self._pools[key]
-        while pool:
-            net = pool.popleft()
-            if net.name in self._live and (userns is None or os.path.exists(userns)):
-                self._refill(key)
-                return self._assign(net, function)
+        waited: float | None = None
+        while True:
+            while pool:
+                net = pool.popleft()
+                if net.name in self._live and (userns is None or os.path.exists(userns)):
+                    self._refill(key)
+                    if waited is not None:
+                        log.info("network namespace: a cold start waited for a spare being made", extra={
+                            "function": function, "ms": round((time.perf_counter() - waited) * 1000, 1)})
+                    return self._assign(net, function)
+            if self._filling[key] <= self._waiting[key]:
+                break
+            # A spare for this key is being made (e.g. asked for when a zygote started): wait for it rather
+            # than make a second one, which would compete with it for the same CPU.
+            self._waiting[key] += 1
+            waited = time.perf_counter() if waited is None else waited
+            try:
+                async with self._landed:
+                    await self._landed.wait()
+            finally:
+                self._waiting[key] -= 1
         self.inline_creations += 1
         started = time.perf_counter()
         async with self._sem:
@@ -263,6 +281,8 @@ class VethNetwork:
             log.warning("could not prepare a network namespace: %s", exc)
         finally:
             self._filling[key] -= 1
+            async with self._landed:
+                self._landed.notify_all()
 
     def _prune(self) -> None:
         """Drop spares made for user namespaces that are gone (a zygote that exited)."""
