@@ -71,7 +71,8 @@ def _platform_samples(platform: Platform) -> Iterable[Sample]:
     yield Sample("nimbus_sandbox_start_failures", "Execution environments that failed to start (spawn or INIT).",
                  ("function",), [((fn,), float(n)) for fn, n in sorted(failures.items())], kind="counter")
     # Outbound network (issue 14): bytes the function's environments sent out of their namespaces.
-    egress = platform.network.egress_bytes()
+    network = getattr(platform, "network", None)
+    egress = network.egress_bytes() if network is not None else {}
     yield Sample("nimbus_network_egress_bytes", "Bytes sent by a function's environments out of their network "
                  "namespaces (DNS included).", ("function",),
                  [((fn,), float(n)) for fn, n in sorted(egress.items())], kind="counter")
