@@ -10,10 +10,13 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -160,3 +163,24 @@ def test_egress_bytes_in_metrics(netserver: NimbusServer, remote: Remote) -> Non
     text = httpx.get(f"{netserver.endpoint}/metrics").text
     line = next(x for x in text.splitlines() if x.startswith("nimbus_network_egress_bytes") and f'"{name}"' in x)
     assert float(line.split()[-1]) >= 300_000
+
+
+def test_namespaces_of_a_killed_server_are_removed_by_the_next(tmp_path_factory: pytest.TempPathFactory,
+                                                               remote: Remote) -> None:
+    env = {"NIMBUS_NETWORK": "veth", "NIMBUS_NETWORK_DNS": remote.address}
+    data = tmp_path_factory.mktemp("nimbus-net-kill") / "data"
+    first = NimbusServer(data, env=env).start()
+    invoke(first, deploy(first), {})
+    assert first.proc is not None
+    pid = first.proc.pid
+    left = [p for p in Path("/run/netns").iterdir() if p.name.startswith(f"nimbus-{pid}-")]
+    assert left  # its spares and its environment's namespace
+    first.stop(signal.SIGKILL)  # no clean-up of its own
+    assert all(p.exists() for p in left)
+    second = NimbusServer(data, env=env).start()
+    try:
+        assert not any(p.exists() for p in left)
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        assert f"nimbus_{pid}_" not in tables
+    finally:
+        second.stop()
