@@ -14,6 +14,11 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # curl: the bash + curl custom runtimes and extensions of the Runtime API tests (issue 6).
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# Outbound network of environments (issue 14, docs/network.md): ip (iproute2) and nft (nftables) for the rootful
+# veth provider, pasta (passt) for rootless hosts.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v pasta >/dev/null 2>&1 || missing+=(passt)
 for tool in make g++ cmake autoconf automake libtool; do
   command -v "$tool" >/dev/null 2>&1 || { [ "$tool" = libtool ] && command -v libtoolize >/dev/null 2>&1; } || missing+=("$tool")
 done

@@ -116,6 +116,15 @@ class Settings(BaseSettings):
     zygote_spares: int = 1  # forks kept ready per zygote (in their cgroups): a cold start skips fork + cgroup move
     zygote_idle_timeout: float | None = None  # seconds a zygote without environments is kept (None: idle_timeout)
 
+    # Outbound network of environments (issue 14, docs/network.md)
+    network: Literal["auto", "veth", "pasta", "none"] = "auto"  # auto: veth as root, else pasta, else none
+    network_deny: str = ""  # CIDRs (comma/space separated) no function may reach, on top of link-local
+    network_dns: str = ""  # nameservers for sandboxes (default: the host's /etc/resolv.conf)
+    network_subnet: str = "100.96.0.0/16"  # addresses of the rootful veth pairs (a /31 per environment)
+    network_spares: int = Field(default=2, ge=0)  # namespaces kept prepared per network policy
+    # Opt-in (issue 14): every Python version forks from a post-INIT snapshot (one INIT per version, restore
+    # semantics as SnapStart) instead of running INIT in each environment (AWS's behaviour, the default)
+    zygote_snapshots: bool = False
     # Runtimes found on this host (nimbus/runtimes.py; docs/runtimes.md). A runtime's interpreter can also be
     # named per runtime id: NIMBUS_RUNTIME_PYTHON3_12=/path/to/python3.12, NIMBUS_RUNTIME_NODEJS22_X=/path/to/node.
     python_search_path: str = ""  # extra directories (":"-separated) searched for python3.X before PATH

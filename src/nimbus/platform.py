@@ -22,10 +22,12 @@ from nimbus.invoke.asyncpipeline import AsyncPipeline
 from nimbus.invoke.queue import make_queue
 from nimbus.invoke.service import Invoker
 from nimbus.invoke.snapstart import SnapStartStates
+from nimbus.observe import platformlog
 from nimbus.observe.collector import PlatformCollector, Readers
 from nimbus.observe.logstore import LogStore
 from nimbus.observe.observer import Observer
 from nimbus.sandbox.manager import SandboxManager
+from nimbus.sandbox.network import NetworkProvider, choose_provider
 from nimbus.sandbox.types import PlatformApi
 
 FunctionChanged = Callable[[str], None]
@@ -47,6 +49,7 @@ class Platform:
     provisioned_configs: ProvisionedConfigs
     snapstart: SnapStartStates
     collector: PlatformCollector  # the platform's gauges for /metrics
+    network: NetworkProvider  # environments' network namespaces (sandbox/network)
     platform_api: PlatformApi  # the API app as environments reach it at 127.0.0.1:9001 (bound by create_app)
     # Registry subscribers, called after a change to a function commits: `on_commit` in the committing thread
     # (cache invalidation, database clean-up: thread-safe, quick), then `on_loop` on the serving event loop
@@ -58,6 +61,7 @@ class Platform:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.logstore.start()
+        await self.network.start()  # before the sandbox: its first environments take prepared namespaces
         await self.sandbox.start()
         await self.observer.start()
         await self.asyncs.start()
@@ -70,6 +74,7 @@ class Platform:
         await self.asyncs.stop()  # before the sandbox: deliveries in flight finish or run again after restart
         await self.observer.stop()
         await self.sandbox.stop()
+        await self.network.stop()  # after the sandbox: no environment uses a namespace any more
         await self.logstore.stop()
         self._loop = None
         self.registry.close()
@@ -110,8 +115,12 @@ def build_platform(settings: Settings) -> Platform:
         endpoint = "http://127.0.0.1:9001" if sandbox.backend_name == "namespaces" else None
         return credentials.environ_hook(spec, environment_id, endpoint)
 
-    sandbox = SandboxManager(settings, log_sink=logstore.append, environ_hook=environ_hook,
-                             platform_api=platform_api)
+    network = choose_provider(settings)
+    sandbox = SandboxManager(
+        settings, log_sink=logstore.append, environ_hook=environ_hook, platform_api=platform_api, network=network,
+        # LoggingConfig JSON: an environment's INIT_START / RESTORE_START become platform records (observe/)
+        format_start=lambda spec, lines: platformlog.start_lines(spec, lines) if platformlog.is_json(spec) else lines,
+    )
     snapstart = SnapStartStates(sandbox)
     registry = Registry(settings, engine, codestore, version_state=snapstart.state)
     observer = Observer(settings, engine, provisioned=sandbox.provisioned_stats, log_sink=logstore.append)
@@ -133,10 +142,11 @@ def build_platform(settings: Settings) -> Platform:
         provisioned=sandbox.provisioned_stats,
         dispatcher=asyncs.dispatcher.outcome_counts,
         queue_stats=queue.stats,
+        egress=network.egress_bytes,
     ))
     platform = Platform(
         settings, registry, codestore, logstore, sandbox, observer, invoker, asyncs, keys, function_urls,
-        credentials, provisioned_configs, snapstart, collector, platform_api,
+        credentials, provisioned_configs, snapstart, collector, network, platform_api,
         on_commit=[
             event_configs.invalidate,  # event-invoke configs
             asyncs.function_changed,  # a deleted function's queued events go

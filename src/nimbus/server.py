@@ -19,6 +19,7 @@ from nimbus.config import Settings
 from nimbus.observe import serverlog
 from nimbus.platform import build_platform
 from nimbus.sandbox.backends import BackendUnavailable
+from nimbus.sandbox.network import NetworkUnavailable
 
 log = logging.getLogger("nimbus.server")
 
@@ -30,7 +31,11 @@ def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
     if (problem := auth.startup_problem(settings)) is not None:
         console.print(f"[bold red]error:[/] {problem}")
         raise SystemExit(2)
-    platform = build_platform(settings)
+    try:
+        platform = build_platform(settings)
+    except NetworkUnavailable as exc:
+        console.print(f"[bold red]error:[/] network unavailable: {exc}")
+        raise SystemExit(2) from None
     try:
         platform.sandbox.prepare()
     except BackendUnavailable as exc:
@@ -42,6 +47,7 @@ def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
         console.print(f"  data dir:  {settings.data_dir.resolve()}")
         console.print(f"  database:  {settings.resolved_database_url().split('@')[-1]}")
         console.print(f"  isolation: [bold]{platform.sandbox.backend_name}[/] ({platform.sandbox.backend_reason})")
+        console.print(f"  {platform.network.describe()}")
         auth.announce(console, settings, platform.keys)
         if platform.sandbox.backend_name == "process":
             console.print(

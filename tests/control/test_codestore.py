@@ -93,6 +93,14 @@ def test_symlinks_inside_are_kept_escaping_ones_refused(store: CodeStore) -> Non
     for target in (b"/etc/passwd", b"../../outside", b"sub/../.."):
         with pytest.raises(InvalidParameterValue):
             store.put(zip_of([("sub/x", b"", 0o100644), ("escape", target, link)]))
+    # absolute links into the package's mount point stay inside it (AWS keeps them)
+    ok = store.put(zip_of([("lib/real.py", b"2", 0o100644), ("abs.py", b"/var/task/lib/real.py", link),
+                           ("libdir", b"/var/task/lib", link), ("rel", b"lib/../lib/real.py", link)]))
+    tree = store.unpacked(ok.sha256_hex)
+    assert os.readlink(tree / "abs.py") == "/var/task/lib/real.py" and (tree / "rel").read_bytes() == b"2"
+    for target in (b"/var/task/../etc/passwd", b"/var/taskx/a", b"/var/task/lib/../../x"):
+        with pytest.raises(InvalidParameterValue):
+            store.put(zip_of([("lib/x", b"", 0o100644), ("escape", target, link)]))
     # a link that only escapes once a later link exists
     with pytest.raises(InvalidParameterValue):
         store.put(zip_of([("d/f", b"", 0o100644), ("a", b"b/..", link), ("b", b".", link)]))

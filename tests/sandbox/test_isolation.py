@@ -55,12 +55,8 @@ async def test_cannot_see_host_processes(ns: SandboxManager, tmp_path: Path) -> 
         return {"me": os.getpid(), "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())}
     """
     doc = await run_ok(ns, tmp_path, source)
-    if ns.settings.zygotes:  # pid 2 of its own pid namespace; /proc shows its zygote's sandbox (bubblewrap's
-        assert doc["me"] == 2  # init, the zygote's two processes, this environment's two, a spare's two)
-        assert max(doc["pids"]) < 10 and len(doc["pids"]) <= 7
-    else:
-        assert doc["me"] == 2  # bubblewrap's init is 1
-        assert max(doc["pids"]) < 10 and len(doc["pids"]) <= 3
+    assert doc["me"] == 2  # pid 1 is its reaper (bubblewrap's init, or the fork's): nothing else, forked or not
+    assert doc["pids"] == [1, 2]
 
 
 async def test_runs_as_sbx_user_without_capabilities(ns: SandboxManager, tmp_path: Path) -> None:
@@ -90,7 +86,9 @@ async def test_code_and_system_are_read_only(ns: SandboxManager, tmp_path: Path)
     """
     doc = await run_ok(ns, tmp_path, source)
     assert set(doc.values()) <= {"EROFS", "EACCES"}, doc
-    assert doc["/var/task/app.py"] == "EROFS"
+    # A fresh sandbox's user is the code's owner (root, mapped): EROFS as on AWS; a fork's bubblewrap runs as
+    # an ordinary host user (backends/namespaces.STAGE_LAUNCHER), for whom the permission check fails first.
+    assert doc["/var/task/app.py"] == ("EACCES" if ns.settings.zygotes else "EROFS")
 
 
 async def test_cannot_reach_other_code_or_the_data_dir(ns: SandboxManager, tmp_path: Path) -> None:

@@ -36,6 +36,15 @@ def server(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Allow --auth none on a non-loopback address [NIMBUS_INSECURE]")
     ] = False,
+    network: Annotated[
+        str | None, typer.Option(help="Functions' outbound network: auto | veth | pasta | none [NIMBUS_NETWORK]")
+    ] = None,
+    network_deny: Annotated[
+        str | None, typer.Option(help="CIDRs no function may reach, comma-separated [NIMBUS_NETWORK_DENY]")
+    ] = None,
+    network_dns: Annotated[
+        str | None, typer.Option(help="Nameservers for functions (default: the host's) [NIMBUS_NETWORK_DNS]")
+    ] = None,
 ) -> None:
     """Start the whole platform in one process on embedded defaults."""
     import pydantic
@@ -56,6 +65,9 @@ def server(
             "idle_timeout": idle_timeout,
             "auth": auth,
             "insecure": insecure or None,
+            "network": network,
+            "network_deny": network_deny,
+            "network_dns": network_dns,
         }.items()
         if v is not None
     }

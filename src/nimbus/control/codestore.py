@@ -137,6 +137,9 @@ class CodeStore:
             os.close(dir_fd)
 
 
+TASK_ROOT = "/var/task"  # where a function's package is mounted inside its environment
+
+
 def _is_hex(value: str) -> bool:
     return len(value) == 64 and set(value) <= _HEX
 
@@ -188,15 +191,26 @@ def _extract(data: bytes, dest: Path) -> None:
     except (FileExistsError, IsADirectoryError, NotADirectoryError):
         raise InvalidParameterValue(UNZIP_ERROR) from None
     for link, target_name in links:
-        if target_name.startswith("/") or "\x00" in target_name:
+        if "\x00" in target_name or (target_name.startswith("/") and _in_task_root(target_name) is None):
             raise InvalidParameterValue(UNZIP_ERROR)
         if link.exists() or link.is_symlink():
             raise InvalidParameterValue(UNZIP_ERROR)
         os.symlink(target_name, link)
     # Checked with the final tree: a later link can change where an earlier one resolves.
-    for link, _ in links:
-        if not _inside(dest, link):
+    for link, target_name in links:
+        inside = _in_task_root(target_name)
+        resolved = link if inside is None else dest.joinpath(*inside)
+        if not _inside(dest, resolved):
             raise InvalidParameterValue(UNZIP_ERROR)
+
+
+def _in_task_root(target: str) -> tuple[str, ...] | None:
+    """The components under the package root of an absolute link target into /var/task, where the package is
+    mounted in every environment (AWS keeps such links); None for any other target."""
+    if target != TASK_ROOT and not target.startswith(TASK_ROOT + "/"):
+        return None
+    parts = PurePosixPath(target[len(TASK_ROOT):]).parts
+    return tuple(p for p in parts if p not in ("/", "", "."))
 
 
 def _mkdirs(root: Path, directory: Path) -> None:

@@ -143,7 +143,7 @@ class RegistryCore:
             versions = s.scalars(select(VersionRow).where(VersionRow.function_name == name)).all()
             aliases = s.scalars(select(AliasRow).where(AliasRow.function_name == name)).all()
             unqualified = self.arn(name)
-            specs = {row.version: self._spec(name, unqualified, row) for row in versions}
+            specs = {row.version: self._spec(name, unqualified, row, fn.tags) for row in versions}
             alias_specs = {
                 a.name: AliasSpec(
                     a.name,
@@ -154,7 +154,7 @@ class RegistryCore:
             }
             return FunctionSnapshot(name, unqualified, fn.reserved_concurrency, specs, alias_specs)
 
-    def _spec(self, name: str, unqualified: str, row: VersionRow) -> VersionSpec:
+    def _spec(self, name: str, unqualified: str, row: VersionRow, tags: dict[str, str] | None = None) -> VersionSpec:
         c = row.config
         return VersionSpec(
             function_name=name,
@@ -175,6 +175,7 @@ class RegistryCore:
             tracing_mode=c.get("TracingMode", "PassThrough"),
             opt_dir=layer_opt_dir(self.codestore, c),
             snap_start=row.version != "$LATEST" and c.get("SnapStartApplyOn") == "PublishedVersions",
+            tags=dict(tags or {}),
         )
 
     @staticmethod

@@ -30,6 +30,7 @@ class VersionSpec:
     tracing_mode: str = "PassThrough"  # TracingConfig.Mode: PassThrough | Active
     opt_dir: Path | None = None  # the function's layers merged (control/layertree.py), mounted at /opt
     snap_start: bool = False  # a published version with SnapStart ApplyOn=PublishedVersions (issue 5)
+    tags: dict[str, str] = field(default_factory=dict)  # the function's tags (network policy: docs/network.md)
 
     @property
     def qualified_arn(self) -> str:

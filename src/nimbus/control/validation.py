@@ -239,6 +239,9 @@ def check_tags(tags: Mapping[str, str], existing: int = 0) -> None:
             raise InvalidParameterValue("Tag keys cannot start with the reserved prefix 'aws:'.")
     if existing + len(tags) > TAGS_MAX:
         raise InvalidParameterValue(f"Number of tags exceeds resource tag limit of {TAGS_MAX}.")
+    from nimbus.control.networktags import check_tags as check_network_tags  # nimbus:network* (docs/network.md)
+
+    check_network_tags(tags)
 
 
 def check_alias_name(name: str) -> None:

@@ -1,6 +1,6 @@
 """The platform's gauges for /metrics: figures whose truth lives in other components (concurrency in flight,
-environments, start failures, provisioned concurrency, the async dispatcher and queue), read at scrape time
-from the typed snapshots those components publish. Built by the composition root (platform.py), which hands
+environments, start failures, provisioned concurrency, the async dispatcher and queue, network egress), read at
+scrape time from the typed snapshots those components publish. Built by the composition root (platform.py), which hands
 it the readers; the API only asks for the exposition."""
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class Readers:
     provisioned: Callable[[], Sequence[ProvisionedStats]]
     dispatcher: Callable[[], Mapping[str, int]]  # async attempts by outcome, server-wide
     queue_stats: Callable[[], Awaitable[Sequence[QueueFigures]]]
+    egress: Callable[[], Mapping[str, int]] = dict  # function -> bytes its environments sent out (network)
 
 
 class PlatformCollector:
@@ -98,6 +99,10 @@ class PlatformCollector:
                      ("function", "qualifier"),
                      [((p.function_name, p.version), (p.busy / p.allocated if p.allocated else 0.0))
                       for p in provisioned])
+        egress = r.egress()
+        yield Sample("nimbus_network_egress_bytes", "Bytes sent by a function's environments out of their network "
+                     "namespaces (DNS included).", ("function",),
+                     [((fn,), float(n)) for fn, n in sorted(egress.items())], kind="counter")
         counts = r.dispatcher()
         yield Sample("nimbus_async_dispatcher_events", "Async event attempts by outcome (failed: retries or age "
                      "exhausted, dropped: function gone).", ("outcome",),

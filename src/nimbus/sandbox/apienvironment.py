@@ -26,18 +26,15 @@ from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
 from nimbus.sandbox.apiruntimes import CUSTOM_RUNTIMES, exec_wrapper, python_client_command, runtime_command
 from nimbus.sandbox.backends import Backend, Launch
-from nimbus.sandbox.environment import (
-    RESPONSE_SLACK,
-    Deadlines,
-    Environment,
-    _Died,
-    _Output,
-    _TimedOut,
-    build_environ,
-)
+from nimbus.sandbox.deadlines import Deadlines
+from nimbus.sandbox.deadlines import TimedOut as _TimedOut
+from nimbus.sandbox.environ import build_environ
+from nimbus.sandbox.environment import RESPONSE_SLACK, Environment, _Died, _Output
+from nimbus.sandbox.netwiring import with_network
+from nimbus.sandbox.network import NetworkProvider
 from nimbus.sandbox.protocol import READY, RESULT, ResultFrame
 from nimbus.sandbox.runtimeapi import SHUTDOWN_GRACE_MS, ApiIdentity, RuntimeAPI, serve
-from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink, PlatformApi
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink, PlatformApi, StartFormatter
 
 # Variables extensions do not see (AWS's list: the runtime's own configuration).
 EXTENSION_HIDDEN = (
@@ -67,9 +64,12 @@ class ApiEnvironment(Environment):
         init_type: str = "on-demand",
         environ_hook: Callable[[str], dict[str, str]] | None = None,
         platform_api: PlatformApi | None = None,
+        network: NetworkProvider | None = None,
+        format_start: StartFormatter | None = None,
     ) -> None:
         super().__init__(spec, backend, settings, log_sink, interpreter, deadlines, init_type=init_type,
-                         environ_hook=environ_hook, platform_api=platform_api)
+                         environ_hook=environ_hook, platform_api=platform_api, network=network,
+                         format_start=format_start)
         self.api: RuntimeAPI | None = None
         self._server: asyncio.AbstractServer | None = None
         self._control_sock: socket.socket | None = None
@@ -137,7 +137,7 @@ class ApiEnvironment(Environment):
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
         try:
-            launch = self._launch(child, out_w)
+            launch = with_network(self._launch(child, out_w), await self._prepare_network())
             self._exited = self._loop.create_future()
             self.handle = self.backend.launch(launch)
         except BaseException:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
-import heapq
 import json
 import logging
 import math
@@ -18,15 +16,18 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from signal import SIGUSR2
 
 from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
-from nimbus.observe import platformlog
 from nimbus.sandbox.backends import Backend, Handle, Launch
 from nimbus.sandbox.cgroups import ANON_POLL_INTERVAL
+from nimbus.sandbox.deadlines import Deadlines
+from nimbus.sandbox.deadlines import TimedOut as _TimedOut
+from nimbus.sandbox.environ import build_environ, make_log_stream, runtime_version_line
+from nimbus.sandbox.netwiring import network_policy, with_network
+from nimbus.sandbox.network import NetworkProvider, PreparedNetwork
 from nimbus.sandbox.platformendpoint import PlatformEndpoint
 from nimbus.sandbox.protocol import (
     CHUNK,
@@ -38,8 +39,7 @@ from nimbus.sandbox.protocol import (
     decode_result,
     encode_invoke,
 )
-from nimbus.sandbox.runtimes import python_prefix
-from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogLine, LogSink, PlatformApi
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogLine, LogSink, PlatformApi, StartFormatter
 from nimbus.sandbox.zygote import Zygote, ZygoteError, restore_lines, send_go
 
 CHUNK_KIND = bytes((CHUNK,))
@@ -57,128 +57,6 @@ EXIT_GRACE = 0.5  # seconds to wait for the socket to drain after the runtime ex
 
 class _Died(Exception):
     pass
-
-
-class _TimedOut(Exception):
-    pass
-
-
-class Deadlines:
-    """The timeouts of the waits in flight on one event loop, served by a single armed timer.
-
-    A timer per invocation costs a libuv timer handle created, started, stopped and closed on every warm
-    invoke; here a wait costs a heap push, and the one timer is armed at the earliest deadline. Finished
-    waits stay in the heap until they reach its top or the heap is compacted (when it holds more than
-    twice the waits in flight), so it stays small however long the timeouts are.
-    """
-
-    __slots__ = ("_loop", "_heap", "_live", "_seq", "_timer", "_armed_at")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._heap: list[tuple[float, int, asyncio.Future[ResultFrame]]] = []
-        self._live = 0
-        self._seq = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._armed_at = float("inf")
-
-    def add(self, when: float, waiter: asyncio.Future[ResultFrame]) -> None:
-        """Fail `waiter` with _TimedOut at loop time `when` unless it is done by then; call `finished`
-        once it is."""
-        self._seq += 1
-        self._live += 1
-        heap = self._heap
-        heapq.heappush(heap, (when, self._seq, waiter))
-        if len(heap) > 2 * self._live + 32:
-            self._heap = heap = [entry for entry in heap if not entry[2].done()]
-            heapq.heapify(heap)
-        if when < self._armed_at:
-            self._arm(when)
-
-    def finished(self) -> None:
-        self._live -= 1
-
-    def _arm(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._armed_at = when
-        self._timer = self._loop.call_at(when, self._expire)
-
-    def _expire(self) -> None:
-        self._timer = None
-        self._armed_at = float("inf")
-        heap = self._heap
-        now = self._loop.time()
-        while heap and (heap[0][0] <= now or heap[0][2].done()):
-            waiter = heapq.heappop(heap)[2]
-            if not waiter.done():
-                waiter.set_exception(_TimedOut())
-        if heap:
-            self._arm(heap[0][0])
-
-
-def make_log_stream(version: str) -> str:
-    """`YYYY/MM/DD/[<version>]<32 hex>`, as Lambda names an environment's log stream."""
-    return f"{datetime.now(UTC):%Y/%m/%d}/[{version}]{uuid.uuid4().hex}"
-
-
-def runtime_version_line(runtime: str, region: str) -> str:
-    """The INIT_START line AWS logs at each cold start."""
-    digest = hashlib.sha256(runtime.encode()).hexdigest()
-    # AWS's spelling: python:3.12, nodejs:20, provided:al2023
-    name = runtime.replace("python", "python:").replace("nodejs", "nodejs:").removesuffix(".x")
-    name = name.replace("provided.", "provided:")
-    return (
-        f"INIT_START Runtime Version: {name}.v1\t"
-        f"Runtime Version ARN: arn:aws:lambda:{region}::runtime:{digest}"
-    )
-
-
-def build_environ(
-    spec: VersionSpec, settings: Settings, backend: Backend, log_stream: str, interpreter: Path
-) -> dict[str, str]:
-    """The runtime's complete environment: the user's variables, then Lambda's reserved ones."""
-    task_root = backend.task_root(spec.code_dir)
-    runtime_dir = backend.runtime_dir
-    prefix = python_prefix(interpreter)
-    opt = backend.opt_root(spec.opt_dir)  # layers: /opt, or their real place where it cannot be mounted
-    env = dict(spec.environment)
-    env.update(
-        {
-            "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
-            "AWS_LAMBDA_FUNCTION_VERSION": spec.version,
-            "AWS_REGION": settings.region,
-            "AWS_DEFAULT_REGION": settings.region,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
-            "LAMBDA_TASK_ROOT": task_root,
-            "LAMBDA_RUNTIME_DIR": runtime_dir,
-            "_HANDLER": spec.handler,
-            "AWS_LAMBDA_LOG_GROUP_NAME": spec.log_group,
-            "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
-            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-            "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
-            "TZ": ":UTC",
-            "LANG": "en_US.UTF-8",
-            "PATH": f"{prefix}/bin:/usr/local/bin:/usr/bin/:/bin:{opt}/bin",
-            "LD_LIBRARY_PATH": (
-                f"{prefix}/lib:/lib64:/usr/lib64:{runtime_dir}:{runtime_dir}/lib:{task_root}:{task_root}/lib:{opt}/lib"
-            ),
-            "PYTHONPATH": runtime_dir,
-        }
-    )
-    if spec.runtime.startswith("nodejs"):
-        major = spec.runtime.removeprefix("nodejs").split(".")[0]
-        env.setdefault("NODE_PATH", f"{opt}/nodejs/node{major}/node_modules:{opt}/nodejs/node_modules")
-    if opt != "/opt":
-        env["_NIMBUS_OPT_DIR"] = opt  # the Python runtime puts {opt}/python on sys.path (bootstrap.py)
-    log_format = str(spec.logging_config.get("LogFormat") or "Text")
-    if log_format.upper() == "JSON":
-        env["AWS_LAMBDA_LOG_FORMAT"] = "JSON"
-        level = spec.logging_config.get("ApplicationLogLevel")
-        if level:
-            env["AWS_LAMBDA_LOG_LEVEL"] = str(level)
-    return env
 
 
 def error_result(
@@ -281,7 +159,12 @@ class Environment:
         init_type: str = "on-demand",  # AWS_LAMBDA_INITIALIZATION_TYPE
         environ_hook: Callable[[str], dict[str, str]] | None = None,  # per-environment variables by env id
         platform_api: PlatformApi | None = None,  # what the environment's 127.0.0.1:9001 serves
+        network: NetworkProvider | None = None,  # prepared network namespaces (sandbox/network)
+        format_start: StartFormatter | None = None,  # how an environment's first lines are written
     ) -> None:
+        self.format_start = format_start
+        self.network = network
+        self._net: PreparedNetwork | None = None  # this environment's namespace, released with it
         self.id = uuid.uuid4().hex
         self.platform_api = platform_api
         self.zygote = zygote
@@ -422,13 +305,14 @@ class Environment:
             if self.environ_hook is not None:
                 environ.update(self.environ_hook(self.id))
             extra_fds: tuple[int, ...] = ()
+            net = await self._prepare_network()
             if self.backend.task_root_inside is not None:  # a network namespace: the endpoint lives in it
                 self._endpoint = PlatformEndpoint(self.spec, self.id, self.settings.request_body_max_bytes,
                                               self.platform_api)
                 endpoint_environ, endpoint_fd = self._endpoint.launch_environ()
                 environ.update(endpoint_environ)
                 extra_fds = (endpoint_fd,)
-            launch = Launch(
+            launch = with_network(Launch(
                 env_id=self.id,
                 interpreter=self.interpreter,
                 code_dir=self.spec.code_dir,
@@ -438,7 +322,7 @@ class Environment:
                 pass_fds=(child.fileno(), *extra_fds),
                 stdout_fd=out_w,
                 opt_dir=self.spec.opt_dir,
-            )
+            ), net)
             self._exited = loop.create_future()
             self.handle = (self.launcher or self.backend.launch)(launch)
         except BaseException:
@@ -456,11 +340,24 @@ class Environment:
         pipe = os.fdopen(out_r, "rb", buffering=0)
         self._out_transport, _ = await loop.connect_read_pipe(lambda: _Output(self), pipe)
 
+    async def _prepare_network(self) -> PreparedNetwork | None:
+        """A prepared network namespace for a fresh sandbox (None: a loopback-only one of its own)."""
+        if self.network is None or self.backend.task_root_inside is None:
+            return None
+        self._net = await self.network.prepare(self.spec.function_name, network_policy(self.spec, self.settings))
+        return self._net
+
+    def _release_network(self) -> None:
+        net, self._net = self._net, None
+        if net is not None and self.network is not None:
+            self.network.release(net)
+
     async def _spawn_forked(self, zygote: Zygote) -> None:
         """A fork of the zygote, already in its own cgroup; it gets its per-environment values, then
         reseeds, runs after-restore hooks and answers READY (see sandbox/zygote.py)."""
         loop = self._loop
         forked = await zygote.acquire(self.id, self.spec.memory_size, self.spec.ephemeral_storage)
+        self._net, forked.net = forked.net, None  # its namespace is this environment's now
         init_type = "snap-start" if zygote.snapstart and self.init_type == "on-demand" else self.init_type
         environ = {"AWS_LAMBDA_LOG_STREAM_NAME": self.log_stream, "AWS_LAMBDA_INITIALIZATION_TYPE": init_type}
         try:
@@ -468,6 +365,7 @@ class Environment:
                 environ.update(self.environ_hook(self.id))
             send_go(forked.sock, environ)
         except BaseException as e:
+            self._release_network()
             forked.handle.kill()
             forked.sock.close()
             os.close(forked.out_r)
@@ -485,6 +383,29 @@ class Environment:
         self._transport, _ = await loop.create_unix_connection(lambda: _Control(self), sock=forked.sock)
         pipe = os.fdopen(forked.out_r, "rb", buffering=0)
         self._out_transport, _ = await loop.connect_read_pipe(lambda: _Output(self), pipe)
+
+    # ---------------------------------------------------------------------------------------------
+    # What a zygote uses of the environment its process runs in (zygote.ZygoteRunner)
+
+    async def run_init(self, request_id: str) -> tuple[InvokeResult | None, list[LogLine]]:
+        self.busy = True  # output written around the runtime's back during INIT is kept with INIT's result
+        try:
+            failure = await self._start(request_id)
+        finally:
+            self.busy = False
+        return failure, self._take_stray()
+
+    def control_fd(self) -> int | None:
+        return None if self._transport is None else int(self._transport.get_extra_info("socket").fileno())
+
+    def on_exit(self, callback: Callable[[], None]) -> None:
+        if self._exited is not None:
+            self._exited.add_done_callback(lambda _f: callback())
+
+    def stop_memory_watch(self) -> None:
+        self._unwatch_memory()
+        if self._memory_task is not None:
+            self._memory_task.cancel()
 
     async def prestart(self) -> InvokeResult | None:
         """Start the environment ahead of demand (provisioned concurrency): None when ready."""
@@ -577,6 +498,12 @@ class Environment:
                 log.warning("environment %s: no zygote (%s): starting it fresh", self.id, e)
                 failure = None
                 self.zygote = zygote = None
+            if failure is not None and zygote is not None and zygote.kind == "runtime":
+                # No user code runs in a runtime zygote: its failure is nimbus's, not the function's INIT.
+                log.warning("environment %s: the runtime zygote failed (%s): starting it fresh", self.id,
+                            failure.payload[:500].decode("utf-8", "replace"))
+                failure = None
+                self.zygote = zygote = None
             if failure is not None and zygote is not None:
                 self.kill("init-error")
                 version_line = runtime_version_line(self.spec.runtime, self.settings.region)
@@ -587,8 +514,8 @@ class Environment:
         version_line = runtime_version_line(self.spec.runtime, self.settings.region)
         lines = restore_lines(zygote, version_line) if zygote is not None else None
         lines = lines or [(time.time_ns() // 1_000_000, version_line)]
-        if platformlog.is_json(self.spec):  # LoggingConfig JSON: platform.initStart instead of INIT_START
-            lines = platformlog.start_lines(self.spec, lines)
+        if self.format_start is not None:  # e.g. LoggingConfig JSON: platform.initStart (observe/ formats)
+            lines = self.format_start(self.spec, lines)
         self.log_sink(self.spec.log_group, self.log_stream, lines)
         self._waiter = self._loop.create_future()
         await self._spawn()
@@ -622,7 +549,7 @@ class Environment:
                 environment_id=self.id,
                 extra_report={"Status": "error", "Error Type": frame.error_type or "Runtime.Unknown"},
             )
-        if self.zygote is not None and self.zygote.snapstart:
+        if self.zygote is not None and self.zygote.kind == "snapshot":
             self.restore_report = {
                 "Restore Duration": f"{self.init_duration_ms:.2f} ms",
                 "Billed Restore Duration": f"{math.ceil(self.init_duration_ms)} ms",
@@ -785,8 +712,12 @@ class Environment:
             self._loop.call_soon(self._cleanup, 20)
 
     def _cleanup(self, tries: int) -> None:
-        """Release backend resources (the cgroup) once every process is gone; retried briefly."""
-        if self.handle is None or self._cleaned:
+        """Release backend resources (the cgroup, the network namespace) once every process is gone; retried
+        briefly."""
+        if self.handle is None:
+            self._release_network()
+            return
+        if self._cleaned:
             return
         if self.handle.reap() is None:
             return  # the exit watcher calls again
@@ -797,6 +728,7 @@ class Environment:
             done = True
         if done:
             self._cleaned = True
+            self._release_network()
         elif tries > 0:
             self._loop.call_later(0.05, self._cleanup, tries - 1)
 

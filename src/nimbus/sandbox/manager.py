@@ -18,8 +18,11 @@ from nimbus.control.specs import VersionSpec
 from nimbus.errors import InvalidRuntime
 from nimbus.sandbox.apienvironment import ApiEnvironment  # Runtime API runtimes (custom, Node.js)
 from nimbus.sandbox.apiruntimes import exec_wrapper, has_extensions, is_api_runtime
-from nimbus.sandbox.backends import Backend, BackendUnavailable, choose
-from nimbus.sandbox.environment import Deadlines, Environment, error_result
+from nimbus.sandbox.backends import Backend, BackendUnavailable
+from nimbus.sandbox.backends.chooser import choose
+from nimbus.sandbox.deadlines import Deadlines
+from nimbus.sandbox.environment import Environment, error_result
+from nimbus.sandbox.network import NetworkProvider
 from nimbus.sandbox.pool import Pool
 from nimbus.sandbox.provisioned import Provisioner
 from nimbus.sandbox.runtimes import available_runtimes
@@ -31,6 +34,7 @@ from nimbus.sandbox.types import (
     LogSink,
     PlatformApi,
     ProvisionedStats,
+    StartFormatter,
 )
 from nimbus.sandbox.zygote import Zygote, zygotes_enabled
 
@@ -40,9 +44,19 @@ log = logging.getLogger(__name__)
 class SandboxManager:
     """Runs invocations in isolated execution environments, pooled per function version."""
 
-    def __init__(self, settings: Settings, log_sink: LogSink, *, environ_hook: EnvironHook | None = None,
-                 platform_api: PlatformApi | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_sink: LogSink,
+        network: NetworkProvider | None = None,
+        format_start: StartFormatter | None = None,
+        *,
+        environ_hook: EnvironHook | None = None,
+        platform_api: PlatformApi | None = None,
+    ) -> None:
         self.settings = settings
+        self.format_start = format_start  # an environment's first log lines (observe/ formats them)
+        self.network = network  # prepared network namespaces for new environments (None: loopback only)
         self.log_sink = log_sink
         self.backend_name = "unstarted"
         self.backend_reason = "not started"
@@ -206,12 +220,15 @@ class SandboxManager:
                 spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
                 init_type=init_type, environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
                 platform_api=self.platform_api,
+                network=self.network, format_start=self.format_start,
             )
         return Environment(
             spec, self._backend, self.settings, self.log_sink, self._interpreter(spec), self._deadlines,
             zygote=self._zygote(spec), init_type=init_type,
             environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
             platform_api=self.platform_api,
+            network=self.network,  # (fresh starts; forks take theirs from the zygote)
+            format_start=self.format_start,
         )
 
     async def provision_one(self, spec: VersionSpec) -> str | None:
@@ -300,7 +317,8 @@ class SandboxManager:
         if zygote is None or zygote.closed:
             zygote = self._zygotes[spec.pool_key] = Zygote(
                 spec, self._backend, self.settings, self._interpreter(spec), self._zygote_environment,
-                log_sink=self.log_sink, snapstart=bool(getattr(spec, "snap_start", False)),
+                log_sink=self.log_sink, snapstart=spec.snap_start, snapshot=self.settings.zygote_snapshots,
+                network=self.network,
             )
         return zygote
 
@@ -313,6 +331,7 @@ class SandboxManager:
             # INIT needs credentials too (clients made at import time keep the zygote's, as with SnapStart)
             environ_hook=(lambda env_id: hook(spec, env_id)) if hook is not None else None,
             platform_api=self.platform_api,
+            format_start=self.format_start,
         )
 
     def _zygote_idle(self) -> float:

@@ -8,21 +8,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from nimbus.control.specs import VersionSpec
-
-if TYPE_CHECKING:
-    from nimbus.sandbox.manager import SandboxManager
 
 log = logging.getLogger(__name__)
 CHECK_INTERVAL = 1.0  # seconds between checks that every target is met (dead environments are replaced)
 
 
+class ProvisionedPools(Protocol):
+    """What the provisioner needs of the sandbox manager (which owns it): counting, starting and demoting the
+    provisioned environments of a pool key."""
+
+    def provisioned_count(self, pool_key: tuple[str, str, str]) -> int: ...
+
+    async def provision_one(self, spec: VersionSpec) -> str | None: ...
+
+    def unprovision(self, pool_key: tuple[str, str, str], keep: int) -> None: ...
+
+
 class Provisioner:
     """Targets per pool key, and the task that meets them."""
 
-    def __init__(self, manager: SandboxManager) -> None:
+    def __init__(self, manager: ProvisionedPools) -> None:
         self.manager = manager
         self.targets: dict[tuple[str, str, str], tuple[VersionSpec, int]] = {}
         self._wake = asyncio.Event()

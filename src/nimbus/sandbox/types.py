@@ -14,6 +14,9 @@ LogLine = tuple[int, str]  # (epoch ms, text without trailing newline)
 # Called with (log group, log stream, lines) for output produced outside an invocation (INIT, stray
 # writes to fd 1/2 after a handler returned). Must not block.
 LogSink = Callable[[str, str, list[LogLine]], None]
+# How an environment's first lines (INIT_START / RESTORE_START and INIT's output) are written: observe/ decides
+# (e.g. JSON platform records), the composition root hands it in; the sandbox imports no observe/.
+StartFormatter = Callable[[VersionSpec, list[LogLine]], list[LogLine]]
 
 # Per-environment variables (e.g. short-lived credentials), given (spec, environment id); applied to fresh
 # and forked environments alike before any user code of theirs runs.

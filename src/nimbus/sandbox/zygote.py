@@ -1,5 +1,9 @@
-"""Zygotes: snapshot cold starts. One zygote per pool key (function, version, revision) runs INIT once inside
-the function's sandbox; every new execution environment of that key is a `fork()` of it.
+"""Zygotes: cheap cold starts. One zygote per pool key (function, version, revision), started inside the
+function's sandbox; every new execution environment of that key is a `fork()` of it. Two kinds:
+- `runtime` (the default): the zygote holds the interpreter, the bootstrap and the standard library, no user
+  code; each forked environment runs INIT itself (one INIT per environment, as on AWS).
+- `snapshot` (SnapStart versions, or every version with `Settings.zygote_snapshots`): the zygote runs INIT
+  once and forks are restores of it (REPORT shows Restore Duration).
 
 Host side of the design in runtime/nimbus_zygote.py: the zygote is started like any environment (through
 the backend, in its own cgroup, under the function's memory limit), answers READY after INIT, then receives
@@ -15,7 +19,6 @@ lives while any of its environments does; the manager retires it with its pool.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import functools
@@ -30,13 +33,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
 from nimbus.sandbox.backends import Backend, Handle, Launch
 from nimbus.sandbox.backends.process import ProcessBackend, ProcessHandle
 from nimbus.sandbox.cgroups import MB, Cgroup
+from nimbus.sandbox.fdpass import HelloError, receive_hello
+from nimbus.sandbox.netwiring import fork_request_network, network_policy
+from nimbus.sandbox.network import NetworkPolicy, NetworkProvider, PreparedNetwork, open_netns
+from nimbus.sandbox.seccomp import zygote_filters
 from nimbus.sandbox.types import InvokeResult, LogLine
 
 log = logging.getLogger(__name__)
@@ -45,50 +52,37 @@ HELLO_TIMEOUT = 10.0  # seconds a forked child may take to say hello
 MAX_FORKS_IN_FLIGHT = 32  # fork requests queued in the zygote at once (its socket buffer is finite)
 SPARE_DELAY = 0.05  # seconds after a fork before spares are made
 ZYGOTE_FORK_ALLOWANCE_MB = 512  # memory a zygote's group may use beyond INIT's limit for forking (see _after_init)
-CLONE_NEWUSER = 0x10000000
-# What the zygote itself may do that environments may not: build their namespaces.
-ZYGOTE_ALLOWED = frozenset({"mount", "unshare", "setns"})
 
 
 class ZygoteError(Exception):
     """The zygote could not produce an environment (it died, or the fork failed)."""
 
 
-# --------------------------------------------------------------------------------------------------
-# Seccomp filters for namespaced zygotes
+class ZygoteRunner(Protocol):
+    """What a zygote needs of the environment its process runs in (sandbox/environment.Environment): its
+    INIT, its control socket (the fork socket is passed over it), its exit and its memory watch."""
 
+    handle: Handle | None
+    log_stream: str
+    init_duration_ms: float | None
 
-@functools.cache
-def _filters() -> tuple[bytes, bytes, bytes]:
-    """(zygote filter, no-new-user-namespaces filter, full deny-list) as classic BPF."""
-    import errno
-    import tempfile
+    async def run_init(self, request_id: str) -> tuple[InvokeResult | None, list[LogLine]]:
+        """Start the process and run INIT: (None or the failure, output written around the runtime)."""
 
-    import pyseccomp  # type: ignore[import-untyped]
+    def control_fd(self) -> int | None:
+        """The host end of the control socket (None before the start)."""
 
-    from nimbus.sandbox.seccomp import DENIED_SYSCALLS, deny_list_bpf
+    def on_exit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once the process has exited."""
 
-    def export(filt: object) -> bytes:
-        with tempfile.TemporaryFile() as f:
-            filt.export_bpf(f)  # type: ignore[attr-defined]
-            f.seek(0)
-            data: bytes = f.read()
-        return data
+    def stop_memory_watch(self) -> None:
+        """Stop watching the function-memory limit (the zygote's group gets a fork allowance instead)."""
 
-    zyg = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
-    for name in DENIED_SYSCALLS:
-        if name in ZYGOTE_ALLOWED:
-            continue
-        with contextlib.suppress(OSError, ValueError, RuntimeError):
-            zyg.add_rule(pyseccomp.ERRNO(errno.EPERM), name)
-    nouser = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
-    for name in ("unshare", "clone"):
-        nouser.add_rule(
-            pyseccomp.ERRNO(errno.EPERM), name, pyseccomp.Arg(0, pyseccomp.MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)
-        )
-    with contextlib.suppress(OSError, ValueError, RuntimeError):
-        nouser.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")  # flags live in memory: let libc fall back
-    return export(zyg), export(nouser), deny_list_bpf()
+    def kill(self, reason: str) -> None:
+        """Kill the process tree."""
+
+    async def wait_closed(self) -> None:
+        """Wait until the process tree has exited."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -195,6 +189,8 @@ class Forked:
     sock: socket.socket  # host end of its control socket
     out_r: int  # read end of its fd 1/2
     api_sock: socket.socket | None = None  # its 127.0.0.1:9001 listener, made in its network namespace
+    net: PreparedNetwork | None = None  # the network namespace it joined (the environment releases it)
+    release: Callable[[PreparedNetwork], None] | None = None
 
     @property
     def alive(self) -> bool:
@@ -208,6 +204,9 @@ class Forked:
         if self.api_sock is not None:
             self.api_sock.close()
             self.api_sock = None
+        net, self.net = self.net, None
+        if net is not None and self.release is not None:
+            self.release(net)
         with contextlib.suppress(OSError):
             os.close(self.out_r)
         loop = asyncio.get_running_loop()
@@ -246,19 +245,30 @@ class Zygote:
         backend: Backend,
         settings: Settings,
         interpreter: Path,
-        make_environment: Callable[[Zygote], object],
+        make_environment: Callable[[Zygote], ZygoteRunner],
         log_sink: Callable[[str, str, list[LogLine]], None] | None = None,
         snapstart: bool = False,
+        snapshot: bool = False,
+        network: NetworkProvider | None = None,
     ) -> None:
+        # Forks of a runtime zygote join a namespace prepared for them, owned by the zygote's user namespace
+        # (they still hold capabilities there); a snapshot zygote's forks keep no privilege in it and make a
+        # loopback-only one of their own.
+        self.network = network
+        self.policy: NetworkPolicy | None = None
+        self.userns: str | None = None  # /proc/<pid>/ns/user of the zygote (set once it runs)
+        self.network_failed = False  # the provider could not make namespaces for forks: start fresh instead
         self.spec = spec
-        self.snapstart = snapstart  # SnapStart version: REPORT shows Restore Duration, INIT logs stay apart
+        self.snapstart = snapstart  # SnapStart version: INIT logs stay apart, initialization type snap-start
+        # A snapshot zygote runs INIT itself (forks are restores); a runtime zygote runs no user code.
+        self.kind = "snapshot" if snapstart or snapshot else "runtime"
         self._log_sink = log_sink
         self.init_replayed = False
         self.backend = backend
         self.settings = settings
         self.interpreter = interpreter
         self._make_environment = make_environment
-        self.env: object | None = None  # the Environment running the zygote (typed loosely: no cycle)
+        self.env: ZygoteRunner | None = None  # the Environment running the zygote
         self.failure: InvokeResult | None = None
         self.init_lines: list[LogLine] = []  # INIT_START and INIT's output, for the first environment's stream
         self.init_duration_ms: float | None = None
@@ -293,7 +303,7 @@ class Zygote:
 
     def launcher(self, launch: Launch) -> Handle:
         """Launch the zygote: a normal environment, told to serve forks (and how to isolate them)."""
-        launch.environ["_NIMBUS_ZYGOTE"] = "1"
+        launch.environ["_NIMBUS_ZYGOTE"] = self.kind
         if not self.isolated:
             return self.backend.launch(launch)
         return self._launch_namespaced(launch)
@@ -303,9 +313,11 @@ class Zygote:
 
         backend = self.backend
         assert isinstance(backend, NamespacesBackend)
-        zygote_bpf, nouser_bpf, deny_bpf = _filters()
+        zygote_bpf, nouser_bpf, deny_bpf, init_bpf = zygote_filters()
         root = backend.runtime_files.root
-        for name, data in (("zygote-nouserns.bpf", nouser_bpf), ("zygote-deny.bpf", deny_bpf)):
+        for name, data in (
+            ("zygote-nouserns.bpf", nouser_bpf), ("zygote-deny.bpf", deny_bpf), ("zygote-init.bpf", init_bpf)
+        ):
             path = root / name
             if not path.exists():
                 path.write_bytes(data)
@@ -314,6 +326,7 @@ class Zygote:
             _NIMBUS_ZYGOTE_ISOLATE="1",
             _NIMBUS_ZYGOTE_NOUSERNS=f"{backend.runtime_dir}/zygote-nouserns.bpf",
             _NIMBUS_ZYGOTE_DENY=f"{backend.runtime_dir}/zygote-deny.bpf",
+            _NIMBUS_ZYGOTE_INIT_FILTER=f"{backend.runtime_dir}/zygote-init.bpf",
         )
         # The zygote creates the user namespace its forks get their own namespaces in.
         return backend.launch_direct(launch, seccomp=zygote_bpf, userns=True)
@@ -326,17 +339,9 @@ class Zygote:
         return await asyncio.shield(self._started)
 
     async def _start(self) -> InvokeResult | None:
-        from nimbus.sandbox.environment import Environment
-
         env = self._make_environment(self)
-        assert isinstance(env, Environment)
         self.env = env
-        env.busy = True  # output written around the runtime's back during INIT is kept with INIT's result
-        try:
-            failure = await env._start("zygote-init")
-        finally:
-            env.busy = False
-            stray = env._take_stray()
+        failure, stray = await env.run_init("zygote-init")
         if stray and failure is None:
             self.capture(self.spec.log_group, env.log_stream, stray)
         if failure is not None:
@@ -345,11 +350,16 @@ class Zygote:
             return failure
         self.init_duration_ms = env.init_duration_ms
         self._after_init(env)
+        pid = env.handle.runtime_pid() if env.handle is not None and self.isolated else None
+        if pid is not None and self.network is not None and self.kind == "runtime":
+            self.userns = f"/proc/{pid}/ns/user"
+            self.policy = network_policy(self.spec, self.settings)
+            self.network.prewarm(self.policy, userns=self.userns)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            transport = env._transport
-            assert transport is not None
-            ctl = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+            fd = env.control_fd()
+            assert fd is not None
+            ctl = socket.socket(fileno=os.dup(fd))
             try:
                 socket.send_fds(ctl, [b"S"], [theirs.fileno()])
             finally:
@@ -363,25 +373,19 @@ class Zygote:
         ours.setblocking(False)
         self._sock = ours
         self._loop.add_reader(ours.fileno(), self._on_message)
-        if env._exited is not None:
-            env._exited.add_done_callback(lambda _f: self._on_zygote_exit())
+        env.on_exit(self._on_zygote_exit)
         self._schedule_refill()
         return None
 
-    def _after_init(self, env: object) -> None:
+    def _after_init(self, env: ZygoteRunner) -> None:
         """INIT ran under the function's memory limit; from now on only nimbus's fork server runs in the
         zygote's group, which is charged a little for every fork (page tables, the pages a child touches
         before it is moved into its own group: ~0.5 MB). Give the group room for that instead of the
         function-memory watcher, which would otherwise kill the zygote after a few hundred forks."""
-        from nimbus.sandbox.environment import Environment
-
-        assert isinstance(env, Environment)
         cgroup = getattr(env.handle, "cgroup", None)
         if cgroup is None:
             return
-        env._unwatch_memory()
-        if env._memory_task is not None:
-            env._memory_task.cancel()
+        env.stop_memory_watch()
         try:
             _raise_memory(cgroup, self.spec.memory_size + ZYGOTE_FORK_ALLOWANCE_MB, self.spec.ephemeral_storage)
         except OSError as e:
@@ -394,6 +398,8 @@ class Zygote:
         """A new environment forked from the zygote, in its own cgroup, waiting for `send_go`."""
         if self.closed or self._sock is None:
             raise ZygoteError("the zygote is gone")
+        if self.network_failed:
+            raise ZygoteError("no network namespace for forks")
         self.last_used = time.monotonic()
         while self.spares:
             forked = self.spares.pop()
@@ -435,21 +441,47 @@ class Zygote:
             self._forking -= 1
 
     async def _fork_one(self, env_id: str, memory_mb: int, tmp_mb: int) -> Forked:
+        net = None
+        if self.network is not None and self.policy is not None:
+            try:
+                net = await self.network.prepare(self.spec.function_name, self.policy, userns=self.userns)
+            except Exception as e:  # noqa: BLE001 (the provider's failure: these environments start fresh)
+                if not self.network_failed:
+                    log.warning("zygote of %s: no network namespace for its forks (%s): its environments start "
+                                "fresh", self.spec.function_name, e)
+                self.network_failed = True
+                raise ZygoteError(f"no network namespace for a fork: {e}") from e
+        try:
+            forked = await self._fork_into(env_id, memory_mb, tmp_mb, net)
+        except BaseException:
+            if net is not None and self.network is not None:
+                self.network.release(net)
+            raise
+        if net is not None and self.network is not None:
+            forked.net, forked.release = net, self.network.release
+        return forked
+
+    async def _fork_into(self, env_id: str, memory_mb: int, tmp_mb: int, net: PreparedNetwork | None) -> Forked:
         assert self._sock is not None
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         parent.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         out_r, out_w = os.pipe()
         failed = self._loop.create_future()
         self._pending[env_id] = failed
+        netns_fd = -1
         try:
-            request = b"F" + json.dumps({"id": env_id, "tmp_mb": tmp_mb}).encode()
+            request = b"F" + json.dumps({"id": env_id, "tmp_mb": tmp_mb, **fork_request_network(net)}).encode()
             try:
-                socket.send_fds(self._sock, [request], [child.fileno(), out_w])
+                netns_fd = open_netns(net) if net is not None else -1
+                fds = [child.fileno(), out_w, *((netns_fd,) if netns_fd >= 0 else ())]
+                socket.send_fds(self._sock, [request], fds)
             except OSError as e:
                 raise ZygoteError(f"fork request failed: {e}") from e
             finally:
                 child.close()
                 os.close(out_w)
+                if netns_fd >= 0:
+                    os.close(netns_fd)
             pid = await _hello(parent, failed)
         except BaseException:
             parent.close()
@@ -600,12 +632,12 @@ class Zygote:
             child.exited(-signal.SIGKILL)
         env = self.env
         if env is not None:
-            env.kill("retire")  # type: ignore[attr-defined]
+            env.kill("retire")
 
     async def wait_closed(self) -> None:
         env = self.env
         if env is not None:
-            await env.wait_closed()  # type: ignore[attr-defined]
+            await env.wait_closed()
 
 
 def _raise_memory(cgroup: Cgroup, memory_mb: int, tmp_mb: int) -> None:
@@ -635,71 +667,19 @@ def _placer() -> ThreadPoolExecutor:
 async def _hello(
     sock: socket.socket, failed: asyncio.Future[None] | None = None, fds: list[int] | None = None
 ) -> int:
-    """Wait (HELLO_TIMEOUT at most) for the forked child's hello byte; its pid, in our pid namespace, comes with
-    it from the kernel. `failed` is the zygote's word that the fork failed. File descriptors sent with the
-    hello are appended to `fds` (closed when it is None). No task is made: nothing is left behind whatever
-    happens (cancellation included)."""
-    loop = asyncio.get_running_loop()
-    sock.setblocking(False)
-    fut: asyncio.Future[int] = loop.create_future()
-    fd = sock.fileno()
-
-    def readable() -> None:
-        try:
-            data, ancdata, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(12) + socket.CMSG_SPACE(4 * 4))
-        except BlockingIOError:
-            return
-        except OSError as e:
-            loop.remove_reader(fd)
-            if not fut.done():
-                fut.set_exception(ZygoteError(f"forked environment: {e}"))
-            return
-        loop.remove_reader(fd)
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                passed = array.array("i")
-                passed.frombytes(payload[: len(payload) - len(payload) % passed.itemsize])
-                if fds is not None and not fut.done():
-                    fds.extend(passed)
-                else:
-                    for f in passed:
-                        os.close(f)
-        if fut.done():
-            return
-        if not data:
-            fut.set_exception(ZygoteError("the forked environment exited before it was ready"))
-            return
-        for level, kind, payload in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                creds = array.array("i")
-                creds.frombytes(payload[: 3 * creds.itemsize])
-                fut.set_result(creds[0])
-                return
-        fut.set_exception(ZygoteError("no credentials with the forked environment's hello"))
-
-    loop.add_reader(fd, readable)
-    waits: set[asyncio.Future[Any]] = {fut} if failed is None else {fut, failed}
+    """A forked child's hello (see fdpass.receive_hello), its failures as ZygoteError."""
     try:
-        await asyncio.wait(waits, timeout=HELLO_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
-        if fut.done():
-            return fut.result()
-        if failed is not None and failed.done():
-            raise ZygoteError(str(failed.exception()))
-        raise ZygoteError("no hello from the forked environment")
-    finally:
-        with contextlib.suppress(ValueError, OSError):
-            loop.remove_reader(fd)
-        for f in waits:
-            if f.done() and not f.cancelled():
-                f.exception()  # retrieved: never "exception was never retrieved"
-            else:
-                f.cancel()
+        return await receive_hello(sock, HELLO_TIMEOUT, failed, fds)
+    except HelloError as e:
+        raise ZygoteError(str(e)) from e
 
 
 def restore_lines(zygote: Zygote, version_line: str) -> list[LogLine]:
     """What a forked environment's log stream starts with: RESTORE_START (SnapStart), else INIT_START, with the
     zygote's INIT output in the first environment's stream (where an on-demand cold start has it)."""
     now = time.time_ns() // 1_000_000
+    if zygote.kind == "runtime":  # the environment runs INIT itself
+        return [(now, version_line)]
     if zygote.snapstart:
         return [(now, version_line.replace("INIT_START", "RESTORE_START", 1))]
     if not zygote.init_replayed and zygote.init_lines:

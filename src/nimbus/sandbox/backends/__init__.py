@@ -1,7 +1,7 @@
 """Isolation backends: how an execution environment's process tree is started, limited and killed.
 
 A backend turns a `Launch` (interpreter, code, limits, environment variables, the fds of the control
-channel and of the output pipe) into a running `Handle`. `choose()` picks one from settings.isolation:
+channel and of the output pipe) into a running `Handle`. `chooser.choose()` picks one from settings.isolation:
 `namespaces` (bubblewrap + cgroups + seccomp) wherever it works, else `process`, and always says why.
 """
 
@@ -14,8 +14,6 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-
-from nimbus.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +36,12 @@ class Launch:
     opt_dir: Path | None = None  # the function's merged layers, mounted read-only at /opt (None: no layers)
     script: str = "bootstrap"  # the runtime file to run: bootstrap (Python) or apilauncher (Runtime API)
     ro_binds: tuple[tuple[str, str], ...] = ()  # extra read-only mounts (host path, path inside)
+    # A prepared network namespace to join instead of a new loopback-only one (sandbox/network), and the
+    # sandbox's /etc/resolv.conf and /etc/hosts for it (None: the backend's defaults)
+    netns: str | None = None
+    netns_userns: str | None = None  # the user namespace to enter first (rootless: it owns `netns`)
+    resolv_conf: str | None = None
+    hosts: str | None = None
 
 
 _GO_SIGNAL_NAMES = {
@@ -156,27 +160,3 @@ class Backend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release host resources (cgroup parents, generated files)."""
-
-
-def choose(settings: Settings) -> tuple[Backend, str]:
-    """The backend for settings.isolation and the reason, loudly stated when isolation is missing.
-
-    Raises BackendUnavailable when `namespaces` is requested explicitly but cannot work.
-    """
-    from nimbus.sandbox.backends.namespaces import NamespacesBackend
-    from nimbus.sandbox.backends.process import ProcessBackend
-
-    if settings.isolation == "process":
-        return ProcessBackend(settings), "isolation=process requested: NO isolation between functions and host"
-    try:
-        backend = NamespacesBackend.probe(settings)
-    except BackendUnavailable as e:
-        if settings.isolation == "namespaces":
-            raise
-        reason = (
-            f"WARNING: namespaces isolation unusable ({e}); falling back to the process backend: "
-            "functions run as plain subprocesses with NO isolation from each other or the host"
-        )
-        log.warning(reason)
-        return ProcessBackend(settings), reason
-    return backend, backend.description

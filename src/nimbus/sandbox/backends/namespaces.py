@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -39,6 +40,7 @@ from nimbus.sandbox.runtimes import python_prefix
 from nimbus.sandbox.seccomp import SeccompUnavailable, bpf_fd, deny_list_bpf
 
 LAUNCHER_SHELL = "/bin/sh"
+NSENTER = "/usr/bin/nsenter"  # util-linux: joins a prepared network namespace before bubblewrap starts
 log = logging.getLogger(__name__)
 BWRAP_CANDIDATES = ("/usr/bin/bwrap", "/usr/local/bin/bwrap")
 SANDBOX_UID = 993  # sbx_user1051 on AWS
@@ -54,6 +56,43 @@ ETC_FILES = {
 # Host /etc content a function may legitimately need (CA certificates for TLS clients), bound read-only.
 ETC_HOST_DIRS = ("ssl", "ca-certificates", "pki")
 TOP_LEVEL_LINKS = ("bin", "sbin", "lib", "lib64", "lib32", "libx32")
+DEV_SHM_MB = 64  # /dev/shm: bounded, so filling it fails with ENOSPC at once (forks: nimbus_zygote.DEV_SHM_MB)
+
+
+# A zygote's bubblewrap runs as the unprivileged host user SANDBOX_UID (it then builds its namespaces
+# unprivileged). Run by root, bubblewrap makes its mount namespace in the host's user namespace and covers
+# /proc/irq and /proc/bus; a fork's own mount namespace (inside the zygote's user namespace) holds those covers
+# locked, and the kernel then refuses the fresh /proc of the fork's own pid namespace (mount_too_revealing).
+# Unprivileged, bubblewrap has nothing to cover (and the sandbox's uid is an ordinary host user rather than a
+# capability-less root). That user may not reach a data dir under a private parent (a 0700 home), so this
+# launcher first binds the function's directories into a stage directory, in a mount namespace of its own
+# (nothing on the host changes), then drops to the user and execs bubblewrap. Arguments: stage dir, uid, gid,
+# n, n pairs (source, name), then bubblewrap's argv.
+STAGE_LAUNCHER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+def check(rc, what):
+    if rc != 0:
+        err = ctypes.get_errno()
+        os.write(2, ("nimbus: stage %s: %s\\n" % (what, os.strerror(err))).encode())
+        os._exit(1)
+stage, uid, gid, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+pairs, argv = sys.argv[5:5 + 2 * n], sys.argv[5 + 2 * n:]
+check(libc.unshare(0x00020000), "unshare")
+check(libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None), "private")
+check(libc.mount(b"tmpfs", stage.encode(), b"tmpfs", 0, b"mode=0755"), "tmpfs")
+for i in range(n):
+    source, target = pairs[2 * i], os.path.join(stage, pairs[2 * i + 1])
+    if os.path.isdir(source):
+        os.mkdir(target)
+    else:
+        open(target, "w").close()
+    check(libc.mount(source.encode(), target.encode(), None, 0x1000 | 0x4000, None), "bind " + source)
+os.setgroups([])
+os.setresgid(gid, gid, gid)
+os.setresuid(uid, uid, uid)
+os.execv(argv[0], argv)
+"""
 
 
 def find_bwrap() -> str | None:
@@ -100,6 +139,19 @@ for fd in moved:
 items = data.split(b"\\0")
 n = int(items[0])
 env = dict(item.split(b"=", 1) for item in items[1 + n:])
+netns = env.pop(b"_NIMBUS_NETNS", None)
+userns = env.pop(b"_NIMBUS_NETNS_USERNS", None)
+if netns:
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for path, kind in ((userns, 0x10000000), (netns, 0x40000000)):
+        if not path:
+            continue
+        fd = os.open(path, os.O_RDONLY)
+        if libc.setns(fd, kind) != 0:
+            os.write(2, b"nimbus: cannot join the network namespace\\n")
+            os._exit(1)
+        os.close(fd)
 os.execve(items[1], items[1:1 + n], env)
 """
 
@@ -228,6 +280,11 @@ class NamespacesBackend(Backend):
         for d in self.host_etc:
             (self.etc_dir / d).mkdir()
         os.chmod(self.etc_dir, 0o755)
+        self.empty_dir = Path(tempfile.mkdtemp(prefix="nimbus-empty-"))
+        os.chmod(self.empty_dir, 0o755)
+        self.stage_dir = Path(tempfile.mkdtemp(prefix="nimbus-stage-"))  # see STAGE_LAUNCHER
+        self._etc_files: set[Path] = set()  # per-network /etc/resolv.conf and /etc/hosts (_etc_file)
+        os.chmod(self.stage_dir, 0o755)
         self.description = (
             f"namespaces: bubblewrap ({bwrap}) user/pid/mount/net/ipc/uts namespaces, seccomp deny-list, "
             f"cgroup v{cgroups.version} limits (memory, cpu, pids) under {next(iter(cgroups.parents.values()))}"
@@ -306,7 +363,9 @@ class NamespacesBackend(Backend):
         args += ["--ro-bind", str(self.etc_dir), "/etc"]
         for d in self.host_etc:
             args += ["--ro-bind", f"/etc/{d}", f"/etc/{d}"]
-        args += ["--proc", "/proc", "--dev", "/dev", "--dir", "/opt"]
+        # /opt is read-only as on AWS, layers or not (an empty directory without layers); /dev/shm is bounded
+        args += ["--proc", "/proc", "--dev", "/dev", "--ro-bind", str(self.empty_dir), "/opt"]
+        args += ["--perms", "1777", "--size", str(DEV_SHM_MB * MB), "--tmpfs", "/dev/shm"]
         return args
 
     def _new_spare(self) -> _Spare:
@@ -359,13 +418,31 @@ class NamespacesBackend(Backend):
 
         self._spare_timer = loop.call_later(SPARE_DELAY, start)
 
-    def _command(self, launch: Launch, seccomp_fd: int) -> list[str]:
+    def _command(self, launch: Launch, seccomp_fd: int, staged: list[str] | None = None) -> list[str]:
+        """bubblewrap's command line. `staged`: collect the host side of every per-function mount there (as
+        `source, name` pairs) and bind it from the stage directory instead (see STAGE_LAUNCHER), for a
+        bubblewrap that runs as an unprivileged host user and could not reach a data dir under a private
+        parent."""
+
+        def ro_bind(host_path: str, inside: str) -> tuple[str, ...]:
+            if staged is None:
+                return ("--ro-bind", host_path, inside)
+            name = str(len(staged) // 2)
+            staged.extend((host_path, name))
+            return ("--ro-bind", f"{self.stage_dir}/{name}", inside)
+
         prefix = python_prefix(launch.interpreter)
         argv = [*self._base_args]
         if not str(prefix).startswith("/usr/"):
-            argv += ["--ro-bind", str(prefix), str(prefix)]
+            argv += ro_bind(str(prefix), str(prefix))
         for host_path, inside in launch.ro_binds:
-            argv += ["--ro-bind", host_path, inside]
+            argv += ro_bind(host_path, inside)
+        if launch.netns is not None:  # joined by the launcher: keep it (bubblewrap would make an empty one)
+            argv.append("--share-net")
+        if launch.resolv_conf is not None:
+            argv += ["--ro-bind", self._etc_file("resolv.conf", launch.resolv_conf), "/etc/resolv.conf"]
+        if launch.hosts is not None:
+            argv += ["--ro-bind", self._etc_file("hosts", launch.hosts), "/etc/hosts"]
         return [
             *argv,
             "--perms",
@@ -374,13 +451,15 @@ class NamespacesBackend(Backend):
             str(launch.ephemeral_mb * MB),
             "--tmpfs",
             "/tmp",
-            "--ro-bind",
-            str(launch.code_dir),
-            "/var/task",
-            *(("--ro-bind", str(launch.opt_dir), "/opt") if launch.opt_dir is not None else ()),
-            "--ro-bind",
-            str(self.runtime_files.root),
-            "/var/runtime",
+            *ro_bind(str(launch.code_dir), "/var/task"),
+            *(ro_bind(str(launch.opt_dir), "/opt") if launch.opt_dir is not None else ()),
+            *ro_bind(str(self.runtime_files.root), "/var/runtime"),
+            # Nothing writable beyond /tmp and the bounded /dev/shm: bubblewrap's root and /dev are tmpfs
+            # without a size (a function filling them would hang the host's memory, not fail with ENOSPC)
+            "--remount-ro",
+            "/",
+            "--remount-ro",
+            "/dev",
             "--chdir",
             "/var/task",
             "--seccomp",
@@ -391,6 +470,18 @@ class NamespacesBackend(Backend):
             "-S",
             "/var/runtime/" + self.runtime_files.script(launch.interpreter, "/var/runtime", launch.script),
         ]
+
+    def _etc_file(self, name: str, content: str) -> str:
+        """A world-readable file holding `content`, shared by every sandbox that needs the same (by digest)."""
+        digest = hashlib.sha256(content.encode()).hexdigest()[:24]
+        path = self.etc_dir.parent / f"{self.etc_dir.name}-{name}-{digest}"
+        if not path.exists():
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            tmp.write_text(content)
+            tmp.chmod(0o644)
+            os.replace(tmp, path)
+            self._etc_files.add(path)
+        return str(path)
 
     def launch(self, launch: Launch) -> Handle:
         """Start the runtime: through a waiting spare launcher when one is ready (it paid for joining its
@@ -405,6 +496,10 @@ class NamespacesBackend(Backend):
             seccomp_fd = bpf_fd()
             argv = self._command(launch, SPARE_SECCOMP_FD)
             environ = {**launch.environ, "_NIMBUS_CONTROL_FD": str(SPARE_CONTROL_FD)}
+            if launch.netns is not None:
+                environ["_NIMBUS_NETNS"] = launch.netns
+                if launch.netns_userns is not None:
+                    environ["_NIMBUS_NETNS_USERNS"] = launch.netns_userns
             control_fd, *extra = launch.pass_fds
             if len(extra) > SPARE_MAX_FDS - 3:
                 raise OSError(f"too many fds for a spare launcher: {len(launch.pass_fds)}")
@@ -426,15 +521,25 @@ class NamespacesBackend(Backend):
         return NamespacesHandle(spare.popen, spare.cgroup, launch.memory_mb, launch.ephemeral_mb)
 
     def launch_direct(self, launch: Launch, seccomp: bytes | None = None, userns: bool = False) -> Handle:
-        """Launch in a fresh cgroup without a spare. `seccomp`: another filter than the deny-list; `userns`: let
-        the runtime create user namespaces (a zygote, whose forks build their own namespaces)."""
+        """Launch in a fresh cgroup without a spare. `seccomp`: another filter than the deny-list; `userns`: a
+        zygote, whose forks build their own namespaces: it may create user namespaces, and its bubblewrap runs
+        as the unprivileged host user SANDBOX_UID (see `unprivileged_prefix`)."""
         cgroup = self.cgroups.create(launch.env_id, launch.memory_mb, self.settings.pids_max, launch.ephemeral_mb)
         seccomp_fd = -1
         try:
             seccomp_fd = bpf_fd(seccomp)
-            argv = self._command(launch, seccomp_fd)
-            if userns:
-                argv = [a for a in argv if a != "--disable-userns"]
+            staged: list[str] | None = [] if userns and os.geteuid() == 0 else None
+            argv = self._command(launch, seccomp_fd, staged)
+            if userns:  # (and /run/nimbus: where its forks stage their /etc/resolv.conf and /etc/hosts)
+                argv = [argv[0], "--dir", "/run/nimbus", *(a for a in argv[1:] if a != "--disable-userns")]
+            if launch.netns is not None:
+                enter = [f"--user={launch.netns_userns}", "--preserve-credentials"] if launch.netns_userns else []
+                argv = [NSENTER, *enter, f"--net={launch.netns}", "--", *argv]
+            if staged is not None:
+                argv = [
+                    self.launcher_python, "-I", "-S", "-c", STAGE_LAUNCHER, str(self.stage_dir),
+                    str(SANDBOX_UID), str(SANDBOX_GID), str(len(staged) // 2), *staged, *argv,
+                ]
             popen = subprocess.Popen(
                 [*launcher_args(cgroup), *argv],
                 stdin=subprocess.DEVNULL,
@@ -463,3 +568,7 @@ class NamespacesBackend(Backend):
         self.cgroups.close()
         self.runtime_files.close()
         shutil.rmtree(self.etc_dir, ignore_errors=True)
+        for path in self._etc_files:
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.empty_dir, ignore_errors=True)
+        shutil.rmtree(self.stage_dir, ignore_errors=True)

@@ -720,10 +720,16 @@ def main():
 
     sys.meta_path.insert(0, LoggingHook())
     zygote = None
-    if env.pop("_NIMBUS_ZYGOTE", "") == "1":  # a fork server (issue 5): see nimbus_zygote.py
+    if env.get("_NIMBUS_ZYGOTE"):  # a fork server: see nimbus_zygote.py
         import nimbus_zygote as zygote
 
+        runtime_zygote = env["_NIMBUS_ZYGOTE"] == "runtime"
         zygote.prepare()
+        if runtime_zygote:  # no user code here: READY at once; each forked environment runs INIT itself
+            zygote.preload()
+            channel.send_result(2, True, 0, _max_rss_kb(), None, b"", _LOGS.take())
+            channel = zygote.serve_runtime(channel, Channel, (stdout, stderr))
+            zygote = None
     try:
         handler = get_handler(env.get("_HANDLER", ""))
         if zygote is not None:

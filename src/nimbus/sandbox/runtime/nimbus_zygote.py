@@ -1,7 +1,14 @@
 """The zygote (fork-server) mode of nimbus's Python runtime. Stdlib only, Python 3.10+, runs INSIDE the
-function's sandbox. bootstrap.py calls `prepare()` before INIT and `serve(channel)` after it.
+function's sandbox. bootstrap.py calls `prepare()` first, then either `serve_runtime(channel)` at once (a
+runtime zygote) or `serve_and_restore(channel)` after INIT (a snapshot zygote).
 
-A zygote runs INIT once; every execution environment of the version is then a fork of it:
+Two kinds (`_NIMBUS_ZYGOTE=runtime|snapshot`):
+- runtime (the default): the interpreter, the bootstrap and common standard-library modules, no user code.
+  A forked child runs the function's INIT itself, after it dropped every capability and stacked the
+  deny-list: one INIT per environment, as on AWS.
+- snapshot (SnapStart, or the server's opt-in): INIT runs once in the zygote; a forked child is a restore:
+  sockets inherited from INIT are replaced by fresh unconnected ones, randomness is reseeded, after-restore
+  hooks run.
 
 - `prepare()` (namespaced sandboxes only, before any user code): enter a new user namespace (full
   capabilities there, none on the host: every mount of the sandbox stays locked read-only as bubblewrap made
@@ -13,8 +20,8 @@ A zygote runs INIT once; every execution environment of the version is then a fo
   tmpfs /tmp and /dev/shm, network namespace (loopback only), IPC and UTS namespaces; it becomes
   non-dumpable, drops every capability and stacks the full seccomp deny-list. It then says hello (the host
   reads its pid from the kernel's SCM_CREDENTIALS and moves it into its own cgroup) and waits for the
-  per-environment values (`go`): environment variables, then reseeds randomness, runs after-restore hooks
-  and answers READY.
+  per-environment values (`go`): environment variables, then reseeds randomness and either runs INIT
+  (runtime zygote) or restores (snapshot zygote: sockets, hooks) and answers READY.
 """
 
 import gc
@@ -28,7 +35,8 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND = 1, 2, 4, 8, 32, 4096
+MNT_DETACH = 2
 PR_SET_DUMPABLE = 4
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
@@ -38,6 +46,14 @@ PR_CAPBSET_DROP = 24
 SECCOMP_MODE_FILTER = 2
 SIOCSIFFLAGS = 0x8914
 IFF_UP, IFF_LOOPBACK, IFF_RUNNING = 0x1, 0x8, 0x40
+DEV_SHM_MB = 64  # /dev/shm of an environment: bounded, so filling it fails with ENOSPC at once
+# Loaded by a runtime zygote before it serves forks (no user code): what functions commonly import, so their
+# INIT does not pay for it. Page-shared by every environment of the version.
+PRELOAD = (
+    "json", "logging", "socket", "ssl", "uuid", "random", "datetime", "decimal", "base64", "hashlib", "hmac",
+    "urllib.parse", "urllib.request", "http.client", "email.utils", "typing", "dataclasses", "tempfile",
+    "threading", "concurrent.futures", "zlib", "copy", "traceback", "pathlib",
+)
 
 _libc = None
 _state = {}  # set by prepare(): isolate flag, the pid namespace fd, seccomp filter paths
@@ -90,10 +106,12 @@ def _install_filter(path):
 def prepare():
     """Before INIT: set up the namespaces forks are made from (when the host asked for isolation)."""
     env = os.environ
+    _state["kind"] = env.pop("_NIMBUS_ZYGOTE", "snapshot")
     isolate = env.pop("_NIMBUS_ZYGOTE_ISOLATE", "0") == "1"
     _state["isolate"] = isolate
     _state["deny"] = env.pop("_NIMBUS_ZYGOTE_DENY", "")
     nouserns = env.pop("_NIMBUS_ZYGOTE_NOUSERNS", "")
+    init_filter = env.pop("_NIMBUS_ZYGOTE_INIT_FILTER", "")
     gc.disable()  # no collection may run between INIT and the fork: it would dirty every page
     if not isolate:
         return
@@ -114,8 +132,35 @@ def prepare():
                 continue
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     _state["pidns"] = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    if nouserns:
+    if _state["kind"] == "snapshot":
+        # INIT runs here, in the zygote: without any capability, under a filter that refuses every namespace
+        # but one recipe (a user namespace with all the others, which a fork needs to become an environment;
+        # see _enter_own_namespaces). Forks therefore build their namespaces inside a user namespace of their
+        # own, not with the zygote's privileges, which it no longer has.
+        _state["nested"] = True
+        _drop_capabilities()
+        if init_filter:
+            _install_filter(init_filter)
+    elif nouserns:
         _install_filter(nouserns)
+
+
+def preload():
+    """A runtime zygote: import what INIT would otherwise import in every environment (never user code)."""
+    import importlib
+
+    for name in PRELOAD:
+        try:  # noqa: SIM105 (no contextlib in the runtime)
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 (a module missing from a trimmed interpreter costs its INIT only)
+            pass
+
+
+def serve_runtime(channel, channel_class, streams):
+    """A runtime zygote after its READY: serve forks; returns (in a forked child only) the child's Channel,
+    on which the child then runs INIT and answers READY itself."""
+    control_fd, _ = serve(channel, None, streams, None)
+    return channel_class(control_fd)
 
 
 def _after_restore_hooks():
@@ -202,19 +247,20 @@ def serve(channel, logs, streams, send_ready):
             if not msg:
                 os._exit(0)  # the host is gone or shut us down; children die with our pid namespace
             request = json.loads(msg[1:])
-            if len(fds) != 2:
+            if len(fds) not in (2, 3):  # control socket, output pipe (, a prepared network namespace)
                 for f in fds:
                     os.close(f)
                 continue
             pidns = _state.get("pidns")
+            nested = _state.get("nested", False)
             try:
-                if isolate:
+                if isolate and not nested:
                     _check(_lib().unshare(CLONE_NEWPID), "unshare(pid)")
                 pid = os.fork()
             except OSError as e:
                 for f in fds:
                     os.close(f)
-                if isolate and pidns is not None:  # forks after this one must not land in a dead namespace
+                if isolate and not nested and pidns is not None:  # later forks must not land in a dead namespace
                     _lib().setns(pidns, CLONE_NEWPID)
                 fork_sock.send(b"E" + json.dumps({"id": request["id"], "error": str(e)}).encode())
                 continue
@@ -242,7 +288,7 @@ def serve(channel, logs, streams, send_ready):
                     except OSError:
                         pass
                     os._exit(70)
-            if isolate:
+            if isolate and not nested:
                 _check(_lib().setns(pidns, CLONE_NEWPID), "setns(pid)")
             children[pid] = request["id"]
             for f in fds:
@@ -268,7 +314,81 @@ def _reap(children, fork_sock):
                 pass
 
 
-def _isolate(tmp_mb):
+NESTED_RECIPE = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+
+
+def _enter_own_namespaces(fds):
+    """A fork of an unprivileged (snapshot) zygote: a user namespace of its own (capabilities there only)
+    with every other namespace, then one more fork so that the environment is pid 1 of its new pid
+    namespace. The process in between only waits and passes the exit status on (it sits in the
+    environment's cgroup; it holds none of the environment's fds, so their EOF still means its end)."""
+    libc = _lib()
+    uid, gid = os.getuid(), os.getgid()
+    _check(libc.unshare(NESTED_RECIPE), "unshare(namespaces)")
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    pid = os.fork()
+    if pid == 0:
+        return
+    for fd in fds:
+        os.close(fd)
+    old_tmp = _state.pop("old_tmp", None)
+    if old_tmp is not None:
+        os.close(old_tmp)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = os.waitstatus_to_exitcode(status)
+    os._exit(128 - code if code < 0 else code & 0xFF)
+
+
+def _drop_capabilities():
+    libc = _lib()
+    for cap in range(64):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()
+    _check(libc.capset(header, data), "capset")
+
+
+def _join_network(netns_fd, request):
+    """Join the network namespace the host prepared for this environment (owned by the zygote's user
+    namespace, where we still hold capabilities) and give the sandbox its /etc/resolv.conf and /etc/hosts:
+    written to a small tmpfs at /run/nimbus, bound over the read-only ones, the tmpfs then detached."""
+    libc = _lib()
+    try:
+        _check(libc.setns(netns_fd, CLONE_NEWNET), "setns(net)")
+    finally:
+        os.close(netns_fd)
+    staging = b"/run/nimbus"
+    if not os.path.isdir(staging):
+        return
+    _check(libc.mount(b"tmpfs", staging, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=65536,mode=0755"),
+           "mount /run/nimbus")
+    for name in ("resolv_conf", "hosts"):
+        content = request.get(name)
+        if content is None:
+            continue
+        target = "/etc/" + name.replace("_", ".")
+        staged = "/run/nimbus/" + name
+        with open(staged, "w") as f:
+            f.write(content)
+        os.chmod(staged, 0o644)
+        _check(libc.mount(staged.encode(), target.encode(), None, MS_BIND, None), "bind " + target)
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+        _check(libc.mount(None, target.encode(), None, flags, None), "ro " + target)
+    libc.umount2(staging, MNT_DETACH)
+
+
+def _isolate(tmp_mb, fds=(), netns_fd=None, request=None):
     import fcntl
     import socket
     import struct
@@ -281,11 +401,24 @@ def _isolate(tmp_mb):
         os.close(old_tmp)
         old_tmp = None
     _state["old_tmp"] = old_tmp
-    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    if _state.get("nested"):
+        if netns_fd is not None:
+            os.close(netns_fd)  # (never sent: a snapshot fork has no privilege in the zygote's namespaces)
+            netns_fd = None
+        _enter_own_namespaces(fds)
+    elif netns_fd is not None:
+        _check(libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+        _join_network(netns_fd, request or {})
+    else:
+        _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    # Our own /proc: this pid namespace's processes only (no zygote, no sibling). The kernel allows it because
+    # the sandbox's /proc has no locked cover (bubblewrap runs unprivileged for zygotes: backends/namespaces).
+    _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount /proc")
     options = f"size={tmp_mb * 1024 * 1024},mode=1777".encode()
     _check(libc.mount(b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, options), "mount /tmp")
     if os.path.isdir("/dev/shm"):
-        _check(libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777"), "mount /dev/shm")
+        shm = f"size={DEV_SHM_MB * 1024 * 1024},mode=1777".encode()
+        _check(libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", MS_NOSUID | MS_NODEV, shm), "mount /dev/shm")
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", IFF_UP | IFF_LOOPBACK | IFF_RUNNING))
@@ -293,15 +426,7 @@ def _isolate(tmp_mb):
         s.close()
     # Siblings share the zygote's /proc view: non-dumpable keeps their memory, environ and fds private.
     _check(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "dumpable")
-    for cap in range(64):
-        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            break
-    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-    import ctypes
-
-    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
-    data = (ctypes.c_uint32 * 6)()
-    _check(libc.capset(header, data), "capset")
+    _drop_capabilities()
     if _state.get("deny"):
         _install_filter(_state["deny"])
 
@@ -342,9 +467,16 @@ def _read_exact(fd, n):
 
 
 def _become_environment(request, fds, isolate, logs, streams, send_ready):
-    control_fd, out_fd = fds
+    control_fd, out_fd, *netns = fds
+    fds = [control_fd, out_fd]
     if isolate:
-        _isolate(int(request.get("tmp_mb", 512)))
+        _isolate(int(request.get("tmp_mb", 512)), fds, netns[0] if netns else None, request)
+    else:
+        for fd in netns:
+            os.close(fd)
+    if _state.get("kind") == "snapshot":
+        _replace_sockets(fds)  # in the environment's own network namespace: fresh sockets belong there
+    if isolate:
         _split_init(fds)
     else:
         os.setsid()
@@ -362,6 +494,8 @@ def _become_environment(request, fds, isolate, logs, streams, send_ready):
     _copy_tmp()
     _reseed()
     error = None
+    if _state.get("kind") != "snapshot":
+        return control_fd, error  # a runtime zygote's child runs INIT next: nothing to restore
     for func, args, kwargs in _after_restore_hooks():
         try:
             func(*args, **kwargs)
@@ -395,6 +529,41 @@ def _hello_with_endpoint(control_fd, isolate):
     finally:
         sock.detach()
         listener.close()
+
+
+def _replace_sockets(keep):
+    """A restore: every network socket inherited from INIT (connected, listening or bound) becomes a fresh,
+    unconnected socket of the same family and type on the same fd, so no connection is shared between
+    environments (or with the zygote); a client sees a dropped connection and reconnects, as after an AWS
+    restore. Unix sockets are left alone (ours, and INIT's own socketpairs)."""
+    import socket
+    import stat
+
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd in keep or fd < 3:
+            continue
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            old = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        try:
+            family, kind, proto = old.family, old.type, old.proto
+            if family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            flags = os.get_blocking(fd)
+            fresh = socket.socket(family, kind, proto)
+            try:
+                fresh.setblocking(flags)
+                os.dup2(fresh.fileno(), fd, inheritable=os.get_inheritable(fd))
+            finally:
+                fresh.close()
+        except OSError:
+            continue
+        finally:
+            old.detach()
 
 
 def _copy_tmp():
