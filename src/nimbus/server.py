@@ -63,7 +63,7 @@ def run(settings: Settings, graceful_timeout: float = 30.0) -> None:
             },
         )
 
-    app = create_app(platform, os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))  # uvicorn's own default
+    app = create_app(platform, os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))  # as uvicorn.Config reads it
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -54,7 +54,7 @@ async def json_protocol(request: Request) -> Response:
     raise UnknownOperation(f"Unknown operation {target or '(no X-Amz-Target)'}")
 
 
-def create_app(platform: Platform, forwarded_allow_ips: str | list[str] = "127.0.0.1") -> ASGIApp:
+def create_app(platform: Platform, forwarded_allow_ips: str | list[str] = "127.0.0.1,::1") -> ASGIApp:
     """Build the app; the platform is started and stopped with it. `forwarded_allow_ips`: the proxies whose
     X-Forwarded-* headers are believed (uvicorn's `--forwarded-allow-ips`)."""
 
