@@ -30,6 +30,7 @@ class VersionSpec:
     tracing_mode: str = "PassThrough"  # TracingConfig.Mode: PassThrough | Active
     opt_dir: Path | None = None  # the function's layers merged (control/layertree.py), mounted at /opt
     snap_start: bool = False  # a published version with SnapStart ApplyOn=PublishedVersions (issue 5)
+    pending: bool = False  # State Pending (just created, issue 21): invoking it is a ResourceConflict
 
     @property
     def qualified_arn(self) -> str:
