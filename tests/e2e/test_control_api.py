@@ -396,7 +396,7 @@ def test_missing_function_errors(lam: Any, name: str) -> None:
 def test_oversized_zip_is_refused(raw: Any, name: str) -> None:
     """AWS: 413 RequestEntityTooLargeException "Zipped size must be smaller than 52428800 bytes" (LocalStack
     snapshot test_oversized_zipped_create_lambda, recorded against AWS)."""
-    big = make_zip({"blob.bin": os.urandom(51 * 1024 * 1024)})
+    big = make_zip({"blob.bin": os.urandom(50 * 1024 * 1024 + 4096)})  # base64 of it fits a request
     text = fails(lambda: raw.create_function(FunctionName=name, Runtime=RUNTIME, Role=ROLE,
                                              Handler="lambda_function.handler", Code={"ZipFile": big}),
                  413, "RequestEntityTooLargeException")

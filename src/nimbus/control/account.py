@@ -12,6 +12,15 @@ from nimbus.control.core import TOTAL_CODE_SIZE_LIMIT, RegistryCore
 from nimbus.control.models import FunctionRow, VersionRow
 from nimbus.errors import InvalidParameterValue
 
+# The ARNs TagResource takes, as AWS prints the pattern today (LocalStack snapshot test_tag_exceptions):
+# functions, layers, code signing configs, event source mappings, capacity providers.
+TAGGABLE_ARN_PATTERN = (
+    r"arn:(aws[a-zA-Z-]*):lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:"
+    r"(function:[a-zA-Z0-9-_]+(:(\$LATEST|[a-zA-Z0-9-_]+))?|layer:([a-zA-Z0-9-_]+)|code-signing-config:csc-[a-z0-9]{17}|"
+    r"event-source-mapping:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|"
+    r"capacity-provider:[a-zA-Z0-9-_]+)"
+)
+
 
 class AccountOps(RegistryCore):
     """TagResource/UntagResource/ListTags, Put/Get/DeleteFunctionConcurrency, GetAccountSettings."""
@@ -20,9 +29,7 @@ class AccountOps(RegistryCore):
 
     def _tagged(self, resource: str) -> str:
         """The function name a taggable ARN names (an unqualified function ARN only)."""
-        pattern = (r"arn:(aws[a-zA-Z-]*):lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:"
-                   r"function:[a-zA-Z0-9-_]+(:(\$LATEST|[a-zA-Z0-9-_]+))?")
-        v.check_pattern(resource, pattern, "resource", max_len=256, min_len=1)
+        v.check_pattern(resource, TAGGABLE_ARN_PATTERN, "resource", max_len=256, min_len=1)
         loc = self.locate(resource)
         if loc.qualifier is not None:
             raise InvalidParameterValue(
@@ -51,10 +58,16 @@ class AccountOps(RegistryCore):
     # ---------------------------------------------------------------- concurrency
 
     def put_concurrency(self, function_name: str, reserved: int) -> dict[str, int]:
-        name = self._unqualified(function_name)
+        loc = self.locate(function_name)
+        if loc.qualifier is not None:  # AWS's text (LocalStack snapshot test_function_concurrency_exceptions)
+            raise InvalidParameterValue(
+                "This operation is permitted on Lambda functions only. Aliases and versions do not support this "
+                "operation. Please specify either a function name or an unqualified function ARN."
+            )
+        name = loc.name
         v.check_range(reserved, "reservedConcurrentExecutions", 0, 2**31 - 1)
         with self._write(name) as s:
-            fn = self._function(s, name)
+            fn = self._function(s, name, "$LATEST")  # AWS names `:$LATEST` when the function is missing
             others = s.scalar(select(func.coalesce(func.sum(FunctionRow.reserved_concurrency), 0))
                               .where(FunctionRow.name != name)) or 0
             minimum = self.settings.min_unreserved_concurrency

@@ -80,12 +80,14 @@ def qualifier_errors(qualifier: str | None, field: str = "qualifier") -> list[st
 
 
 def parse_locator(
-    value: str, region: str, account: str, field: str = "functionName", qualifier: str | None = None
+    value: str, region: str, account: str, field: str = "functionName", qualifier: str | None = None,
+    default_qualifier: str | None = None,
 ) -> FunctionLocator:
     """Take apart a FunctionName parameter (with the operation's Qualifier parameter, if any), in AWS's order:
     every schema problem of both at once (ValidationException listing each), then an ARN of another
     account (403 AccessDeniedException) or region ("Functions from '<region>' are not reachable ..."), then
-    a name longer than 64 characters, which names no function (ResourceNotFoundException)."""
+    a name longer than 64 characters, which names no function (ResourceNotFoundException, naming the
+    qualifier, or `default_qualifier` without one: Invoke says `$LATEST`)."""
     m = _LOCATOR.fullmatch(value)
     errors = [] if m is not None else [pattern_error(value, field, FUNCTION_NAME_PATTERN)]
     if m is not None and len(value) > 170:  # botocore's NamespacedFunctionName; checked after the pattern
@@ -102,7 +104,8 @@ def parse_locator(
         raise ResourceNotFound(f"Functions from '{arn_region}' are not reachable in this region ('{region}')")
     if not NAME_RE.match(loc.name):
         raise ResourceNotFound(
-            f"Function not found: {function_arn(region, account, loc.name, qualifier or loc.qualifier)}"
+            f"Function not found: "
+            f"{function_arn(region, account, loc.name, qualifier or loc.qualifier or default_qualifier)}"
         )
     return loc
 

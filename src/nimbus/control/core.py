@@ -102,12 +102,14 @@ class RegistryCore:
         """Parse a FunctionName parameter (name, partial or full ARN, maybe qualified)."""
         return parse_locator(name_or_arn, self.settings.region, self.settings.account_id)
 
-    def split_qualifier(self, name_or_arn: str, qualifier: str | None = None) -> tuple[str, str | None]:
+    def split_qualifier(self, name_or_arn: str, qualifier: str | None = None,
+                        default_qualifier: str | None = None) -> tuple[str, str | None]:
         """(function name, qualifier or None) of a FunctionName parameter; `qualifier`, the operation's
         Qualifier parameter if it has one, is validated with it (both problems reported at once, as AWS)."""
         if NAME_RE.match(name_or_arn) and (qualifier is None or _PLAIN_QUALIFIER.match(qualifier)):
             return name_or_arn, None
-        loc = parse_locator(name_or_arn, self.settings.region, self.settings.account_id, qualifier=qualifier)
+        loc = parse_locator(name_or_arn, self.settings.region, self.settings.account_id, qualifier=qualifier,
+                            default_qualifier=default_qualifier)
         return loc.name, loc.qualifier
 
     def snapshot(self, name_or_arn: str) -> FunctionSnapshot:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from typing import Any
 
@@ -25,7 +26,7 @@ from nimbus.control.documents import lambda_timestamp
 from nimbus.control.layers import LayerOps
 from nimbus.control.models import AliasRow, FunctionRow, VersionRow
 from nimbus.control.permissions import PolicyOps
-from nimbus.errors import InvalidParameterValue, ResourceConflict
+from nimbus.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
 
 __all__ = ["LATEST", "ONLY_LATEST", "Registry", "new_revision"]
 
@@ -187,7 +188,7 @@ class Registry(AliasOps, AccountOps, PolicyOps, LayerOps):
         name, qualifier = self._name_and_qualifier(function_name, qualifier)
         if qualifier == LATEST:
             raise InvalidParameterValue("$LATEST version cannot be deleted without deleting the function.")
-        if qualifier is not None and not is_version(qualifier):
+        if qualifier is not None and re.fullmatch(v.ALIAS_PATTERN, qualifier):
             # AWS's text, before it looks the function up (LocalStack snapshot
             # test_function_name_and_qualifier_validation, qualifier_too_long1-delete_function)
             raise InvalidParameterValue("Deletion of aliases is not currently supported.")
@@ -196,6 +197,8 @@ class Registry(AliasOps, AccountOps, PolicyOps, LayerOps):
             if qualifier is None:
                 s.delete(fn)
                 return
+            if not is_version(qualifier):  # e.g. "$latest": names no version
+                raise ResourceNotFound(f"Function not found: {self.arn(name)}")
             row = self._version(s, name, qualifier)
             users = [a.name for a in s.scalars(select(AliasRow).where(AliasRow.function_name == name))
                      if a.function_version == qualifier

@@ -158,7 +158,7 @@ class Invoker:
         _check_json(payload)
         context_json = _decode_client_context(client_context) if client_context else None
 
-        name, arn_qualifier = self._registry.split_qualifier(function, qualifier)
+        name, arn_qualifier = self._registry.split_qualifier(function, qualifier, "$LATEST")
         if arn_qualifier and qualifier and arn_qualifier != qualifier:
             raise InvalidParameterValue(
                 "The derived qualifier from the function name does not match the specified qualifier."
