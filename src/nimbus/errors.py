@@ -165,6 +165,13 @@ class CrossAccountDenied(AccessDenied):
         return {"Message": None}
 
 
+class CodeSigningConfigNotFound(LambdaError):
+    """PutFunctionCodeSigningConfig naming a config that does not exist (issue 21)."""
+
+    status = 404
+    error_type = "CodeSigningConfigNotFoundException"
+
+
 class ProvisionedConcurrencyConfigNotFound(LambdaError):
     """GetProvisionedConcurrencyConfig on a qualifier without one (issue 5)."""
 

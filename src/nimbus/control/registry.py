@@ -19,13 +19,15 @@ from nimbus.control import validation as v
 from nimbus.control.account import AccountOps
 from nimbus.control.aliases import AliasOps
 from nimbus.control.arn import create_name, is_version
+from nimbus.control.codesigning import CodeSigningOps
 from nimbus.control.codestore import CodeBlob
 from nimbus.control.configs import apply_request
 from nimbus.control.core import LATEST, ONLY_LATEST, new_revision, page_of, version_sort_key
 from nimbus.control.documents import lambda_timestamp
 from nimbus.control.layers import LayerOps
-from nimbus.control.models import AliasRow, FunctionRow, VersionRow
+from nimbus.control.models import AliasRow, FunctionRow, FunctionSettingsRow, VersionRow
 from nimbus.control.permissions import PolicyOps
+from nimbus.control.recursion import RecursionOps
 from nimbus.errors import InvalidParameterValue, ResourceConflict, ResourceNotFound
 
 __all__ = ["LATEST", "ONLY_LATEST", "Registry", "new_revision"]
@@ -35,7 +37,7 @@ __all__ = ["LATEST", "ONLY_LATEST", "Registry", "new_revision"]
 PAGE_MAX = 50
 
 
-class Registry(AliasOps, AccountOps, PolicyOps, LayerOps):
+class Registry(AliasOps, AccountOps, PolicyOps, LayerOps, CodeSigningOps, RecursionOps):
     """All control-plane state and operations. Thread-safe; API handlers call it from worker threads."""
 
     def create_function(self, request: dict[str, Any], zip_bytes: bytes | None) -> dict[str, Any]:
@@ -47,9 +49,11 @@ class Registry(AliasOps, AccountOps, PolicyOps, LayerOps):
         if zip_bytes is None:
             raise InvalidParameterValue("Please provide a source for function code: Code.ZipFile "
                                         "(S3 and image sources are not supported by this server).")
+        csc_arn = request.get("CodeSigningConfigArn")
         with Session(self.engine) as s:
             if s.get(FunctionRow, name) is not None:
                 raise ResourceConflict(f"Function already exist: {name}")
+            csc_id = self.existing_csc_id(s, csc_arn) if csc_arn is not None else None
         blob = self.codestore.put(zip_bytes)
         self.check_code_and_layers_size(config, blob.sha256_hex)
         now_ms = int(time.time() * 1000)
@@ -59,6 +63,8 @@ class Registry(AliasOps, AccountOps, PolicyOps, LayerOps):
             fn = FunctionRow(name=name, created_ms=now_ms, last_version=0, reserved_concurrency=None,
                              tags=tags, policy=[], policy_revision=new_revision())
             s.add(fn)
+            if csc_id is not None:
+                s.add(FunctionSettingsRow(function_name=name, code_signing_config_id=csc_id))
             latest = VersionRow(function_name=name, version=LATEST, config=self._with_code(config, blob),
                                 code_sha256=blob.sha256_hex, revision_id=new_revision(),
                                 last_modified=lambda_timestamp(now_ms / 1000))
