@@ -81,7 +81,8 @@ class _BinaryWriter:
 
 
 class CapturedStream:
-    """Replaces sys.stdout / sys.stderr: text is split into lines, one log event per line."""
+    """Replaces sys.stdout / sys.stderr: one log event per written line, where a line ends with a write that
+    ends in a newline, so one `print()` of several lines is one event, as AWS's runtime logs it (issue 21)."""
 
     encoding = "utf-8"
     errors = "replace"
@@ -97,14 +98,11 @@ class CapturedStream:
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        if "\n" not in s:
+        if not s.endswith("\n"):
             self._partial += s
             return len(s)
-        parts = (self._partial + s).split("\n")
-        self._partial = parts.pop()
-        add = self._sink.add
-        for part in parts:
-            add(part)
+        self._sink.add(self._partial + s[:-1])
+        self._partial = ""
         return len(s)
 
     def writelines(self, lines):
