@@ -40,3 +40,34 @@ def test_multi_line_print_is_one_log_event(server: NimbusServer, lam: Any) -> No
     messages = [m.rstrip("\n") for m in events(logs, name)
                 if not m.startswith(("START", "END", "REPORT", "INIT_START"))]
     assert messages == ["line one\nline two\nline three", "single"]
+
+
+SDK_USER = """
+import os
+import boto3, botocore, jmespath
+
+def handler(event, context):
+    runtime_dir = os.environ["LAMBDA_RUNTIME_DIR"]
+    client = boto3.client("lambda", region_name="us-east-1")  # builds from botocore's bundled models
+    return {"boto3": boto3.__version__, "from_runtime": boto3.__file__.startswith(runtime_dir),
+            "botocore_from_runtime": botocore.__file__.startswith(runtime_dir),
+            "own_jmespath": getattr(jmespath, "MINE", False), "service": client.meta.service_model.service_name}
+"""
+
+
+def test_boto3_is_in_the_python_runtime_below_the_functions_code(lam: Any) -> None:
+    """AWS's Python runtimes include boto3/botocore (in the runtime directory, after the function's code and
+    layers on sys.path): a function that imports boto3 without bundling it works, and a module the function
+    bundles itself (here `jmespath`) wins over the runtime's."""
+    import json
+
+    import boto3
+
+    name = f"sdk-{uuid.uuid4().hex[:8]}"
+    lam.create_function(FunctionName=name, Runtime=RUNTIME, Role=ROLE, Handler="app.handler", Timeout=30,
+                        Code={"ZipFile": make_zip({"app.py": SDK_USER, "jmespath.py": "MINE = True\n"})})
+    out = lam.invoke(FunctionName=name, Payload=b"{}")
+    assert "FunctionError" not in out, out["Payload"].read()
+    result = json.loads(out["Payload"].read())
+    assert result == {"boto3": boto3.__version__, "from_runtime": True, "botocore_from_runtime": True,
+                      "own_jmespath": True, "service": "lambda"}
