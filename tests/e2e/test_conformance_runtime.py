@@ -71,3 +71,33 @@ def test_boto3_is_in_the_python_runtime_below_the_functions_code(lam: Any) -> No
     result = json.loads(out["Payload"].read())
     assert result == {"boto3": boto3.__version__, "from_runtime": True, "botocore_from_runtime": True,
                       "own_jmespath": True, "service": "lambda"}
+
+
+LIMITS = """
+import os, resource
+
+def handler(event, context):
+    return {"nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+            "env": {k: os.environ.get(k) for k in ("LANG", "TZ", "PATH", "LD_LIBRARY_PATH", "PYTHONPATH",
+                                                    "AWS_XRAY_CONTEXT_MISSING", "AWS_XRAY_DAEMON_ADDRESS",
+                                                    "_AWS_XRAY_DAEMON_ADDRESS", "_AWS_XRAY_DAEMON_PORT")}}
+"""
+
+
+def test_open_files_limit_and_environment_variables(lam: Any) -> None:
+    """AWS's documented execution environment: 1,024 file descriptors (Lambda quotas page), and the
+    variables AWS sets (developer guide, configuration-envvars: LANG en_US.UTF-8, TZ :UTC, the X-Ray
+    daemon address variables and AWS_XRAY_CONTEXT_MISSING=LOG_ERROR)."""
+    import json
+
+    name = f"env-{uuid.uuid4().hex[:8]}"
+    lam.create_function(FunctionName=name, Runtime=RUNTIME, Role=ROLE, Handler="app.handler",
+                        Code={"ZipFile": make_zip({"app.py": LIMITS})})
+    result = json.loads(lam.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
+    assert result["nofile"] == [1024, 1024]
+    env = result["env"]
+    assert (env["LANG"], env["TZ"]) == ("en_US.UTF-8", ":UTC")
+    assert env["AWS_XRAY_CONTEXT_MISSING"] == "LOG_ERROR"
+    assert env["AWS_XRAY_DAEMON_ADDRESS"] == "169.254.79.129:2000"
+    assert (env["_AWS_XRAY_DAEMON_ADDRESS"], env["_AWS_XRAY_DAEMON_PORT"]) == ("169.254.79.129", "2000")
+    assert env["PATH"].endswith("/usr/local/bin:/usr/bin/:/bin:/opt/bin")

@@ -338,6 +338,17 @@ def get_handler(handler):
                              f"Handler '{fname}' missing on module '{modname}'") from None
 
 
+def _limit_open_files():
+    """1,024 open files per environment, as AWS's quotas page documents (issue 21); set in the environment
+    itself (a zygote serving many forks keeps its own limit)."""
+    import resource
+
+    try:  # noqa: SIM105 (contextlib costs milliseconds of start-up)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+    except (ValueError, OSError):
+        pass
+
+
 def setup_path(task_root, opt="/opt"):
     minor = "python{}.{}".format(*sys.version_info[:2])
     # -I -S leaves only the standard library on sys.path: put the function's code and layers first.
@@ -747,6 +758,7 @@ def main():
     if zygote is not None:  # returns only in a forked environment, with its own channel
         channel = zygote.serve_and_restore(channel, Channel, _LOGS, (stdout, stderr), _max_rss_kb)
 
+    _limit_open_files()
     _environment_snapshot()
     traced = "_X_AMZN_TRACE_ID" in env
     dumps = json.JSONEncoder(ensure_ascii=False).encode
