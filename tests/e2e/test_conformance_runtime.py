@@ -101,3 +101,37 @@ def test_open_files_limit_and_environment_variables(lam: Any) -> None:
     assert env["AWS_XRAY_DAEMON_ADDRESS"] == "169.254.79.129:2000"
     assert (env["_AWS_XRAY_DAEMON_ADDRESS"], env["_AWS_XRAY_DAEMON_PORT"]) == ("169.254.79.129", "2000")
     assert env["PATH"].endswith("/usr/local/bin:/usr/bin/:/bin:/opt/bin")
+
+
+SH_BOOTSTRAP = r'''#!/bin/sh
+set -euo pipefail
+API="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+while true; do
+  HEADERS="$(mktemp)"
+  curl -sS -D "$HEADERS" "$API/invocation/next" >/dev/null
+  ID=$(grep -Fi "Lambda-Runtime-Aws-Request-Id:" "$HEADERS" | head -1 | cut -d' ' -f2- | tr -d '\r\n')
+  ENTRY=no; [ -f /lambda-entrypoint.sh ] && ENTRY=yes
+  SHELL_NAME=$(/bin/sh -c 'echo "${BASH_VERSION:+bash}"')
+  curl -sS -X POST "$API/invocation/$ID/response" -d "{\"entrypoint\":\"$ENTRY\",\"sh\":\"$SHELL_NAME\"}" >/dev/null
+done
+'''
+
+
+def test_provided_runtime_sh_is_bash_and_entrypoint_exists(server: NimbusServer, lam: Any) -> None:
+    """AWS's provided.al2023 image: /bin/sh is bash (so `set -o pipefail` under #!/bin/sh works) and
+    /lambda-entrypoint.sh exists (AWS's base images start through it)."""
+    import json
+    import shutil
+
+    import pytest
+
+    from nimbus.sandbox.runtimes import available_runtimes
+
+    if "provided.al2023" not in available_runtimes() or shutil.which("curl") is None:
+        pytest.skip("custom runtimes or curl unavailable here")
+    name = f"sh-{uuid.uuid4().hex[:8]}"
+    lam.create_function(FunctionName=name, Runtime="provided.al2023", Role=ROLE, Handler="x", Timeout=30,
+                        Code={"ZipFile": make_zip({"bootstrap": SH_BOOTSTRAP})})
+    out = lam.invoke(FunctionName=name, Payload=b"{}")
+    assert "FunctionError" not in out, out["Payload"].read()
+    assert json.loads(out["Payload"].read()) == {"entrypoint": "yes", "sh": "bash"}
