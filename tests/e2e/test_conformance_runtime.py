@@ -135,3 +135,33 @@ def test_provided_runtime_sh_is_bash_and_entrypoint_exists(server: NimbusServer,
     out = lam.invoke(FunctionName=name, Payload=b"{}")
     assert "FunctionError" not in out, out["Payload"].read()
     assert json.loads(out["Payload"].read()) == {"entrypoint": "yes", "sh": "bash"}
+
+
+NODE_PRINTER = """
+exports.handler = async () => {
+  console.log("line one\\nline two");
+  return "ok";
+};
+"""
+
+
+def test_node_console_log_of_several_lines_is_one_event(server: NimbusServer, lam: Any) -> None:
+    """AWS's Node.js runtime writes one console.log() as one log event (its runtime client keeps the newlines
+    inside the event), as for Python's print()."""
+    import pytest
+
+    from nimbus.sandbox.apiruntimes import NODE_RUNTIMES, find_node, node_ric_dir
+
+    node = next((r for r in NODE_RUNTIMES if find_node(r) is not None), None)
+    if node is None or node_ric_dir() is None:
+        pytest.skip("no node / aws-lambda-ric here")
+    logs = server.client("logs")
+    name = f"nodeprint-{uuid.uuid4().hex[:8]}"
+    lam.create_function(FunctionName=name, Runtime=node, Role=ROLE, Handler="index.handler", Timeout=30,
+                        Code={"ZipFile": make_zip({"index.js": NODE_PRINTER})})
+    assert lam.invoke(FunctionName=name, Payload=b"{}")["StatusCode"] == 200
+    deadline = time.monotonic() + 30
+    while not any(m.startswith("REPORT") for m in events(logs, name)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    mine = [m for m in events(logs, name) if "line one" in m or "line two" in m]
+    assert len(mine) == 1 and "line one" in mine[0] and "line two" in mine[0], mine
