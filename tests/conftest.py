@@ -97,9 +97,12 @@ class NimbusServer:
         kw.setdefault("timeout", 120)
         return httpx.Client(base_url=self.endpoint, **kw)  # type: ignore[arg-type]
 
-    def client(self, service: str = "lambda"):  # type: ignore[no-untyped-def]
+    def client(self, service: str = "lambda", wait: bool = True):  # type: ignore[no-untyped-def]
+        """A boto3 client of this server. For Lambda, `wait` makes every successful create or update
+        wait until the function settles (Pending -> Active, InProgress -> Successful), as deployment
+        tools do against AWS (issue 21); `wait=False` gives the bare client."""
         akid, secret = self.credentials
-        return boto3.client(
+        client = boto3.client(
             service,
             endpoint_url=self.endpoint,
             region_name="us-east-1",
@@ -107,6 +110,29 @@ class NimbusServer:
             aws_secret_access_key=secret,
             config=Config(retries={"max_attempts": 1}, read_timeout=120),
         )
+        if service == "lambda" and wait:
+            wait_until_settled(client)
+        return client
+
+
+def wait_until_settled(client) -> None:  # type: ignore[no-untyped-def]
+    """Hook a boto3 Lambda client so CreateFunction / UpdateFunctionCode / UpdateFunctionConfiguration
+    return only once the function is Active and its last update Successful (polling GetFunctionConfiguration
+    like boto3's `function_active_v2` / `function_updated_v2` waiters, at a shorter interval)."""
+
+    def settle(http_response, parsed, **_: object) -> None:  # type: ignore[no-untyped-def]
+        if http_response.status_code >= 300 or "FunctionName" not in parsed:
+            return
+        deadline = time.monotonic() + 60
+        for qualifier in {"$LATEST", parsed.get("Version", "$LATEST")}:
+            while time.monotonic() < deadline:
+                conf = client.get_function_configuration(FunctionName=parsed["FunctionName"], Qualifier=qualifier)
+                if conf.get("State") != "Pending" and conf.get("LastUpdateStatus") != "InProgress":
+                    break
+                time.sleep(0.02)
+
+    for operation in ("CreateFunction", "UpdateFunctionCode", "UpdateFunctionConfiguration"):
+        client.meta.events.register(f"after-call.lambda.{operation}", settle)
 
 
 class BotoSigV4(httpx.Auth):

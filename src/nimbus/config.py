@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     env_vars_max_bytes: int = 4096
     zip_max_bytes: int = 50 * MB
     unzipped_max_bytes: int = 250 * MB
-    request_body_max_bytes: int = 70 * MB  # base64 of a 50 MB zip inside JSON
+    request_body_max_bytes: int = 70167211  # AWS's CreateFunction limit: base64 of a 50 MB zip inside JSON
     ephemeral_min: int = 512
     ephemeral_max: int = 10240
     layers_max: int = 5
@@ -56,6 +56,10 @@ class Settings(BaseSettings):
 
     # Logs
     log_retention_days: int = 30
+
+    # Seconds a function stays Pending after CreateFunction / InProgress after an update before it settles
+    # (issue 21, control/lifecycle.py); AWS takes about a second, nimbus as long as its background step.
+    lifecycle_delay: float = Field(default=0.0, ge=0.0)
 
     @field_validator("data_dir")
     @classmethod

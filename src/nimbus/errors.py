@@ -82,6 +82,14 @@ class RequestTooLarge(LambdaError):
     error_type = "RequestTooLargeException"
 
 
+class RequestEntityTooLarge(LambdaError):
+    """A control-plane request or zip over Lambda's limits (AWS's type for CreateFunction/UpdateFunctionCode;
+    Invoke uses RequestTooLargeException)."""
+
+    status = 413
+    error_type = "RequestEntityTooLargeException"
+
+
 class PolicyLengthExceeded(LambdaError):
     status = 400
     error_type = "PolicyLengthExceededException"
@@ -169,6 +177,24 @@ class UnrecognizedClient(LambdaError):
 class AccessDenied(LambdaError):
     status = 403
     error_type = "AccessDeniedException"
+
+
+class CrossAccountDenied(AccessDenied):
+    """A function ARN of another account: AWS answers 403 AccessDeniedException without a message
+    (LocalStack snapshot test_create_lambda_exceptions, function_arn_other_account_exc, recorded against AWS)."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def body(self) -> dict[str, Any]:
+        return {"Message": None}
+
+
+class CodeSigningConfigNotFound(LambdaError):
+    """PutFunctionCodeSigningConfig naming a config that does not exist (issue 21)."""
+
+    status = 404
+    error_type = "CodeSigningConfigNotFoundException"
 
 
 class ProvisionedConcurrencyConfigNotFound(LambdaError):

@@ -124,7 +124,7 @@ async def test_bad_base64_zip(client: httpx.AsyncClient) -> None:
 
 
 async def test_body_limit(client: httpx.AsyncClient) -> None:
-    assert_error(await client.post(F, json=body(Description="x" * 70_000)), 413, "RequestTooLargeException")
+    assert_error(await client.post(F, json=body(Description="x" * 70_000)), 413, "RequestEntityTooLargeException")
 
 
 async def test_unknown_fields_and_nulls_are_ignored(client: httpx.AsyncClient) -> None:

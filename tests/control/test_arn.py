@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nimbus.control.arn import function_arn, parse_locator
-from nimbus.errors import ResourceNotFound, ValidationError
+from nimbus.errors import CrossAccountDenied, ResourceNotFound, ValidationError
 
 R, A = "us-east-1", "000000000000"
 
@@ -21,6 +21,7 @@ R, A = "us-east-1", "000000000000"
         ("arn:aws:lambda:us-east-1:000000000000:function:fn", "fn", None),
         ("arn:aws:lambda:us-east-1:000000000000:function:fn:live", "fn", "live"),
         ("123456789012", "123456789012", None),
+        ("arn:aws:lambda:us-east-1:fn", "fn", None),  # AWS's pattern reads it as region + name
     ],
 )
 def test_locators(value: str, name: str, qualifier: str | None) -> None:
@@ -28,17 +29,28 @@ def test_locators(value: str, name: str, qualifier: str | None) -> None:
     assert (loc.name, loc.qualifier) == (name, qualifier)
 
 
-@pytest.mark.parametrize("value", ["", "bad name", "fn:bad qualifier", "arn:aws:lambda:us-east-1:fn", "a" * 300,
-                                   "x" * 65])
+@pytest.mark.parametrize("value", ["", "bad name", "fn:bad qualifier", "a" * 300, "fn:1:2"])
 def test_malformed(value: str) -> None:
     with pytest.raises(ValidationError):
         parse_locator(value, R, A)
 
 
-def test_other_account_or_region_is_not_found() -> None:
-    with pytest.raises(ResourceNotFound, match="function:fn$"):
+def test_name_and_qualifier_problems_are_listed_together() -> None:
+    with pytest.raises(ValidationError, match=r"^2 validation errors detected: Value 'bad name' at 'functionName'.*; "
+                                              r"Value 'q!' at 'qualifier'"):
+        parse_locator("bad name", R, A, qualifier="q!")
+
+
+def test_long_name_is_not_found() -> None:
+    with pytest.raises(ResourceNotFound, match=r"function:x{65}$"):
+        parse_locator("x" * 65, R, A)
+
+
+def test_other_account_is_denied_and_other_region_unreachable() -> None:
+    with pytest.raises(ResourceNotFound, match=r"^Functions from 'eu-west-1' are not reachable in this region "
+                                               r"\('us-east-1'\)$"):
         parse_locator("arn:aws:lambda:eu-west-1:000000000000:function:fn", R, A)
-    with pytest.raises(ResourceNotFound):
+    with pytest.raises(CrossAccountDenied):
         parse_locator("111111111111:function:fn", R, A)
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from nimbus.config import Settings
 from nimbus.control.codestore import UNZIP_ERROR, CodeStore
-from nimbus.errors import InvalidParameterValue, RequestTooLarge
+from nimbus.errors import InvalidParameterValue, RequestEntityTooLarge
 
 
 def zip_of(entries: list[tuple[str, bytes, int]]) -> bytes:
@@ -115,7 +115,7 @@ def test_writing_through_a_symlinked_directory_is_refused(store: CodeStore) -> N
 def test_size_limits_come_from_settings(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, zip_max_bytes=2000, unzipped_max_bytes=10_000)
     store = CodeStore(tmp_path / "code", settings)
-    with pytest.raises(RequestTooLarge):
+    with pytest.raises(RequestEntityTooLarge):
         store.put(zip_of([("r", os.urandom(4000), 0o100644)]))
     with pytest.raises(InvalidParameterValue) as err:
         store.put(zip_of([("z", b"\0" * 20_000, 0o100644)]))

@@ -25,7 +25,11 @@ def test_runtime_families() -> None:
 
 def test_custom_runtimes_look_for_a_bootstrap() -> None:
     command = runtime_command("provided.al2023", isolated=True)
-    assert command.argv == () and command.binds == ()
+    assert command.argv == ()
+    # /bin/sh is bash and /lambda-entrypoint.sh exists, as in AWS's provided images (issue 21)
+    assert ("/usr/bin/bash", "/usr/bin/sh") in command.binds
+    assert any(inside == "/lambda-entrypoint.sh" and Path(host).is_file() for host, inside in command.binds)
+    assert runtime_command("provided.al2023", isolated=False).binds == ()
 
 
 def test_custom_runtimes_need_only_the_launcher_python(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from nimbus.api import auth, dashboard, errors, functions, logs
+from nimbus.api import codesigning as codesigning_api
 from nimbus.api import eventconfigs as eventconfigs_api
 from nimbus.api import keys as keys_api
 from nimbus.api import layers as layers_api
@@ -80,6 +81,7 @@ def create_app(platform: Platform, forwarded_allow_ips: str | list[str] = "127.0
         *metrics_api.routes,  # /metrics, /nimbus/v1/cost
         *dashboard.routes,  # /dashboard
         *provisioned_api.routes,  # provisioned concurrency configs
+        *codesigning_api.routes,  # code signing configs, recursion configs
     ]
     router = Starlette(
         routes=routes,

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nimbus import sigv4
 from nimbus.api.body import receive_body
 from nimbus.api.errors import error_parts
+from nimbus.api.uploads import code_upload_operation
 from nimbus.config import Settings
 from nimbus.control.keys import AccessKey, KeyStore
 from nimbus.errors import (
@@ -35,6 +36,8 @@ from nimbus.errors import (
     InvalidSignature,
     LambdaError,
     MissingAuthenticationToken,
+    RequestEntityTooLarge,
+    RequestTooLarge,
     UnrecognizedClient,
 )
 
@@ -313,7 +316,15 @@ def _function_name(raw: str) -> str:
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refusing more than `limit` bytes."""
     declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
-    return await receive_body(receive, declared, limit)
+    try:
+        return await receive_body(receive, declared, limit)
+    except RequestTooLarge:
+        code_upload = code_upload_operation(scope["method"], scope["path"])
+        if code_upload is None:
+            raise
+        raise RequestEntityTooLarge(
+            f"Request must be smaller than {limit} bytes for the {code_upload} operation"
+        ) from None
 
 
 def replay(body: bytes, receive: Receive) -> Receive:

@@ -75,6 +75,7 @@ class CreateFunction(_ConfigFields):
     PackageType: str | None = None
     Tags: dict[str, str] | None = None
     Architectures: list[str] | None = None
+    CodeSigningConfigArn: str | None = None
 
 
 class UpdateFunctionConfiguration(_ConfigFields):

@@ -110,6 +110,12 @@ def _message(status: int, text: str | None) -> tuple[int, list[tuple[bytes, byte
     return status, headers, json.dumps({"Message": text}).encode()
 
 
+def _internal_error() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A function error or a malformed answer: AWS answers 502 with the plain-text body `Internal Server Error`
+    (LocalStack test_lambda_url_invocation_exception, validated against AWS)."""
+    return 502, [(b"content-type", b"application/json")], b"Internal Server Error"
+
+
 class FunctionUrlApp:
     """Serves function URLs; `claims(scope)` says whether a request is for one (checked on every request)."""
 
@@ -207,7 +213,7 @@ class FunctionUrlApp:
                 return _message(exc.status if exc.status < 500 else 502, exc.message)
             if sent:
                 return -1, [], b""
-            return _message(502, "Internal Server Error")
+            return _internal_error()
         try:
             outcome = await self.platform.invoker.invoke(target.function_name, target.qualifier, payload)
         except TooManyRequests:
@@ -215,10 +221,9 @@ class FunctionUrlApp:
         except RequestTooLarge:
             return _message(413, "Request Entity Too Large")
         except LambdaError as exc:
-            return _message(exc.status if exc.status < 500 else 502, exc.message if exc.status < 500 else
-                            "Internal Server Error")
+            return _message(exc.status, exc.message) if exc.status < 500 else _internal_error()
         if outcome.function_error is not None or outcome.kind != "sync":
-            return _message(502, "Internal Server Error")
+            return _internal_error()
         status, out_headers, out_body = to_http_response(outcome.payload)
         if target.cors is not None and origin is not None:
             out_headers = [h for h in out_headers if not h[0].startswith(b"access-control-")]
@@ -331,13 +336,21 @@ def to_http_response(payload: bytes) -> tuple[int, list[tuple[bytes, bytes]], by
     except ValueError:
         doc = None
     if not isinstance(doc, dict) or "statusCode" not in doc:
-        return 200, [(b"content-type", b"application/json")], payload
+        # AWS re-serialises the answer compactly (`["hello",3,true]`), and a string is the body itself
+        # (LocalStack snapshot test_lambda_url_invocation[*], recorded against AWS)
+        if doc is None and payload.strip() not in (b"", b"null"):
+            body = payload
+        elif isinstance(doc, str):
+            body = doc.encode()
+        else:
+            body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+        return 200, [(b"content-type", b"application/json")], body
     try:
         status = int(doc["statusCode"])
     except (TypeError, ValueError):
-        return _message(502, "Internal Server Error")
+        return _internal_error()
     if not 100 <= status <= 599:
-        return _message(502, "Internal Server Error")
+        return _internal_error()
     headers: list[tuple[bytes, bytes]] = []
     for name, value in (doc.get("headers") or {}).items():
         if isinstance(value, list):
@@ -356,7 +369,7 @@ def to_http_response(payload: bytes) -> tuple[int, list[tuple[bytes, bytes]], by
         try:
             body = base64.b64decode(str(raw), validate=False)
         except (binascii.Error, ValueError):
-            return _message(502, "Internal Server Error")
+            return _internal_error()
     else:
         body = (raw if isinstance(raw, str) else json.dumps(raw)).encode()
     return status, [h for h in headers if h[0] not in (b"content-length", b"transfer-encoding")], body

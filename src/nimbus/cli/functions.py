@@ -6,6 +6,7 @@ import base64
 import io
 import os
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -98,17 +99,33 @@ def deploy(
                 raise
             exists = False
         if exists:
+            wait_settled(client, name)
             client.json("PUT", f"{FN}/{name}/configuration", json=config)
+            wait_settled(client, name)
             result = client.json("PUT", f"{FN}/{name}/code", json={"ZipFile": zipped, "Publish": publish})
             action = "updated"
         else:
             body = {"FunctionName": name, "Code": {"ZipFile": zipped}, "Publish": publish, **config}
             result = client.json("POST", FN, json=body)
             action = "created"
+        wait_settled(client, name)
     except ApiError as exc:
         raise fail(exc) from None
     err.print(f"{action} [bold]{name}[/] ({len(code)} bytes, version {result.get('Version')})")
     console.print(result["FunctionArn"], highlight=False)
+
+
+def wait_settled(client: LambdaClient, name: str, timeout: float = 300.0) -> None:
+    """Wait until the function is Active and its last update Successful, as AWS's `function-active-v2`
+    and `function-updated-v2` waiters do: a function is Pending right after CreateFunction (issue 21)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conf = client.json("GET", f"{FN}/{name}/configuration")
+        if conf.get("State") != "Pending" and conf.get("LastUpdateStatus") != "InProgress":
+            return
+        if time.monotonic() > deadline:
+            raise ApiError(409, "ResourceConflictException", f"{name} is still {conf.get('State')}")
+        time.sleep(0.05)
 
 
 def invoke(

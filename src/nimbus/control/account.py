@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import func, select
@@ -9,8 +11,17 @@ from sqlalchemy.orm import Session
 
 from nimbus.control import validation as v
 from nimbus.control.core import TOTAL_CODE_SIZE_LIMIT, RegistryCore
-from nimbus.control.models import FunctionRow, VersionRow
-from nimbus.errors import InvalidParameterValue
+from nimbus.control.models import CodeSigningConfigRow, FunctionRow, VersionRow
+from nimbus.errors import InvalidParameterValue, ResourceNotFound
+
+# The ARNs TagResource takes, as AWS prints the pattern today (LocalStack snapshot test_tag_exceptions):
+# functions, layers, code signing configs, event source mappings, capacity providers.
+TAGGABLE_ARN_PATTERN = (
+    r"arn:(aws[a-zA-Z-]*):lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:"
+    r"(function:[a-zA-Z0-9-_]+(:(\$LATEST|[a-zA-Z0-9-_]+))?|layer:([a-zA-Z0-9-_]+)|code-signing-config:csc-[a-z0-9]{17}|"
+    r"event-source-mapping:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|"
+    r"capacity-provider:[a-zA-Z0-9-_]+)"
+)
 
 
 class AccountOps(RegistryCore):
@@ -18,43 +29,70 @@ class AccountOps(RegistryCore):
 
     # ---------------------------------------------------------------- tags
 
-    def _tagged(self, resource: str) -> str:
-        """The function name a taggable ARN names (an unqualified function ARN only)."""
-        pattern = (r"arn:(aws[a-zA-Z-]*):lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:"
-                   r"function:[a-zA-Z0-9-_]+(:(\$LATEST|[a-zA-Z0-9-_]+))?")
-        v.check_pattern(resource, pattern, "resource", max_len=256, min_len=1)
+    def _tag_target(self, resource: str) -> tuple[str, str]:
+        """("function", name) or ("csc", id) for a taggable ARN (an unqualified function ARN, a code
+        signing config); other kinds of Lambda resource are not taggable on this server."""
+        v.check_pattern(resource, TAGGABLE_ARN_PATTERN, "resource", max_len=256, min_len=1)
+        kind = resource.split(":")[5]
+        if kind == "code-signing-config":
+            return "csc", resource.rsplit(":", 1)[1]
+        if kind != "function":
+            raise ResourceNotFound("The resource you requested does not exist.")
         loc = self.locate(resource)
         if loc.qualifier is not None:
             raise InvalidParameterValue(
                 "Tags on function aliases and versions are not supported. Please specify a function ARN."
             )
-        return loc.name
+        return "function", loc.name
+
+    def _tag_row(self, s: Session, resource: str, kind: str, key: str) -> FunctionRow | CodeSigningConfigRow:
+        if kind == "csc":
+            row = s.get(CodeSigningConfigRow, key)
+            if row is None:
+                raise ResourceNotFound(f"The Lambda code signing configuration {resource} can not be found.")
+            return row
+        return self._function(s, key)
+
+    @contextmanager
+    def _tag_write(self, kind: str, key: str) -> Iterator[Session]:
+        if kind == "function":
+            with self._write(key) as s:
+                yield s
+        else:  # not a function: no snapshot to refresh
+            with self._write_lock, Session(self.engine, expire_on_commit=False) as s, s.begin():
+                yield s
 
     def tag_resource(self, resource: str, tags: dict[str, str]) -> None:
-        name = self._tagged(resource)
-        with self._write(name) as s:
-            fn = self._function(s, name)
-            v.check_tags(tags, len(set(fn.tags) - set(tags)))
-            fn.tags = {**fn.tags, **tags}
+        kind, key = self._tag_target(resource)
+        with self._tag_write(kind, key) as s:
+            row = self._tag_row(s, resource, kind, key)
+            v.check_tags(tags, len(set(row.tags) - set(tags)))
+            row.tags = {**row.tags, **tags}
 
     def untag_resource(self, resource: str, keys: list[str]) -> None:
-        name = self._tagged(resource)
-        with self._write(name) as s:
-            fn = self._function(s, name)
-            fn.tags = {k: x for k, x in fn.tags.items() if k not in set(keys)}
+        kind, key = self._tag_target(resource)
+        with self._tag_write(kind, key) as s:
+            row = self._tag_row(s, resource, kind, key)
+            row.tags = {k: x for k, x in row.tags.items() if k not in set(keys)}
 
     def list_tags(self, resource: str) -> dict[str, str]:
-        name = self._tagged(resource)
+        kind, key = self._tag_target(resource)
         with Session(self.engine) as s:
-            return dict(self._function(s, name).tags)
+            return dict(self._tag_row(s, resource, kind, key).tags)
 
     # ---------------------------------------------------------------- concurrency
 
     def put_concurrency(self, function_name: str, reserved: int) -> dict[str, int]:
-        name = self._unqualified(function_name)
+        loc = self.locate(function_name)
+        if loc.qualifier is not None:  # AWS's text (LocalStack snapshot test_function_concurrency_exceptions)
+            raise InvalidParameterValue(
+                "This operation is permitted on Lambda functions only. Aliases and versions do not support this "
+                "operation. Please specify either a function name or an unqualified function ARN."
+            )
+        name = loc.name
         v.check_range(reserved, "reservedConcurrentExecutions", 0, 2**31 - 1)
         with self._write(name) as s:
-            fn = self._function(s, name)
+            fn = self._function(s, name, "$LATEST")  # AWS names `:$LATEST` when the function is missing
             others = s.scalar(select(func.coalesce(func.sum(FunctionRow.reserved_concurrency), 0))
                               .where(FunctionRow.name != name)) or 0
             minimum = self.settings.min_unreserved_concurrency

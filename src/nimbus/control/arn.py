@@ -7,17 +7,25 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nimbus.errors import ResourceNotFound, ValidationError
+from nimbus.errors import CrossAccountDenied, InvalidParameterValue, ResourceNotFound, ValidationError
 
-# botocore's FunctionName / NamespacedFunctionName patterns, anchored.
+# The FunctionName pattern AWS prints today in its validation messages for operations on an existing function
+# (GetFunction, DeleteFunction, Invoke, ...), and the one CreateFunction prints (no dots, no .PUBLISHED):
+# recorded in LocalStack's AWS-validated snapshots (test_lambda_api.snapshot.json,
+# test_function_name_and_qualifier_validation).
 FUNCTION_NAME_PATTERN = (
-    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?"
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?"
+    r"(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_]+))?"
+)
+CREATE_NAME_PATTERN = (
+    r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?"
     r"(function:)?([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?"
 )
+QUALIFIER_PATTERN = r"\$(LATEST(\.PUBLISHED)?)|[a-zA-Z0-9-_$]+"
 _LOCATOR = re.compile(
-    r"^(?:arn:(?P<partition>aws[a-zA-Z-]*)?:lambda:(?P<region>[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):)?"
-    r"(?:(?P<account>\d{12}):)?(?:(?P<function>function):)?(?P<name>[a-zA-Z0-9-_]+)"
-    r"(?::(?P<qualifier>\$LATEST|[a-zA-Z0-9-_]+))?$"
+    r"(?:arn:(?P<partition>aws[a-zA-Z-]*)?:lambda:)?(?P<region>(?:eusc-)?[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d:)?"
+    r"(?P<account>\d{12}:)?(?:(?P<function>function):)?(?P<name>[a-zA-Z0-9-_\.]+)"
+    r"(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9-_]+))?"
 )
 NAME_RE = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
 LAYER_VERSION_ARN_RE = re.compile(
@@ -43,42 +51,88 @@ def function_arn(region: str, account: str, name: str, qualifier: str | None = N
     return f"{arn}:{qualifier}" if qualifier else arn
 
 
-def parse_locator(value: str, region: str, account: str, field: str = "functionName") -> FunctionLocator:
-    """Take apart a FunctionName parameter.
+def validation_errors(errors: list[str]) -> ValidationError:
+    """AWS's schema-violation message listing every problem: `N validation errors detected: a; b`."""
+    count = f"{len(errors)} validation error{'s' if len(errors) > 1 else ''} detected"
+    return ValidationError(f"{count}: {'; '.join(errors)}")
 
-    A malformed value is a ValidationException with botocore's pattern; an ARN naming another account or
-    region names a function that cannot exist here (ResourceNotFound), as on AWS.
-    """
-    m = _LOCATOR.match(value) if len(value) <= 256 else None
-    if m is None or (m.group("region") and not m.group("function")):
-        raise ValidationError(
-            f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: "
-            f"Member must satisfy regular expression pattern: {FUNCTION_NAME_PATTERN}"
+
+def pattern_error(value: str | None, field: str, pattern: str) -> str:
+    shown = "null" if value is None else f"'{value}'"
+    return (f"Value {shown} at '{field}' failed to satisfy constraint: "
+            f"Member must satisfy regular expression pattern: {pattern}")
+
+
+def length_error(value: str, field: str, max_len: int) -> str:
+    return (f"Value '{value}' at '{field}' failed to satisfy constraint: "
+            f"Member must have length less than or equal to {max_len}")
+
+
+def qualifier_errors(qualifier: str | None, field: str = "qualifier") -> list[str]:
+    """The schema problems of a Qualifier parameter (1-128 characters of AWS's qualifier pattern)."""
+    if qualifier is None:
+        return []
+    if len(qualifier) > 128:
+        return [length_error(qualifier, field, 128)]
+    if not re.fullmatch(QUALIFIER_PATTERN, qualifier):
+        return [pattern_error(qualifier, field, QUALIFIER_PATTERN)]
+    return []
+
+
+def parse_locator(
+    value: str, region: str, account: str, field: str = "functionName", qualifier: str | None = None,
+    default_qualifier: str | None = None,
+) -> FunctionLocator:
+    """Take apart a FunctionName parameter (with the operation's Qualifier parameter, if any), in AWS's order:
+    every schema problem of both at once (ValidationException listing each), then an ARN of another
+    account (403 AccessDeniedException) or region ("Functions from '<region>' are not reachable ..."), then
+    a name longer than 64 characters, which names no function (ResourceNotFoundException, naming the
+    qualifier, or `default_qualifier` without one: Invoke says `$LATEST`)."""
+    m = _LOCATOR.fullmatch(value)
+    errors = [] if m is not None else [pattern_error(value, field, FUNCTION_NAME_PATTERN)]
+    if m is not None and len(value) > 170:  # botocore's NamespacedFunctionName; checked after the pattern
+        errors.append(length_error(value, field, 170))
+    errors += qualifier_errors(qualifier)
+    if errors or m is None:
+        raise validation_errors(errors)
+    arn_region = (m.group("region") or "").rstrip(":") or None
+    arn_account = (m.group("account") or "").rstrip(":") or None
+    loc = FunctionLocator(m.group("name"), m.group("qualifier"), arn_account, arn_region)
+    if arn_account and arn_account != account:
+        raise CrossAccountDenied()
+    if arn_region and arn_region != region:
+        raise ResourceNotFound(f"Functions from '{arn_region}' are not reachable in this region ('{region}')")
+    if not NAME_RE.match(loc.name):
+        raise ResourceNotFound(
+            f"Function not found: "
+            f"{function_arn(region, account, loc.name, qualifier or loc.qualifier or default_qualifier)}"
         )
-    # "name:qualifier" without an account is ambiguous with "account:function"-less partial ARNs; the regex
-    # reads "123456789012:name" as account + name, which is what AWS does too.
-    if m.group("account") and not m.group("function") and not m.group("region"):
-        # "123456789012:name" is not a partial ARN (those need "function:"): treat "a:b" as name:qualifier.
-        return _name_qualifier(value, region, account, field)
-    loc = FunctionLocator(m.group("name"), m.group("qualifier"), m.group("account"), m.group("region"))
-    if len(loc.name) > 64:
-        raise ValidationError(
-            f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: "
-            "Member must have length less than or equal to 64"
-        )
-    if (loc.account and loc.account != account) or (loc.region and loc.region != region):
-        raise ResourceNotFound(f"Function not found: {function_arn(region, account, loc.name, loc.qualifier)}")
     return loc
 
 
-def _name_qualifier(value: str, region: str, account: str, field: str) -> FunctionLocator:
-    name, _, qualifier = value.partition(":")
-    if not NAME_RE.match(name) or not re.match(r"^(\$LATEST|[a-zA-Z0-9-_]+)$", qualifier):
-        raise ValidationError(
-            f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: "
-            f"Member must satisfy regular expression pattern: {FUNCTION_NAME_PATTERN}"
+_CREATE_LOCATOR = re.compile(CREATE_NAME_PATTERN)
+
+
+def create_name(value: str, region: str, account: str) -> str:
+    """The function name CreateFunction's FunctionName gives, checked as AWS does (LocalStack snapshots
+    test_create_lambda_exceptions and test_function_name_and_qualifier_validation[*-create_function]): the
+    create pattern and 140 characters, both reported; a qualifier is refused with the pattern; another
+    region or account as for other operations; then a name over 64 characters is InvalidParameterValue."""
+    m = _CREATE_LOCATOR.fullmatch(value)
+    errors = [] if m is not None else [pattern_error(value, "functionName", CREATE_NAME_PATTERN)]
+    if len(value) > 140:
+        errors.insert(0, length_error(value, "functionName", 140))
+    if errors:
+        raise validation_errors(errors)
+    loc = parse_locator(value, region, account) if len(value.split(":")) > 1 else None
+    if loc is not None and loc.qualifier is not None:
+        raise validation_errors([pattern_error(value, "functionName", CREATE_NAME_PATTERN)])
+    name = loc.name if loc is not None else value
+    if len(name) > 64:
+        raise InvalidParameterValue(
+            f"1 validation error detected: {length_error(name, 'functionName', 64)}"
         )
-    return FunctionLocator(name, qualifier, None, None)
+    return name
 
 
 def is_version(qualifier: str) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from nimbus.config import Settings
-from nimbus.errors import InvalidParameterValue, RequestTooLarge
+from nimbus.errors import InvalidParameterValue, RequestEntityTooLarge
 
 UNZIP_ERROR = "Could not unzip uploaded file. Please check your file, then try to upload again."
 _HEX = frozenset("0123456789abcdef")
@@ -52,7 +52,7 @@ class CodeStore:
         missing code.
         """
         if len(zip_bytes) > self.settings.zip_max_bytes:
-            raise RequestTooLarge(f"Zipped size must be smaller than {self.settings.zip_max_bytes} bytes")
+            raise RequestEntityTooLarge(f"Zipped size must be smaller than {self.settings.zip_max_bytes} bytes")
         self._check_archive(zip_bytes)
         digest = hashlib.sha256(zip_bytes)
         blob = CodeBlob(digest.hexdigest(), base64.b64encode(digest.digest()).decode(), len(zip_bytes))
@@ -70,7 +70,7 @@ class CodeStore:
     def inspect(self, zip_bytes: bytes) -> CodeBlob:
         """Validate a zip as `put` does, without storing it (UpdateFunctionCode's DryRun)."""
         if len(zip_bytes) > self.settings.zip_max_bytes:
-            raise RequestTooLarge(f"Zipped size must be smaller than {self.settings.zip_max_bytes} bytes")
+            raise RequestEntityTooLarge(f"Zipped size must be smaller than {self.settings.zip_max_bytes} bytes")
         self._check_archive(zip_bytes)
         digest = hashlib.sha256(zip_bytes)
         return CodeBlob(digest.hexdigest(), base64.b64encode(digest.digest()).decode(), len(zip_bytes))

@@ -11,6 +11,8 @@ from nimbus.control import validation as v
 from nimbus.control.layertree import LAYER_CONTENTS
 from nimbus.errors import InvalidParameterValue
 
+ENVIRONMENT_GIVEN = "_environment_given"  # internal: the client sent an Environment (maybe empty)
+
 DEFAULTS: dict[str, Any] = {
     "Description": "",
     "Timeout": 3,
@@ -64,6 +66,7 @@ def apply_request(
         variables = dict((request["Environment"] or {}).get("Variables") or {})
         v.check_environment(variables, settings)
         conf["Environment"] = variables
+        conf[ENVIRONMENT_GIVEN] = True  # AWS echoes `Environment: {Variables: {}}` once one was sent
     if "TracingConfig" in request:
         mode = (request["TracingConfig"] or {}).get("Mode") or "PassThrough"
         v.check_tracing(mode)

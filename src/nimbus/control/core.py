@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,14 +17,15 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from nimbus.config import Settings
-from nimbus.control import validation as v
+from nimbus.control import lifecycle
 from nimbus.control.arn import NAME_RE, FunctionLocator, function_arn, is_version, parse_locator
 from nimbus.control.codestore import CodeStore
+from nimbus.control.configs import ENVIRONMENT_GIVEN
 from nimbus.control.documents import VersionState, logging_config, render_config
 from nimbus.control.layertree import opt_dir as layer_opt_dir
 from nimbus.control.models import AliasRow, FunctionRow, VersionRow
 from nimbus.control.specs import AliasSpec, FunctionSnapshot, VersionSpec
-from nimbus.errors import InvalidParameterValue, PreconditionFailed, ResourceNotFound
+from nimbus.errors import InvalidParameterValue, PreconditionFailed, ResourceConflict, ResourceNotFound
 
 log = logging.getLogger("nimbus.registry")
 
@@ -38,6 +40,7 @@ ONLY_LATEST = (
 )
 TOTAL_CODE_SIZE_LIMIT = 75 * 1024**3  # AWS's 75 GB code storage per account and region
 _NEGATIVE_CACHE_MAX = 10_000
+_PLAIN_QUALIFIER = re.compile(r"^(\$LATEST|[a-zA-Z0-9-_]{1,128})$")
 
 
 def new_revision() -> str:
@@ -86,6 +89,11 @@ class RegistryCore:
         self._generation: dict[str, int] = {}
         self._cache_lock = threading.Lock()
         self._subscribers: list[Callable[[str], None]] = []
+        # Pending -> Active and InProgress -> Successful happen in the background (control/lifecycle.py);
+        # whatever a previous run left unsettled is settled now.
+        self._settler = lifecycle.Settler(self._settle, settings.lifecycle_delay)
+        for name in self._unsettled():
+            self._settler.schedule(name)
 
     # ---------------------------------------------------------------- names, cache, subscriptions
 
@@ -96,11 +104,14 @@ class RegistryCore:
         """Parse a FunctionName parameter (name, partial or full ARN, maybe qualified)."""
         return parse_locator(name_or_arn, self.settings.region, self.settings.account_id)
 
-    def split_qualifier(self, name_or_arn: str) -> tuple[str, str | None]:
-        """(function name, qualifier or None) of a FunctionName parameter."""
-        if NAME_RE.match(name_or_arn):
+    def split_qualifier(self, name_or_arn: str, qualifier: str | None = None,
+                        default_qualifier: str | None = None) -> tuple[str, str | None]:
+        """(function name, qualifier or None) of a FunctionName parameter; `qualifier`, the operation's
+        Qualifier parameter if it has one, is validated with it (both problems reported at once, as AWS)."""
+        if NAME_RE.match(name_or_arn) and (qualifier is None or _PLAIN_QUALIFIER.match(qualifier)):
             return name_or_arn, None
-        loc = self.locate(name_or_arn)
+        loc = parse_locator(name_or_arn, self.settings.region, self.settings.account_id, qualifier=qualifier,
+                            default_qualifier=default_qualifier)
         return loc.name, loc.qualifier
 
     def snapshot(self, name_or_arn: str) -> FunctionSnapshot:
@@ -133,7 +144,43 @@ class RegistryCore:
             return int(s.scalar(select(func.coalesce(func.sum(FunctionRow.reserved_concurrency), 0))) or 0)
 
     def close(self) -> None:
+        self._settler.close()
         self.engine.dispose()
+
+    def _unsettled(self) -> list[str]:
+        with Session(self.engine) as s:
+            rows = s.execute(
+                select(VersionRow.function_name).where(VersionRow.config[lifecycle.KEY].as_string().is_not(None))
+            ).all()
+        return sorted({r[0] for r in rows})
+
+    def _settle(self, name: str) -> None:
+        """The background step of a create or update: the code is ready (unpacked once, by the code store),
+        so every unsettled version of the function becomes Active/Successful with a new RevisionId."""
+        with Session(self.engine) as s:
+            rows = s.scalars(select(VersionRow).where(VersionRow.function_name == name)).all()
+            for row in rows:
+                if row.config.get(lifecycle.KEY):
+                    self.codestore.unpacked(row.code_sha256)
+        with self._write(name) as s:
+            for row in s.scalars(select(VersionRow).where(VersionRow.function_name == name)).all():
+                if row.config.get(lifecycle.KEY):
+                    row.config = {k: x for k, x in row.config.items() if k != lifecycle.KEY}
+                    row.revision_id = new_revision()
+
+    def settle(self, name: str) -> None:
+        """Finish a create or update of `name` now instead of in the background (in-process callers and
+        tests that change a function twice in a row)."""
+        self._settle(name)
+
+    def _begin(self, row: VersionRow, state: str) -> None:
+        """Mark a version as being created or updated; the settler finishes it after the commit."""
+        row.config = {**row.config, lifecycle.KEY: state}
+
+    def _refuse_if_busy(self, row: VersionRow) -> None:
+        message = lifecycle.conflict(row.config, self.arn(row.function_name))
+        if message is not None:
+            raise ResourceConflict(message)
 
     def _load(self, name: str) -> FunctionSnapshot | None:
         with Session(self.engine) as s:
@@ -176,6 +223,7 @@ class RegistryCore:
             opt_dir=layer_opt_dir(self.codestore, c),
             snap_start=row.version != "$LATEST" and c.get("SnapStartApplyOn") == "PublishedVersions",
             tags=dict(tags or {}),
+            pending=c.get(lifecycle.KEY) == lifecycle.CREATING,
         )
 
     @staticmethod
@@ -239,13 +287,11 @@ class RegistryCore:
         return self._version(s, name, alias.function_version), qualifier
 
     def _name_and_qualifier(self, function_name: str, qualifier: str | None) -> tuple[str, str | None]:
-        loc = self.locate(function_name)
+        loc = parse_locator(function_name, self.settings.region, self.settings.account_id, qualifier=qualifier)
         if qualifier is not None and loc.qualifier is not None and qualifier != loc.qualifier:
             raise InvalidParameterValue(
                 "The derived qualifier from the function name does not match the specified qualifier."
             )
-        if qualifier is not None:
-            v.check_pattern(qualifier, r"(|[a-zA-Z0-9$_-]+)", "qualifier", max_len=128, min_len=1)
         return loc.name, qualifier if qualifier is not None else loc.qualifier
 
     def _unqualified(self, function_name: str) -> str:
@@ -258,7 +304,8 @@ class RegistryCore:
         return render_config(
             self.settings.region, self.settings.account_id, row.function_name, row.version,
             {k: x for k, x in row.config.items() if not k.startswith("_")}, row.revision_id, row.last_modified,
-            arn_qualifier, self._version_state,
+            arn_qualifier, self._version_state, row.config.get(lifecycle.KEY),
+            bool(row.config.get(ENVIRONMENT_GIVEN)),
         )
 
     def _code(self, hex_digest: str, base_url: str | None = None) -> dict[str, str]:

@@ -4,12 +4,14 @@ state, defaults spelled out) is added here."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from nimbus.control import lifecycle
 from nimbus.control.arn import function_arn
 
 INTERNAL_PREFIX = "_"  # stored config keys starting with this never reach the client
@@ -37,9 +39,13 @@ def render_config(
     last_modified: str,
     arn_qualifier: str | None,
     version_state: VersionState | None = None,
+    state: str | None = None,
+    environment_given: bool = False,
 ) -> dict[str, Any]:
     """A FunctionConfiguration document. `arn_qualifier` qualifies FunctionArn (None: unqualified);
-    `version_state` overrides State for SnapStart versions whose snapshot is not ready."""
+    `version_state` overrides State for SnapStart versions whose snapshot is not ready; `state` is the stored
+    lifecycle value (control/lifecycle.py); `environment_given` keeps an empty Environment in the answer, as
+    AWS does when the client sent one."""
     doc: dict[str, Any] = {
         "FunctionName": name,
         "FunctionArn": function_arn(region, account, name, arn_qualifier),
@@ -55,18 +61,19 @@ def render_config(
         "Version": version,
     }
     variables = stored.get("Environment")
-    if variables:
-        doc["Environment"] = {"Variables": dict(variables)}
+    if variables or environment_given:
+        doc["Environment"] = {"Variables": dict(variables or {})}
     doc["TracingConfig"] = {"Mode": stored.get("TracingMode", "PassThrough")}
     doc["RevisionId"] = revision_id
     layers = stored.get("Layers") or []
     if layers:
         sizes = {c.get("Arn"): c.get("CodeSize", 0) for c in stored.get("LayerContents") or []}
         doc["Layers"] = [{"Arn": arn, "CodeSize": sizes.get(arn, 0)} for arn in layers]
+    doc.update(lifecycle.state_fields(state))
+    if stored.get("Runtime"):
+        doc["RuntimeVersionConfig"] = {"RuntimeVersionArn": runtime_version_arn(region, stored["Runtime"])}
     doc.update(
         {
-            "State": "Active",
-            "LastUpdateStatus": "Successful",
             "PackageType": "Zip",
             "Architectures": list(stored.get("Architectures") or ["x86_64"]),
             "EphemeralStorage": {"Size": stored.get("EphemeralStorage", 512)},
@@ -79,6 +86,13 @@ def render_config(
         if override is not None:
             doc["State"], doc["StateReason"], doc["StateReasonCode"] = override
     return {k: v for k, v in doc.items() if v is not None}
+
+
+def runtime_version_arn(region: str, runtime: str) -> str:
+    """A stable runtime version ARN per runtime, in AWS's form `arn:aws:lambda:<region>::runtime:<64 hex>`
+    (AWS names the exact build of the runtime; nimbus has one build per runtime and nimbus release line)."""
+    digest = hashlib.sha256(f"nimbus-runtime:{runtime}".encode()).hexdigest()
+    return f"arn:aws:lambda:{region}::runtime:{digest}"
 
 
 def snap_start_response(stored: dict[str, Any], version: str) -> dict[str, str]:

@@ -101,11 +101,11 @@ class LayerOps(RegistryCore):
         doc["Description"] = row.description
         doc["CreatedDate"] = row.created_date
         doc["Version"] = row.version
-        if row.compatible_runtimes:
+        if row.compatible_runtimes is not None:
             doc["CompatibleRuntimes"] = list(row.compatible_runtimes)
         if row.license_info is not None:
             doc["LicenseInfo"] = row.license_info
-        if row.compatible_architectures:
+        if row.compatible_architectures is not None:
             doc["CompatibleArchitectures"] = list(row.compatible_architectures)
         return doc
 
@@ -134,10 +134,11 @@ class LayerOps(RegistryCore):
         license_info = request.get("LicenseInfo")
         if license_info is not None and len(license_info) > 512:
             raise v.constraint(license_info, "licenseInfo", "Member must have length less than or equal to 512")
-        runtimes = list(request.get("CompatibleRuntimes") or [])
-        _check_runtimes(runtimes, "compatibleRuntimes")
-        archs = list(request.get("CompatibleArchitectures") or [])
-        _check_architectures(archs)
+        given_runtimes, given_archs = request.get("CompatibleRuntimes"), request.get("CompatibleArchitectures")
+        runtimes = None if given_runtimes is None else list(given_runtimes)  # AWS echoes [] when sent
+        _check_runtimes(runtimes or [], "compatibleRuntimes")
+        archs = None if given_archs is None else list(given_archs)
+        _check_architectures(archs or [])
         blob = self.codestore.put(zip_bytes)
         size = unzipped_size(self.codestore, blob.sha256_hex)
         with self._write_lock, Session(self.engine, expire_on_commit=False) as s, s.begin():

@@ -233,8 +233,9 @@ class LayerVersionRow(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
     description: Mapped[str] = mapped_column(Text, default="")
     license_info: Mapped[str | None] = mapped_column(Text, nullable=True)
-    compatible_runtimes: Mapped[list[str]] = mapped_column(JSON, default=list)
-    compatible_architectures: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # None when the request left them out; [] when it sent empty lists, which AWS echoes (issue 21)
+    compatible_runtimes: Mapped[list[str] | None] = mapped_column(JSON, default=list)
+    compatible_architectures: Mapped[list[str] | None] = mapped_column(JSON, default=list)
     code_sha256: Mapped[str] = mapped_column(String(64))
     code_size: Mapped[int] = mapped_column(BigInteger)
     unzipped_size: Mapped[int] = mapped_column(BigInteger)
@@ -255,3 +256,29 @@ class ProvisionedConcurrencyRow(Base):
     qualifier: Mapped[str] = mapped_column(String(128), primary_key=True)
     requested: Mapped[int] = mapped_column(Integer)
     last_modified: Mapped[str] = mapped_column(String(40))
+
+
+class CodeSigningConfigRow(Base):
+    """A code signing config (issue 21): its trusted signing profiles and policy; `id` is `csc-<17>`."""
+
+    __tablename__ = "code_signing_configs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    description: Mapped[str] = mapped_column(String(256))
+    allowed_publishers: Mapped[list[str]] = mapped_column(JSON)
+    untrusted_artifact_on_deployment: Mapped[str] = mapped_column(String(16))
+    last_modified: Mapped[str] = mapped_column(String(40))
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+
+
+class FunctionSettingsRow(Base):
+    """Per-function settings without a place in the configuration document (issue 21): the code signing
+    config a function uses, its recursive loop setting (None: AWS's default, Terminate)."""
+
+    __tablename__ = "function_settings"
+
+    function_name: Mapped[str] = mapped_column(
+        String(64), ForeignKey("functions.name", ondelete="CASCADE"), primary_key=True
+    )
+    code_signing_config_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    recursive_loop: Mapped[str | None] = mapped_column(String(16), nullable=True)

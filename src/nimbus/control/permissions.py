@@ -5,6 +5,7 @@ holds the policies of every qualifier."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -12,9 +13,11 @@ from sqlalchemy.orm import Session
 from nimbus.control import validation as v
 from nimbus.control.core import RegistryCore, new_revision
 from nimbus.control.documents import policy_document, statement
-from nimbus.errors import PolicyLengthExceeded, ResourceConflict, ResourceNotFound
+from nimbus.errors import InvalidParameterValue, PolicyLengthExceeded, ResourceConflict, ResourceNotFound
 
 POLICY_MAX_BYTES = 20 * 1024
+# What AddPermission takes as a principal: everyone, an account, an IAM ARN, or a service principal
+_PRINCIPAL = re.compile(r"\*|\d{12}|arn:aws[a-zA-Z-]*:iam::\d{12}:\S+|[a-z0-9][a-z0-9.-]*\.amazon(aws)?\.com(\.cn)?")
 POLICY_REVISION_MISMATCH = (
     "The Revision Id provided does not match the latest Revision Id. "
     "Call the GetPolicy API to retrieve the latest Revision Id"
@@ -39,6 +42,11 @@ class PolicyOps(RegistryCore):
             raise v.constraint(request["FunctionUrlAuthType"], "functionUrlAuthType",
                                "Member must satisfy enum value set: [NONE, AWS_IAM]")
         name, qualifier, resource = self._resource(function_name, qualifier)
+        # AWS's answers (LocalStack snapshot test_permission_exceptions, recorded against AWS)
+        if qualifier == "$LATEST":
+            raise InvalidParameterValue("We currently do not support adding policies for $LATEST.")
+        if not _PRINCIPAL.fullmatch(request["Principal"]):
+            raise InvalidParameterValue("The provided principal was invalid. Please check the principal and try again.")
         with self._write(name) as s:
             fn = self._function(s, name, qualifier)
             if qualifier is not None:
@@ -47,8 +55,8 @@ class PolicyOps(RegistryCore):
             mine = [st for st in fn.policy if st.get("Resource") == resource]
             if any(st.get("Sid") == request["StatementId"] for st in mine):
                 raise ResourceConflict(
-                    "The statement id (sid) you provided already exists. Please provide a new statement id, "
-                    "or remove the existing statement."
+                    f"The statement id ({request['StatementId']}) provided already exists. Please provide a new "
+                    "statement id, or remove the existing statement."
                 )
             new = statement(resource, request)
             size = len(policy_document([*mine, new]))

@@ -31,6 +31,7 @@ class VersionSpec:
     opt_dir: Path | None = None  # the function's layers merged (control/layertree.py), mounted at /opt
     snap_start: bool = False  # a published version with SnapStart ApplyOn=PublishedVersions (issue 5)
     tags: dict[str, str] = field(default_factory=dict)  # the function's tags (network policy: docs/network.md)
+    pending: bool = False  # State Pending (just created, issue 21): invoking it is a ResourceConflict
 
     @property
     def qualified_arn(self) -> str:

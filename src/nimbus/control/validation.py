@@ -80,13 +80,32 @@ def check_function_name(name: str) -> None:
         check_pattern(name, r"[a-zA-Z0-9-_]+", "functionName", max_len=64, min_len=1)
 
 
+# The runtime enum as AWS prints it today, in its order (LocalStack snapshot test_create_lambda_exceptions,
+# recorded against AWS), and the runtimes AWS no longer accepts for creating or updating functions
+# (TestRuntimeValidation::test_create_deprecated_function_runtime_with_validation_enabled).
+AWS_RUNTIME_ENUM = (
+    "nodejs20.x, python3.14, provided.al2023, python3.12, python3.13, nodejs24.x, nodejs22.x, java25, python3.10, "
+    "python3.11, java21, ruby3.3, ruby3.4, ruby3.2, python3.8, python3.9, java17, nodejs16.x, dotnet10, dotnet8, "
+    "java11, dotnet6, nodejs18.x, provided.al2, java8.al2"
+)
+DEPRECATED_RUNTIMES = frozenset(
+    {"provided", "python3.7", "python3.6", "python2.7", "nodejs14.x", "nodejs12.x", "nodejs10.x", "nodejs8.10",
+     "nodejs6.10", "nodejs4.3", "nodejs4.3-edge", "nodejs", "java8", "go1.x", "ruby2.7", "ruby2.5",
+     "dotnetcore3.1", "dotnetcore2.1", "dotnetcore2.0", "dotnetcore1.0"}
+)
+
+
 def check_runtime(runtime: str) -> None:
-    """Known to Lambda, and runnable on this host."""
+    """Known to Lambda, still accepted for new code, and runnable on this host."""
     if runtime not in KNOWN_RUNTIMES:
-        valid = ", ".join(sorted(KNOWN_RUNTIMES))
         raise InvalidParameterValue(
             f"Value {runtime} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: "
-            f"[{valid}] or be a valid ARN"
+            f"[{AWS_RUNTIME_ENUM}] or be a valid ARN"
+        )
+    if runtime in DEPRECATED_RUNTIMES:
+        raise InvalidParameterValue(
+            f"The runtime parameter of {runtime} is no longer supported for creating or updating AWS Lambda "
+            "functions. We recommend you use a supported runtime while creating or updating functions."
         )
     available = available_runtimes()
     if runtime not in available:
@@ -186,10 +205,17 @@ def check_layers(layers: list[str], settings: Settings, existing: Iterable[str] 
                 "layers",
                 "Member must satisfy constraint: [Member must have length less than or equal to 2048, "
                 "Member must have length greater than or equal to 1, Member must satisfy regular expression "
-                "pattern: (arn:[a-zA-Z0-9-]+:lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}:\\d{12}:"
-                "layer:[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+), "
+                "pattern: (arn:(aws[a-zA-Z-]*)?:lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}:"
+                "\\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+)|(arn:[a-zA-Z0-9-]+:lambda:::awslayer:[a-zA-Z0-9-_]+), "
                 "Member must not be null]",
             )
+        if arn.split(":")[3] not in ("", settings.region):
+            # AWS's answer (LocalStack snapshot test_layer_function_exceptions, recorded against AWS)
+            raise InvalidParameterValue(
+                "Layers are not in the same region as the function. "
+                f"Layers are expected to be in region {settings.region}."
+            )
+    for arn in layers:
         base = arn.rsplit(":", 1)[0]
         if base in seen:
             raise InvalidParameterValue(
@@ -238,7 +264,7 @@ def check_tags(tags: Mapping[str, str], existing: int = 0) -> None:
         if key.lower().startswith("aws:"):
             raise InvalidParameterValue("Tag keys cannot start with the reserved prefix 'aws:'.")
     if existing + len(tags) > TAGS_MAX:
-        raise InvalidParameterValue(f"Number of tags exceeds resource tag limit of {TAGS_MAX}.")
+        raise InvalidParameterValue("Number of tags exceeds resource tag limit.")  # AWS: LS test_tag_limits
     from nimbus.control.networktags import check_tags as check_network_tags  # nimbus:network* (docs/network.md)
 
     check_network_tags(tags)

@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from nimbus.config import Settings
+from nimbus.control import lifecycle
 from nimbus.control.registry import Registry
 from nimbus.control.specs import FunctionSnapshot, VersionSpec
 from nimbus.errors import (
     InvalidParameterValue,
     InvalidRequestContent,
     RequestTooLarge,
+    ResourceConflict,
     ResourceNotFound,
     TooManyRequests,
     ValidationError,
@@ -150,14 +152,20 @@ class Invoker:
         _check_json(payload)
         context_json = _decode_client_context(client_context) if client_context else None
 
-        name, arn_qualifier = self._registry.split_qualifier(function)
+        name, arn_qualifier = self._registry.split_qualifier(function, qualifier, "$LATEST")
         if arn_qualifier and qualifier and arn_qualifier != qualifier:
             raise InvalidParameterValue(
                 "The derived qualifier from the function name does not match the specified qualifier."
             )
         qualifier = qualifier or arn_qualifier
-        snapshot = self._registry.snapshot(name)
+        try:
+            snapshot = self._registry.snapshot(name)
+        except ResourceNotFound:  # AWS names what was invoked, $LATEST when unqualified
+            invoked = self._registry.arn(name, qualifier or "$LATEST")
+            raise ResourceNotFound(f"Function not found: {invoked}") from None
         route = self._route(snapshot, name, qualifier)
+        if route.spec.pending:  # as on AWS, a function still being created cannot be invoked yet
+            raise ResourceConflict(lifecycle.pending_message())
         version = route.spec.version
 
         if invocation_type == "DryRun":

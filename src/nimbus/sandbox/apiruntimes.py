@@ -43,6 +43,9 @@ class RuntimeCommand:
     environ: dict[str, str] = field(default_factory=dict)  # variables replacing build_environ's
 
 
+ENTRYPOINT = Path(__file__).resolve().parent / "runtime" / "lambda-entrypoint.sh"
+
+
 def _prefix_bind(executable: Path) -> tuple[tuple[str, str], ...]:
     """Sandboxes see /usr; an executable installed elsewhere needs its installation prefix mounted."""
     prefix = executable.parent.parent
@@ -79,6 +82,12 @@ def runtime_command(runtime: str, isolated: bool, opt_dir: Path | None = None) -
                 "NODE_PATH": f"{ric_path}/node_modules:/var/runtime:/var/task",
                 "PATH": f"{node.parent}:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
             },
+        )
+    if runtime.startswith("provided") and isolated:
+        # As in AWS's provided images (issue 21): /bin/sh is bash (bootstraps written for Amazon Linux use
+        # `set -o pipefail` under sh), and /lambda-entrypoint.sh exists.
+        return RuntimeCommand(
+            argv=(), binds=(("/usr/bin/bash", "/usr/bin/sh"), (str(ENTRYPOINT), "/lambda-entrypoint.sh"))
         )
     return RuntimeCommand(argv=())
 

@@ -64,6 +64,10 @@ def build_environ(
             "PYTHONPATH": runtime_dir,
         }
     )
+    # AWS sets these for the X-Ray SDK unless the function does (developer guide, configuration-envvars)
+    for key, value in (("AWS_XRAY_CONTEXT_MISSING", "LOG_ERROR"), ("AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129:2000"),
+                       ("_AWS_XRAY_DAEMON_ADDRESS", "169.254.79.129"), ("_AWS_XRAY_DAEMON_PORT", "2000")):
+        env.setdefault(key, value)
     if spec.runtime.startswith("nodejs"):
         major = spec.runtime.removeprefix("nodejs").split(".")[0]
         env.setdefault("NODE_PATH", f"{opt}/nodejs/node{major}/node_modules:{opt}/nodejs/node_modules")

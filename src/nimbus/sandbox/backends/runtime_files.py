@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from nimbus.sandbox.sdk import link_python_sdk
+
 log = logging.getLogger(__name__)
 
 RUNTIME_SRC = Path(__file__).resolve().parent.parent / "runtime"  # holds bootstrap.py
@@ -27,6 +29,7 @@ class RuntimeFiles:
         shutil.copytree(RUNTIME_SRC, self.root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
         for path in [self.root, *self.root.rglob("*")]:
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        link_python_sdk(self.root)  # boto3 at /var/runtime, as in AWS's Python runtimes (issue 21)
         self._scripts: dict[tuple[Path, str, str], str] = {}
 
     def script(self, interpreter: Path, runtime_dir: str, stem: str = "bootstrap") -> str:

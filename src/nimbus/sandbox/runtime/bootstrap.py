@@ -81,7 +81,8 @@ class _BinaryWriter:
 
 
 class CapturedStream:
-    """Replaces sys.stdout / sys.stderr: text is split into lines, one log event per line."""
+    """Replaces sys.stdout / sys.stderr: one log event per written line, where a line ends with a write that
+    ends in a newline, so one `print()` of several lines is one event, as AWS's runtime logs it (issue 21)."""
 
     encoding = "utf-8"
     errors = "replace"
@@ -97,14 +98,11 @@ class CapturedStream:
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        if "\n" not in s:
+        if not s.endswith("\n"):
             self._partial += s
             return len(s)
-        parts = (self._partial + s).split("\n")
-        self._partial = parts.pop()
-        add = self._sink.add
-        for part in parts:
-            add(part)
+        self._sink.add(self._partial + s[:-1])
+        self._partial = ""
         return len(s)
 
     def writelines(self, lines):
@@ -342,6 +340,17 @@ def get_handler(handler):
     except AttributeError:
         raise FaultException(FaultException.HANDLER_NOT_FOUND,
                              f"Handler '{fname}' missing on module '{modname}'") from None
+
+
+def _limit_open_files():
+    """1,024 open files per environment, as AWS's quotas page documents (issue 21); set in the environment
+    itself (a zygote serving many forks keeps its own limit)."""
+    import resource
+
+    try:  # noqa: SIM105 (contextlib costs milliseconds of start-up)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+    except (ValueError, OSError):
+        pass
 
 
 def setup_path(task_root, opt="/opt"):
@@ -759,6 +768,7 @@ def main():
     if zygote is not None:  # returns only in a forked environment, with its own channel
         channel = zygote.serve_and_restore(channel, Channel, _LOGS, (stdout, stderr), _max_rss_kb)
 
+    _limit_open_files()
     _environment_snapshot()
     traced = "_X_AMZN_TRACE_ID" in env
     dumps = json.JSONEncoder(ensure_ascii=False).encode
