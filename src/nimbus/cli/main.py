@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nimbus.cli import functions, keys, urls
+from nimbus.cli import functions, keys, project, urls
 from nimbus.cli.cost import cost
 from nimbus.cli.logs import logs
 
@@ -75,6 +75,9 @@ app.command()(functions.deploy)
 app.command()(functions.invoke)
 app.command("functions")(functions.functions)
 app.command()(functions.delete)
+app.command()(project.remove)
+app.command()(project.rollback)
+app.command()(project.deployments)
 app.command("logs")(logs)
 app.command("cost")(cost)
 app.add_typer(keys.app, name="keys")

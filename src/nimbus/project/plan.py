@@ -1,0 +1,249 @@
+"""The plan: what a deploy creates, updates and deletes, from the service as described (ServiceSpec + built
+packages) and the server's current state (RemoteState). Pure: it calls nothing; `cli/deployer.py` reads the
+state and applies the plan. Unchanged code is recognised by CodeSha256 and unchanged configuration key by key,
+so a second deploy of the same files plans nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from nimbus.project.model import FunctionSpec, ServiceSpec
+from nimbus.project.package import Package
+
+LIVE = "live"
+SERVICE_TAG = "nimbus:service"
+STAGE_TAG = "nimbus:stage"
+SCHEDULE_ROLE = "arn:aws:iam::000000000000:role/nimbus-scheduler"
+
+
+@dataclass
+class RemoteFunction:
+    """A function as the server has it: GetFunction's answer, its `live` alias and its published versions."""
+
+    name: str
+    config: dict[str, Any]
+    tags: dict[str, str]
+    concurrency: int | None
+    alias: dict[str, Any] | None
+    versions: list[dict[str, Any]]
+    url: dict[str, Any] | None = None
+    invoke_config: dict[str, Any] | None = None
+
+
+@dataclass
+class RemoteState:
+    """What the server runs for one service and stage. `schedules`/`mappings` are None when the server has no
+    such API."""
+
+    functions: dict[str, RemoteFunction]
+    schedules: dict[str, dict[str, Any]] | None
+    mappings: dict[str, list[dict[str, Any]]] | None
+
+
+@dataclass
+class FunctionChange:
+    """One function's change. `action` is create, update, alias (only the live alias moves) or delete."""
+
+    action: str
+    name: str
+    spec: FunctionSpec | None = None
+    package: Package | None = None
+    code: bool = False
+    config_keys: list[str] = field(default_factory=list)
+    publish: bool = False
+    alias_version: str | None = None  # an existing version the alias moves to (when not publishing)
+    tags: bool = False
+    concurrency: bool = False
+    url: bool = False
+    destinations: bool = False
+
+    def summary(self) -> str:
+        parts: list[str] = []
+        if self.code:
+            parts.append("code")
+        parts += self.config_keys
+        for flag, label in ((self.tags, "tags"), (self.concurrency, "reserved concurrency"), (self.url, "url"),
+                            (self.destinations, "destinations")):
+            if flag:
+                parts.append(label)
+        if self.alias_version:
+            parts.append(f"alias {LIVE} -> version {self.alias_version}")
+        return ", ".join(parts)
+
+
+@dataclass
+class EventChange:
+    """A schedule (Scheduler API) or an event source mapping to create, update or delete."""
+
+    action: str
+    kind: str  # schedule | mapping
+    name: str  # schedule name, or queue ARN for a mapping
+    function: str
+    body: dict[str, Any] = field(default_factory=dict)
+    current: dict[str, Any] | None = None
+
+
+@dataclass
+class Plan:
+    """Everything one deploy changes, in the order it is applied (deletions last)."""
+
+    service: ServiceSpec
+    functions: list[FunctionChange]
+    events: list[EventChange]
+    unchanged: list[str]
+
+    @property
+    def empty(self) -> bool:
+        return not self.functions and not self.events
+
+
+def desired_config(spec: FunctionSpec) -> dict[str, Any]:
+    """The function's configuration in Lambda's shape (UpdateFunctionConfiguration's keys)."""
+    return {
+        "Runtime": spec.runtime, "Handler": spec.handler, "MemorySize": spec.memory, "Timeout": spec.timeout,
+        "Description": spec.description, "Environment": {"Variables": spec.environment}, "Layers": spec.layers,
+        "Role": spec.role, "SnapStart": {"ApplyOn": "PublishedVersions" if spec.snap_start else "None"},
+    }
+
+
+def current_config(config: dict[str, Any]) -> dict[str, Any]:
+    """GetFunctionConfiguration's answer reduced to the keys `desired_config` sets."""
+    return {
+        "Runtime": config.get("Runtime"), "Handler": config.get("Handler"), "MemorySize": config.get("MemorySize"),
+        "Timeout": config.get("Timeout"), "Description": config.get("Description") or "",
+        "Environment": {"Variables": (config.get("Environment") or {}).get("Variables") or {}},
+        "Layers": [layer["Arn"] for layer in config.get("Layers") or []], "Role": config.get("Role"),
+        "SnapStart": {"ApplyOn": (config.get("SnapStart") or {}).get("ApplyOn") or "None"},
+    }
+
+
+def desired_tags(service: ServiceSpec, spec: FunctionSpec) -> dict[str, str]:
+    return {**spec.tags, SERVICE_TAG: service.service, STAGE_TAG: service.stage}
+
+
+def desired_invoke_config(spec: FunctionSpec) -> dict[str, Any] | None:
+    if not spec.destinations:
+        return None
+    names = {"onSuccess": "OnSuccess", "onFailure": "OnFailure"}
+    return {names[k]: {"Destination": v} for k, v in spec.destinations.items()}
+
+
+def schedule_name(spec: FunctionSpec, index: int) -> str:
+    """`<function name>-schedule-<n>`, cut to the Scheduler's 64 characters."""
+    suffix = f"-schedule-{index + 1}"
+    return spec.name[: 64 - len(suffix)] + suffix
+
+
+def _published_with(remote: RemoteFunction, sha: str) -> str | None:
+    found = [v for v in remote.versions if v.get("CodeSha256") == sha and v["Version"] != "$LATEST"]
+    return max(found, key=lambda v: int(v["Version"]))["Version"] if found else None
+
+
+def make(service: ServiceSpec, packages: dict[str, Package], state: RemoteState) -> Plan:
+    """The plan turning `state` into `service`."""
+    changes: list[FunctionChange] = []
+    unchanged: list[str] = []
+    for spec in service.functions:
+        package = packages[spec.name]
+        remote = state.functions.get(spec.name)
+        if remote is None:
+            changes.append(FunctionChange("create", spec.name, spec, package, code=True, publish=True,
+                                          url=spec.url is not None, destinations=bool(spec.destinations),
+                                          concurrency=spec.reserved_concurrency is not None))
+            continue
+        change = FunctionChange("update", spec.name, spec, package)
+        change.code = remote.config.get("CodeSha256") != package.sha256
+        want, have = desired_config(spec), current_config(remote.config)
+        change.config_keys = [k for k in want if want[k] != have[k]]
+        change.tags = desired_tags(service, spec) != remote.tags
+        change.concurrency = spec.reserved_concurrency != remote.concurrency
+        change.url = _url_differs(spec.url, remote.url)
+        change.destinations = _invoke_config_differs(desired_invoke_config(spec), remote.invoke_config)
+        change.publish = change.code or bool(change.config_keys)
+        if not change.publish:
+            latest = _published_with(remote, package.sha256)
+            alias = remote.alias
+            if latest is None:
+                change.publish = True
+            elif alias is None or alias.get("FunctionVersion") != latest or _weights(alias):
+                change.alias_version = latest
+        if (change.publish or change.alias_version or change.tags or change.concurrency or change.url
+                or change.destinations):
+            changes.append(change)
+        else:
+            unchanged.append(spec.name)
+    wanted = {spec.name for spec in service.functions}
+    changes += [FunctionChange("delete", name) for name in sorted(state.functions) if name not in wanted]
+    return Plan(service, changes, _events(service, state), unchanged)
+
+
+def _weights(alias: dict[str, Any]) -> dict[str, float]:
+    return dict((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})
+
+
+def _url_differs(want: dict[str, Any] | None, have: dict[str, Any] | None) -> bool:
+    if want is None or have is None:
+        return (want is None) != (have is None)
+    if want.get("AuthType") != have.get("AuthType"):
+        return True
+    if want.get("InvokeMode", "BUFFERED") != have.get("InvokeMode", "BUFFERED"):
+        return True
+    return _cors(want.get("Cors")) != _cors(have.get("Cors"))
+
+
+def _cors(cors: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (cors or {}).items() if v not in (None, [], False, 0)}
+
+
+def _invoke_config_differs(want: dict[str, Any] | None, have: dict[str, Any] | None) -> bool:
+    if want is None:
+        return False  # never configured by the project file: left alone
+    have_dest = (have or {}).get("DestinationConfig") or {}
+    return any((have_dest.get(k) or {}).get("Destination") != v["Destination"] for k, v in want.items())
+
+
+def _events(service: ServiceSpec, state: RemoteState) -> list[EventChange]:
+    out: list[EventChange] = []
+    wanted_schedules: dict[str, tuple[FunctionSpec, dict[str, Any]]] = {}
+    for spec in service.functions:
+        for i, schedule in enumerate(spec.schedules):
+            target: dict[str, Any] = {"Arn": f"{{arn:{spec.name}}}", "RoleArn": SCHEDULE_ROLE}
+            if schedule.input is not None:
+                target["Input"] = schedule.input
+            wanted_schedules[schedule_name(spec, i)] = (spec, {
+                "ScheduleExpression": schedule.expression, "State": "ENABLED" if schedule.enabled else "DISABLED",
+                "FlexibleTimeWindow": {"Mode": "OFF"}, "Target": target,
+                "Description": f"{service.service} {service.stage} {spec.key}",
+            })
+    current = state.schedules or {}
+    for name, (spec, body) in wanted_schedules.items():
+        have = current.get(name)
+        if have is None:
+            out.append(EventChange("create", "schedule", name, spec.name, body))
+        elif (have.get("ScheduleExpression"), have.get("State"), (have.get("Target") or {}).get("Input")) != (
+                body["ScheduleExpression"], body["State"], body["Target"].get("Input")):
+            out.append(EventChange("update", "schedule", name, spec.name, body, have))
+    out += [EventChange("delete", "schedule", name, "", current=have) for name, have in sorted(current.items())
+            if name not in wanted_schedules]
+    mappings = state.mappings or {}
+    for spec in service.functions:
+        have_all = {m["EventSourceArn"]: m for m in mappings.get(spec.name, [])}
+        for queue in spec.queues:
+            wanted: dict[str, Any] = {"EventSourceArn": queue.arn, "FunctionName": f"{spec.name}:{LIVE}",
+                                    "BatchSize": queue.batch_size, "Enabled": queue.enabled}
+            if queue.maximum_batching_window is not None:
+                wanted["MaximumBatchingWindowInSeconds"] = queue.maximum_batching_window
+            if queue.function_response_types:
+                wanted["FunctionResponseTypes"] = list(queue.function_response_types)
+            have = have_all.pop(queue.arn, None)
+            if have is None:
+                out.append(EventChange("create", "mapping", queue.arn, spec.name, wanted))
+            elif have.get("BatchSize") != queue.batch_size or (have.get("State") in ("Disabled", "Disabling")) == \
+                    queue.enabled:
+                out.append(EventChange("update", "mapping", queue.arn, spec.name, wanted, have))
+        out += [EventChange("delete", "mapping", arn, spec.name, current=m) for arn, m in have_all.items()]
+    for name, found in mappings.items():
+        if name not in {s.name for s in service.functions}:
+            out += [EventChange("delete", "mapping", m["EventSourceArn"], name, current=m) for m in found]
+    return out
