@@ -150,6 +150,8 @@ class Deployer:
             schedules = None
         mappings: dict[str, list[dict[str, Any]]] | None = {}
         try:
+            if not functions and any(spec.queues for spec in service.functions):
+                self.client.json("GET", ESM, params={"MaxItems": "1"})  # is the API there at all?
             for name in functions:
                 found = self._pages(ESM, "EventSourceMappings", FunctionName=name)
                 if found:
