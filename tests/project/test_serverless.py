@@ -144,7 +144,8 @@ def test_sam_template_matches_the_serverless_example() -> None:
 
 
 def test_sam_errors_name_line(tmp_path: Path) -> None:
-    path = write(tmp_path, "Transform: AWS::Serverless-2016-10-31\nResources:\n  F:\n    Type: AWS::Serverless::Function\n"
+    path = write(tmp_path, "Transform: AWS::Serverless-2016-10-31\nResources:\n  F:\n"
+                           "    Type: AWS::Serverless::Function\n"
                            "    Properties:\n      CodeUri: .\n      Handler: a.b\n      Runtime: python3.12\n"
                            "      Timeout: !GetAtt X.Y\n", "template.yaml")
     with pytest.raises(ProjectError) as caught:
