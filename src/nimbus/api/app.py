@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from nimbus.api import apigateway as apigateway_api
 from nimbus.api import auth, dashboard, errors, functions, logs
 from nimbus.api import eventconfigs as eventconfigs_api
 from nimbus.api import keys as keys_api
@@ -20,8 +21,10 @@ from nimbus.api import provisioned as provisioned_api
 from nimbus.api import streaming as streaming_api
 from nimbus.api import urls as urls_api
 from nimbus.api.actor import ActorApp
+from nimbus.api.httpapi_routes import HttpApiApp
 from nimbus.api.invoke import InvokeApp
 from nimbus.control.credentials import FunctionCredentials
+from nimbus.control.httpapis import HttpApis
 from nimbus.control.keys import KeyStore
 from nimbus.control.urls import FunctionUrls
 from nimbus.errors import LambdaError, UnknownOperation
@@ -72,6 +75,7 @@ def create_app(platform: Platform) -> auth.AuthApp:
         *metrics_api.routes,  # /metrics, /nimbus/v1/cost (issue 8)
         *dashboard.routes,  # /dashboard (issue 8)
         *provisioned_api.routes,  # provisioned concurrency configs (issue 5)
+        *apigateway_api.routes,  # apigatewayv2 HTTP APIs (issue 17)
     ]
     app = Starlette(
         routes=routes,
@@ -92,5 +96,8 @@ def create_app(platform: Platform) -> auth.AuthApp:
     front = auth.AuthApp(InvokeApp(ActorApp(app), platform), keystore, platform.settings,
                          policy_check=credentials.can_invoke)
     front.urls = urls_api.FunctionUrlApp(platform, function_urls, keystore, front.verifier, front.enabled)
+    # HTTP API routes (issue 17) are served ahead of function URLs, which get every other claimed request
+    app.state.http_apis = http_apis = HttpApis(platform.registry.engine, platform.settings)
+    front.urls = HttpApiApp(platform, http_apis, front.verifier, front.enabled, front.urls)
     auth.attach_function_credentials(platform, front, credentials)
     return front

@@ -28,10 +28,13 @@ from nimbus.project.plan import (
     FunctionChange,
     Plan,
     RemoteFunction,
+    RemoteHttpApi,
     RemoteState,
     desired_config,
     desired_invoke_config,
+    desired_routes,
     desired_tags,
+    http_api_name,
 )
 
 FN = "/2015-03-31/functions"
@@ -160,6 +163,15 @@ class Deployer:
             if not _missing(exc):
                 raise
             mappings = None
+        http_api: RemoteHttpApi | None = None
+        try:
+            http_api = self.http_api(service)
+        except ApiError as exc:
+            if not _missing(exc):
+                raise
+            if desired_routes(service):
+                raise MissingApi("the service has `httpApi`/`http` events but this server has no apigatewayv2 API "
+                                 "(CreateApi): nothing was deployed") from None
         for spec in service.functions:
             if spec.schedules and schedules is None:
                 raise MissingApi(f"{spec.key} has `schedule` events but this server has no EventBridge Scheduler "
@@ -167,7 +179,18 @@ class Deployer:
             if spec.queues and mappings is None:
                 raise MissingApi(f"{spec.key} has `sqs` events but this server has no event source mappings API "
                                  "(CreateEventSourceMapping): nothing was deployed")
-        return RemoteState(functions, schedules, mappings)
+        return RemoteState(functions, schedules, mappings, http_api)
+
+    def http_api(self, service: ServiceSpec) -> RemoteHttpApi | None:
+        """The service's HTTP API in its stage (named `<stage>-<service>` and tagged with the service)."""
+        apis = self.client.json("GET", "/v2/apis").get("items", [])
+        found = next((a for a in apis if a["name"] == http_api_name(service)
+                      and (a.get("tags") or {}).get(SERVICE_TAG) == service.service), None)
+        if found is None:
+            return None
+        base = f"/v2/apis/{found['apiId']}"
+        return RemoteHttpApi(found, self.client.json("GET", f"{base}/routes").get("items", []),
+                             self.client.json("GET", f"{base}/integrations").get("items", []))
 
     # -- history ----------------------------------------------------------------------------------------------
 
@@ -218,13 +241,12 @@ class Deployer:
                 step = f"{change.action} function {change.name}"
                 published |= self._function(plan, change, state.functions.get(change.name), record, canary,
                                             undo, arns)
-            for event in plan.events:
-                if event.action != "delete":
-                    step = f"{event.action} {event.kind} {event.name}"
-                    self._event(event, arns, undo)
-            for event in plan.events:
-                if event.action == "delete":
-                    step = f"delete {event.kind} {event.name}"
+            for event in [*(e for e in plan.events if e.action != "delete"),
+                          *(e for e in plan.events if e.action == "delete")]:
+                step = f"{event.action} {event.kind} {event.name}"
+                if event.kind == "http-api":
+                    self._http_api_change(event, arns, plan.service.stage, plan.service.service, undo)
+                else:
                     self._event(event, arns, undo)
             for change in plan.functions:
                 if change.action == "delete":
@@ -346,6 +368,56 @@ class Deployer:
             if not _not_found(exc):
                 raise
 
+    def _http_api_change(self, event: EventChange, arns: dict[str, str], stage: str, service: str,
+                         undo: list[tuple[str, Callable[[], None]]]) -> None:
+        if event.action == "delete":
+            assert event.current is not None
+            self._quiet_delete(f"/v2/apis/{event.current['apiId']}")
+            return
+        cors = event.body.get("cors")
+        if event.action == "create":
+            request: dict[str, Any] = {"name": event.name, "protocolType": "HTTP",
+                                       "tags": {SERVICE_TAG: service, STAGE_TAG: stage}}
+            if cors:
+                request["corsConfiguration"] = cors
+            api_id = self.client.json("POST", "/v2/apis", json=request)["apiId"]
+            undo.append((f"deleted HTTP API {event.name}", lambda: self._quiet_delete(f"/v2/apis/{api_id}")))
+            self.client.json("POST", f"/v2/apis/{api_id}/stages", json={"stageName": "$default", "autoDeploy": True})
+            routes: list[dict[str, Any]] = []
+            integrations: list[dict[str, Any]] = []
+        else:
+            assert event.current is not None
+            api_id = event.current["apiId"]
+            self.client.json("PATCH", f"/v2/apis/{api_id}", json={"corsConfiguration": cors or {}})
+            routes = self.client.json("GET", f"/v2/apis/{api_id}/routes").get("items", [])
+            integrations = self.client.json("GET", f"/v2/apis/{api_id}/integrations").get("items", [])
+        base = f"/v2/apis/{api_id}"
+        by_target: dict[tuple[str, str], str] = {}
+        for integration in integrations:
+            by_target.setdefault((integration["integrationUri"], integration["payloadFormatVersion"]),
+                                 integration["integrationId"])
+        wanted: dict[str, str] = {}
+        for key, (function, payload) in event.body["routes"].items():
+            uri = f"{arns.get(function) or self._arn(function)}:{LIVE}"
+            if (uri, payload) not in by_target:
+                made = self.client.json("POST", f"{base}/integrations", json={
+                    "integrationType": "AWS_PROXY", "integrationUri": uri, "payloadFormatVersion": payload})
+                by_target[(uri, payload)] = made["integrationId"]
+            wanted[key] = f"integrations/{by_target[(uri, payload)]}"
+        have = {r["routeKey"]: r for r in routes}
+        for key, target in wanted.items():
+            if key not in have:
+                self.client.json("POST", f"{base}/routes", json={"routeKey": key, "target": target})
+            elif have[key].get("target") != target:
+                self.client.json("PATCH", f"{base}/routes/{have[key]['routeId']}", json={"target": target})
+        for key, route in have.items():
+            if key not in wanted:
+                self._quiet_delete(f"{base}/routes/{route['routeId']}")
+        used = set(wanted.values())
+        for integration_id in set(by_target.values()):
+            if f"integrations/{integration_id}" not in used:
+                self._quiet_delete(f"{base}/integrations/{integration_id}")
+
     def _event(self, event: EventChange, arns: dict[str, str], undo: list[tuple[str, Callable[[], None]]]) -> None:
         if event.kind == "schedule":
             path = f"/schedules/{quote(event.name)}"
@@ -384,6 +456,9 @@ class Deployer:
     def remove(self, state: RemoteState) -> list[str]:
         """Delete the service's schedules, mappings and functions; returns what was deleted."""
         done: list[str] = []
+        if state.http_api is not None:
+            self._quiet_delete(f"/v2/apis/{state.http_api.api['apiId']}")
+            done.append(f"HTTP API {state.http_api.api['name']}")
         for name in state.schedules or {}:
             self._quiet_delete(f"/schedules/{quote(name)}")
             done.append(f"schedule {name}")

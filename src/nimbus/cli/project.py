@@ -23,7 +23,7 @@ from nimbus.project.errors import ProjectError
 from nimbus.project.model import ServiceSpec
 from nimbus.project.package import Package, build
 
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)  # URLs stay whole on one line
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 PROJECT_FILES = ("serverless.yml", "serverless.yaml", "template.yaml", "template.yml")
@@ -95,9 +95,15 @@ def print_plan(plan: planning.Plan, endpoint: str) -> None:
                   + (f"  [dim]({escape(detail)})[/]" if detail else ""))
     for event in plan.events:
         sign, style = styles[event.action]
-        what = event.body.get("ScheduleExpression") or (f"batch {event.body['BatchSize']}" if event.body else "")
+        if event.kind == "http-api":
+            routes = event.body.get("routes") or {}
+            what = ", ".join(f"{key} -> {fn.removeprefix(svc.prefix)}" for key, (fn, _) in routes.items())
+        elif event.kind == "schedule":
+            what = f"{event.body.get('ScheduleExpression', '')} -> {event.function}" if event.body else ""
+        else:
+            what = f"batch {event.body['BatchSize']} -> {event.function}" if event.body else ""
         err.print(f"  [{style}]{sign} {event.action:<7}[/] {event.kind} {escape(event.name)}"
-                  + (f"  [dim]({escape(str(what))} -> {escape(event.function)})[/]" if what else ""))
+                  + (f"  [dim]({escape(what)})[/]" if what else ""))
     if plan.unchanged:
         err.print(f"  [dim]= unchanged {len(plan.unchanged)} function(s): {escape(', '.join(plan.unchanged))}[/]")
 
@@ -156,7 +162,18 @@ def deploy_project(directory: Path, config: Path | None, stage: str | None, regi
 
 
 def print_urls(deployer: Deployer, service: ServiceSpec) -> None:
-    """Each function's URL (on its `live` alias), one per line on stdout."""
+    """The HTTP API's endpoint (host and path forms) and each function's URL (on its `live` alias), one per
+    line on stdout."""
+    if planning.desired_routes(service):
+        try:
+            api = deployer.http_api(service)
+        except ApiError:
+            api = None
+        if api is not None:
+            out.print(f"httpApi: {api.api['apiEndpoint']}")
+            out.print(f"httpApi (path form): {deployer.client.endpoint}/execute-api/{api.api['apiId']}")
+            for key in planning.desired_routes(service):
+                err.print(f"  [dim]route[/] {escape(key)}")
     for spec in service.functions:
         if spec.url is None:
             continue

@@ -39,6 +39,28 @@ class RemoteState:
     functions: dict[str, RemoteFunction]
     schedules: dict[str, dict[str, Any]] | None
     mappings: dict[str, list[dict[str, Any]]] | None
+    http_api: RemoteHttpApi | None = None  # the service's HTTP API in this stage, if deployed
+
+
+@dataclass
+class RemoteHttpApi:
+    """The service's HTTP API as apigatewayv2 returns it: the API, its routes and integrations."""
+
+    api: dict[str, Any]
+    routes: list[dict[str, Any]]
+    integrations: list[dict[str, Any]]
+
+    def route_targets(self) -> dict[str, tuple[str, str]]:
+        """routeKey -> (function name, payload version) as deployed."""
+        by_id = {i["integrationId"]: i for i in self.integrations}
+        out: dict[str, tuple[str, str]] = {}
+        for route in self.routes:
+            integration = by_id.get(str(route.get("target", "")).removeprefix("integrations/"))
+            if integration is not None:
+                uri = str(integration.get("integrationUri", ""))
+                name = uri.split(":function:", 1)[-1].split(":", 1)[0]
+                out[route["routeKey"]] = (name, str(integration.get("payloadFormatVersion", "2.0")))
+        return out
 
 
 @dataclass
@@ -77,8 +99,8 @@ class EventChange:
     """A schedule (Scheduler API) or an event source mapping to create, update or delete."""
 
     action: str
-    kind: str  # schedule | mapping
-    name: str  # schedule name, or queue ARN for a mapping
+    kind: str  # schedule | mapping | http-api
+    name: str  # schedule name, queue ARN for a mapping, API name for an HTTP API
     function: str
     body: dict[str, Any] = field(default_factory=dict)
     current: dict[str, Any] | None = None
@@ -175,7 +197,59 @@ def make(service: ServiceSpec, packages: dict[str, Package], state: RemoteState)
             unchanged.append(spec.name)
     wanted = {spec.name for spec in service.functions}
     changes += [FunctionChange("delete", name) for name in sorted(state.functions) if name not in wanted]
-    return Plan(service, changes, _events(service, state), unchanged)
+    return Plan(service, changes, _events(service, state) + _http_api(service, state), unchanged)
+
+
+# The framework's CORS defaults for `httpApi.cors: true`.
+_CORS_HEADERS = ["Content-Type", "X-Amz-Date", "Authorization", "X-Api-Key", "X-Amz-Security-Token",
+                 "X-Amz-User-Agent", "X-Amzn-Trace-Id"]
+_CORS_METHODS = ["OPTIONS", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+
+
+def http_api_name(service: ServiceSpec) -> str:
+    """`<stage>-<service>`, as the framework names its HTTP API."""
+    return f"{service.stage}-{service.service}"
+
+
+def http_api_cors(service: ServiceSpec) -> dict[str, Any] | None:
+    """provider.httpApi.cors as an apigatewayv2 corsConfiguration."""
+    cors = service.cors
+    if not cors:
+        return None
+    if cors is True:
+        return {"allowOrigins": ["*"], "allowHeaders": _CORS_HEADERS, "allowMethods": _CORS_METHODS}
+    assert isinstance(cors, dict)
+    names = {"allowedOrigins": "allowOrigins", "allowedHeaders": "allowHeaders", "allowedMethods": "allowMethods",
+             "allowCredentials": "allowCredentials", "exposedResponseHeaders": "exposeHeaders", "maxAge": "maxAge"}
+    out = {names[k]: v for k, v in cors.items() if k in names}
+    out.setdefault("allowOrigins", ["*"])
+    out.setdefault("allowHeaders", _CORS_HEADERS)
+    out.setdefault("allowMethods", _CORS_METHODS)
+    return out
+
+
+def desired_routes(service: ServiceSpec) -> dict[str, tuple[str, str]]:
+    """routeKey -> (function name, payload version) for every httpApi/http event."""
+    out: dict[str, tuple[str, str]] = {}
+    for spec in service.functions:
+        for route in spec.routes:
+            key = "$default" if route.method == "$default" else f"{route.method} {route.path}"
+            out[key] = (spec.name, route.payload)
+    return out
+
+
+def _http_api(service: ServiceSpec, state: RemoteState) -> list[EventChange]:
+    routes = desired_routes(service)
+    have = state.http_api
+    name = http_api_name(service)
+    if not routes:
+        return [EventChange("delete", "http-api", name, "", current={"apiId": have.api["apiId"]})] if have else []
+    body = {"routes": routes, "cors": http_api_cors(service)}
+    if have is None:
+        return [EventChange("create", "http-api", name, "", body)]
+    if have.route_targets() != routes or have.api.get("corsConfiguration") != body["cors"]:
+        return [EventChange("update", "http-api", name, "", body, {"apiId": have.api["apiId"]})]
+    return []
 
 
 def _weights(alias: dict[str, Any]) -> dict[str, float]:
