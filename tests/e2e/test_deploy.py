@@ -52,6 +52,7 @@ def call_url(server: NimbusServer, url: str, path: str, **kw: Any) -> httpx.Resp
 
 
 def urls(out: str) -> dict[str, str]:
+    """`name: URL` lines of `nimbus deploy`'s output (function URLs and the HTTP API's endpoints)."""
     return dict(line.split(": ", 1) for line in out.splitlines() if ": http" in line)
 
 
@@ -69,6 +70,19 @@ def test_http_api_deploy_idempotent_update_canary_rollback_remove(server: Nimbus
     assert config["Configuration"]["MemorySize"] == 512
     assert config["Tags"]["nimbus:stage"] == st
     assert lam.get_alias(FunctionName=f"http-api-{st}-hello", Name="live")["FunctionVersion"] == "1"
+    api = found["httpApi (path form)"]
+    routed = httpx.get(f"{api}/hello/route", timeout=60)
+    assert routed.status_code == 200 and routed.json()["message"] == "Hello, route!", routed.text
+    posted = httpx.post(f"{api}/items", json={"n": 1}, timeout=60)
+    assert posted.status_code == 201 and posted.json() == {"received": {"n": 1}, "route": "POST /items"}
+    fallback = httpx.put(f"{api}/any/thing", json={"n": 2}, timeout=60)
+    assert fallback.json() == {"received": {"n": 2}, "route": "$default"}
+    preflight = httpx.options(f"{api}/items", headers={"Origin": "http://app.example",
+                                                       "Access-Control-Request-Method": "POST"})
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    host = found["httpApi"].split("//", 1)[1]
+    by_host = httpx.get(f"{server.endpoint}/hello/host", headers={"Host": host}, timeout=60)
+    assert by_host.json()["message"] == "Hello, host!"
 
     again = nimbus(server, "deploy", str(root), "--stage", st)
     assert again.returncode == 0 and "No changes." in again.stderr, again.stderr
@@ -101,9 +115,13 @@ def test_http_api_deploy_idempotent_update_canary_rollback_remove(server: Nimbus
     forward = nimbus(server, "rollback", str(root), "--stage", st, "--to", "2")
     assert forward.returncode == 0 and call_url(server, found["hello"], "/hello/x").json()["version"] == "2"
 
+    assert httpx.get(f"{api}/hello/x", timeout=60).json()["version"] == "2"  # routes follow the live alias
+
     gone = nimbus(server, "remove", str(root), "--stage", st)
     assert gone.returncode == 0 and f"deleted function http-api-{st}-hello" in gone.stderr, gone.stderr
+    assert f"deleted HTTP API {st}-http-api" in gone.stderr
     assert names(lam, f"http-api-{st}-") == []
+    assert httpx.get(f"{api}/hello/x", timeout=60).status_code == 404
 
 
 def test_removed_function_is_deleted_and_stages_are_separate(server: NimbusServer, tmp_path: Path) -> None:
