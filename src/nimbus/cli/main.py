@@ -9,6 +9,7 @@ import typer
 
 from nimbus.cli import functions, keys, project, urls
 from nimbus.cli.cost import cost
+from nimbus.cli.init import init
 from nimbus.cli.logs import logs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="nimbus: self-hosted AWS Lambda.")
@@ -78,6 +79,7 @@ app.command()(functions.delete)
 app.command()(project.remove)
 app.command()(project.rollback)
 app.command()(project.deployments)
+app.command("init")(init)
 app.command("logs")(logs)
 app.command("cost")(cost)
 app.add_typer(keys.app, name="keys")
