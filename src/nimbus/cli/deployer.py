@@ -13,6 +13,7 @@ import base64
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -128,8 +129,12 @@ class Deployer:
         prefix = f"{service}-{stage}-"
         names = [f["FunctionName"] for f in self._pages(FN, "Functions") if f["FunctionName"].startswith(prefix)]
         out: dict[str, RemoteFunction] = {}
-        for name in dict.fromkeys([*names, *also]):
-            remote = self.function(name)
+        wanted = list(dict.fromkeys([*names, *also]))
+        # Five reads per function, independent of each other: a few at a time (the server answers in
+        # parallel; a 10-function service is read in a fraction of the sequential time).
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            found = list(pool.map(self.function, wanted))
+        for name, remote in zip(wanted, found, strict=True):
             if remote is None:
                 continue
             tagged = remote.tags.get(SERVICE_TAG) == service and remote.tags.get(STAGE_TAG) == stage

@@ -9,6 +9,7 @@ import typer
 
 from nimbus.cli import functions, keys, project, urls
 from nimbus.cli.cost import cost
+from nimbus.cli.dev import dev
 from nimbus.cli.init import init
 from nimbus.cli.logs import logs
 
@@ -80,6 +81,7 @@ app.command()(project.remove)
 app.command()(project.rollback)
 app.command()(project.deployments)
 app.command("init")(init)
+app.command("dev")(dev)
 app.command("logs")(logs)
 app.command("cost")(cost)
 app.add_typer(keys.app, name="keys")

@@ -18,7 +18,6 @@ from rich.table import Table
 from nimbus.cli.client import ApiError, LambdaClient
 from nimbus.cli.deployer import Deployer, DeployFailed, MissingApi, rollback_targets
 from nimbus.project import plan as planning
-from nimbus.project import sam, serverless
 from nimbus.project.errors import ProjectError
 from nimbus.project.model import ServiceSpec
 from nimbus.project.package import Package, build
@@ -54,6 +53,8 @@ def load_service(file: Path, stage: str | None, region: str | None, params: list
         pairs[key] = value
     if not file.is_file():
         raise ProjectError(file, None, "", "no such project file")
+    from nimbus.project import sam, serverless  # YAML parsing: loaded only by the commands that read files
+
     if sam.is_sam(file):
         return sam.parse(file, options, dict(os.environ), pairs)
     return serverless.parse(file, options, dict(os.environ), pairs)
