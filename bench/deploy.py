@@ -7,10 +7,13 @@ to the same function (issue 17), each measured in the same run.
    serverless.yml (the Serverless Framework v3's package step, offline) when `serverless` is installed
    (`--sls PATH`, default `/tmp/sls17/node_modules/.bin/serverless`); otherwise the bare cost of a CLI process
    that only imports nimbus's CLI and exits (the fixed floor every `nimbus` command pays).
-2. Dispatch: wrk at c16 on the HTTP API route `POST /echo` and on the function's public URL (path forms), the
+2. Dev loop: `nimbus dev` on a 2-function HTTP API project; p50 over 10 saves of the time from the file write
+   to the first response with the new code (polling the route), against, in the same run, the same edit
+   applied by `nimbus deploy` (CLI process + plan + publish + alias) followed by the first new response.
+3. Dispatch: wrk at c16 on the HTTP API route `POST /echo` and on the function's public URL (path forms), the
    same function behind both; the ratio route/URL is the figure (goal >= 0.9).
 
-Run: .venv/bin/python bench/deploy.py [--seconds 8] [--rounds 3]
+Run: .venv/bin/python bench/deploy.py [--seconds 8] [--rounds 3] [--edits 10]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -92,6 +96,66 @@ def deploy_figures(rounds: int, sls: str) -> None:
         print(f"  {label:<62} {med:6.2f} s  x{med / base:5.2f}{verdict}")
 
 
+def _serve_new(url: str, marker: str, start: float) -> float:
+    while marker not in httpx.get(url, timeout=60).text:
+        time.sleep(0.002)
+    return (time.perf_counter() - start) * 1000
+
+
+def dev_figures(edits: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="nimbus-bench-dev-"))
+    (root / "app.py").write_text("def handler(event, context):\n    return {'statusCode': 200, 'body': 'v0'}\n")
+    (root / "other.py").write_text("def handler(event, context):\n    return 'other'\n")
+    (root / "serverless.yml").write_text(
+        f"service: devb\nprovider: {{name: aws, runtime: {RUNTIME}}}\nfunctions:\n"
+        "  app:\n    handler: app.handler\n    events:\n      - httpApi: 'GET /app'\n"
+        "  other:\n    handler: other.handler\n")
+    logs = Path(tempfile.mkdtemp(prefix="nimbus-bench-devlog-"))
+    dev_ms: list[float] = []
+    deploy_ms: list[float] = []
+    with nimbus_server({"NIMBUS_AUTH": "sigv4", "NIMBUS_IDLE_TIMEOUT": "600"}) as server:
+        env = {**os.environ, "NIMBUS_ENDPOINT": server.url, "NIMBUS_DATA_DIR": server.data_dir}
+        version = 0
+
+        def edit() -> str:
+            nonlocal version
+            version += 1
+            (root / "app.py").write_text(
+                f"def handler(event, context):\n    return {{'statusCode': 200, 'body': 'v{version}'}}\n")
+            return f"v{version}"
+
+        done = subprocess.run([sys.executable, "-m", "nimbus", "deploy", "."], env=env, cwd=root,
+                              capture_output=True, text=True, check=True)
+        route = next(line.split(": ", 1)[1] for line in done.stdout.splitlines()
+                     if line.startswith("httpApi (path")) + "/app"
+        for _ in range(edits):  # baseline: the same edit through `nimbus deploy`
+            start = time.perf_counter()
+            marker = edit()
+            subprocess.run([sys.executable, "-m", "nimbus", "deploy", "."], env=env, cwd=root, capture_output=True,
+                           check=True)
+            deploy_ms.append(_serve_new(route, marker, start))
+        with (logs / "out").open("w") as out, (logs / "err").open("w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "nimbus", "dev", "."], env=env, cwd=root, stdout=out,
+                                    stderr=err)
+        try:
+            while "watching" not in (logs / "err").read_text():
+                time.sleep(0.05)
+            for _ in range(edits):
+                time.sleep(0.3)
+                start = time.perf_counter()
+                dev_ms.append(_serve_new(route, edit(), start))
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(logs, ignore_errors=True)
+    base, med = statistics.median(deploy_ms), statistics.median(dev_ms)
+    print(f"Save -> new code served, p50 of {edits} edits:")
+    print(f"  baseline: nimbus deploy of the edit   {base:7.0f} ms")
+    print(f"  nimbus dev                            {med:7.0f} ms  x{med / base:.2f}  (goal p50 <= 300 ms: "
+          + ("met" if med <= 300 else "NOT met") + f"; all: {', '.join(f'{x:.0f}' for x in sorted(dev_ms))})")
+
+
 def dispatch_figures(seconds: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="nimbus-bench-echo-"))
     root.mkdir(exist_ok=True)
@@ -130,9 +194,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--edits", type=int, default=10)
     parser.add_argument("--sls", default=os.environ.get("SLS_BIN", "/tmp/sls17/node_modules/.bin/serverless"))
     args = parser.parse_args()
     deploy_figures(args.rounds, args.sls)
+    dev_figures(args.edits)
     dispatch_figures(args.seconds)
 
 

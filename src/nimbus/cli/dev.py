@@ -167,7 +167,7 @@ def dev(directory: Directory = Path("."), config: Config = None, stage: Stage = 
     err.print(f"[bold]watching[/] {escape(str(directory.resolve()))} — `{LIVE}` aliases serve $LATEST while dev "
               "runs; Ctrl-C to stop, then `nimbus deploy` to publish")
     try:
-        for changes in watch(directory, watch_filter=ignore, debounce=40, step=10):
+        for changes in watch(directory, watch_filter=ignore, debounce=15, step=10):
             paths = {Path(p).resolve() for _, p in changes}
             if any(p.suffix in (".yml", ".yaml", ".json") and p.parent == directory.resolve() for p in paths) or \
                     any(f is not None and f.resolve() in paths for f in project_files):
