@@ -260,3 +260,24 @@ def test_sqs_worker_example_creates_a_mapping(server: NimbusServer, tmp_path: Pa
     assert mapping["EventSourceArn"].endswith(f":sqs-worker-{st}-jobs") and mapping["BatchSize"] == 5
     assert "No changes." in nimbus(server, "deploy", str(root), "--stage", st).stderr
     assert nimbus(server, "remove", str(root), "--stage", st).returncode == 0
+
+
+def test_concurrency_and_destinations_are_applied_once(server: NimbusServer, tmp_path: Path) -> None:
+    root = tmp_path / "svc"
+    root.mkdir()
+    (root / "app.py").write_text("def handler(event, context):\n    return 1\n")
+    (root / "serverless.yml").write_text(
+        f"service: conc\nprovider: {{name: aws, runtime: {RUNTIME}}}\nfunctions:\n"
+        "  f:\n    handler: app.handler\n    reservedConcurrency: 5\n    provisionedConcurrency: 1\n"
+        "    destinations:\n      onFailure: g\n  g:\n    handler: app.handler\n")
+    st, lam = stage(), server.client("lambda")
+    out = nimbus(server, "deploy", str(root), "--stage", st)
+    assert out.returncode == 0, out.stderr
+    name = f"conc-{st}-f"
+    assert lam.get_function_concurrency(FunctionName=name)["ReservedConcurrentExecutions"] == 5
+    assert lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier="live")[
+        "RequestedProvisionedConcurrentExecutions"] == 1
+    destination = lam.get_function_event_invoke_config(FunctionName=name, Qualifier="live")["DestinationConfig"]
+    assert destination["OnFailure"]["Destination"].endswith(f":function:conc-{st}-g")
+    assert "No changes." in nimbus(server, "deploy", str(root), "--stage", st).stderr
+    assert nimbus(server, "remove", str(root), "--stage", st).returncode == 0

@@ -108,8 +108,9 @@ class Deployer:
             if not marker:
                 return out
 
-    def function(self, name: str) -> RemoteFunction | None:
-        """One function's state, or None when it does not exist."""
+    def function(self, name: str, invoke_config: bool = True, provisioned: bool = False) -> RemoteFunction | None:
+        """One function's state, or None when it does not exist (its event-invoke config only when asked:
+        the plan compares it only for functions with `destinations`)."""
         got = self._get(f"{FN}/{quote(name)}")
         if got is None:
             return None
@@ -120,10 +121,16 @@ class Deployer:
             versions=[v for v in self._pages(f"{FN}/{quote(name)}/versions", "Versions")
                       if v["Version"] != "$LATEST"],
             url=self._get(f"/2021-10-31/functions/{quote(name)}/url", Qualifier=LIVE),
-            invoke_config=self._get(f"/2019-09-25/functions/{quote(name)}/event-invoke-config", Qualifier=LIVE),
+            invoke_config=self._get(f"/2019-09-25/functions/{quote(name)}/event-invoke-config", Qualifier=LIVE)
+            if invoke_config else None,
+            provisioned=(self._get(f"/2019-09-30/functions/{quote(name)}/provisioned-concurrency",
+                                   Qualifier=LIVE) or {}).get("RequestedProvisionedConcurrentExecutions")
+            if provisioned else None,
         )
 
-    def owned(self, service: str, stage: str, also: tuple[str, ...] = ()) -> dict[str, RemoteFunction]:
+    def owned(self, service: str, stage: str, also: tuple[str, ...] = (),
+              invoke_configs: frozenset[str] = frozenset(),
+              provisioned: frozenset[str] = frozenset()) -> dict[str, RemoteFunction]:
         """The functions of `service` in `stage`: those tagged with it, looked for under its name prefix, plus
         `also` (names the project file gives)."""
         prefix = f"{service}-{stage}-"
@@ -133,7 +140,7 @@ class Deployer:
         # Five reads per function, independent of each other: a few at a time (the server answers in
         # parallel; a 10-function service is read in a fraction of the sequential time).
         with ThreadPoolExecutor(max_workers=8) as pool:
-            found = list(pool.map(self.function, wanted))
+            found = list(pool.map(lambda n: self.function(n, n in invoke_configs, n in provisioned), wanted))
         for name, remote in zip(wanted, found, strict=True):
             if remote is None:
                 continue
@@ -144,7 +151,9 @@ class Deployer:
 
     def state(self, service: ServiceSpec) -> RemoteState:
         """Everything the plan compares against. Raises MissingApi when the file needs an API the server lacks."""
-        functions = self.owned(service.service, service.stage, tuple(f.name for f in service.functions))
+        functions = self.owned(service.service, service.stage, tuple(f.name for f in service.functions),
+                               frozenset(f.name for f in service.functions if f.destinations),
+                               frozenset(f.name for f in service.functions if f.provisioned_concurrency))
         schedules: dict[str, dict[str, Any]] | None = {}
         try:
             listed = self.client.json("GET", "/schedules", params={"NamePrefix": service.prefix})
@@ -246,6 +255,10 @@ class Deployer:
                 step = f"{change.action} function {change.name}"
                 published |= self._function(plan, change, state.functions.get(change.name), record, canary,
                                             undo, arns)
+            for change in plan.functions:
+                if change.destinations and change.action != "delete":
+                    step = f"destinations of {change.name}"
+                    self._destinations(change, arns)
             for event in [*(e for e in plan.events if e.action != "delete"),
                           *(e for e in plan.events if e.action == "delete")]:
                 step = f"{event.action} {event.kind} {event.name}"
@@ -340,11 +353,21 @@ class Deployer:
                 self.client.json("PUT", url_path, params={"Qualifier": LIVE}, json=spec.url)
             if spec.url is not None and spec.url.get("AuthType") == "NONE":
                 self._public_url_permission(name)
-        if change.destinations:
-            config = desired_invoke_config(spec)
-            self.client.json("PUT", f"/2019-09-25/functions/{name}/event-invoke-config", params={"Qualifier": LIVE},
-                             json={"DestinationConfig": config})
+        if change.provisioned:
+            self.client.json("PUT", f"/2019-09-30/functions/{name}/provisioned-concurrency",
+                             params={"Qualifier": LIVE},
+                             json={"ProvisionedConcurrentExecutions": spec.provisioned_concurrency})
         return change.publish
+
+    def _destinations(self, change: FunctionChange, arns: dict[str, str]) -> None:
+        """After every function exists: a destination may be another function of the service."""
+        assert change.spec is not None
+        config = desired_invoke_config(change.spec) or {}
+        for target in config.values():
+            if not target["Destination"].startswith("arn:"):
+                target["Destination"] = arns.get(target["Destination"]) or self._arn(target["Destination"])
+        self.client.json("PUT", f"/2019-09-25/functions/{quote(change.name)}/event-invoke-config",
+                         params={"Qualifier": LIVE}, json={"DestinationConfig": config})
 
     def _public_url_permission(self, name: str) -> None:
         """The resource policy a public (`AuthType NONE`) URL needs, as the framework adds it."""

@@ -59,7 +59,7 @@ class FunctionSpec:
     provisioned_concurrency: int | None = None
     snap_start: bool = False
     url: dict[str, Any] | None = None  # a function URL's config (AuthType, Cors) or None
-    destinations: dict[str, str] = field(default_factory=dict)  # onSuccess / onFailure -> ARN
+    destinations: dict[str, str] = field(default_factory=dict)  # onSuccess / onFailure -> ARN or function name
     source_dir: Path = Path(".")
     patterns: list[str] = field(default_factory=list)
     artifact: Path | None = None

@@ -29,6 +29,7 @@ class RemoteFunction:
     versions: list[dict[str, Any]]
     url: dict[str, Any] | None = None
     invoke_config: dict[str, Any] | None = None
+    provisioned: int | None = None  # on the live alias (read only for functions that ask for it)
 
 
 @dataclass
@@ -79,6 +80,7 @@ class FunctionChange:
     concurrency: bool = False
     url: bool = False
     destinations: bool = False
+    provisioned: bool = False
 
     def summary(self) -> str:
         parts: list[str] = []
@@ -86,7 +88,7 @@ class FunctionChange:
             parts.append("code")
         parts += self.config_keys
         for flag, label in ((self.tags, "tags"), (self.concurrency, "reserved concurrency"), (self.url, "url"),
-                            (self.destinations, "destinations")):
+                            (self.destinations, "destinations"), (self.provisioned, "provisioned concurrency")):
             if flag:
                 parts.append(label)
         if self.alias_version:
@@ -172,7 +174,8 @@ def make(service: ServiceSpec, packages: dict[str, Package], state: RemoteState)
         if remote is None:
             changes.append(FunctionChange("create", spec.name, spec, package, code=True, publish=True,
                                           url=spec.url is not None, destinations=bool(spec.destinations),
-                                          concurrency=spec.reserved_concurrency is not None))
+                                          concurrency=spec.reserved_concurrency is not None,
+                                          provisioned=bool(spec.provisioned_concurrency)))
             continue
         change = FunctionChange("update", spec.name, spec, package)
         change.code = remote.config.get("CodeSha256") != package.sha256
@@ -182,6 +185,7 @@ def make(service: ServiceSpec, packages: dict[str, Package], state: RemoteState)
         change.concurrency = spec.reserved_concurrency != remote.concurrency
         change.url = _url_differs(spec.url, remote.url)
         change.destinations = _invoke_config_differs(desired_invoke_config(spec), remote.invoke_config)
+        change.provisioned = bool(spec.provisioned_concurrency) and spec.provisioned_concurrency != remote.provisioned
         change.publish = change.code or bool(change.config_keys)
         if not change.publish:
             latest = _published_with(remote, package.sha256)
@@ -191,7 +195,7 @@ def make(service: ServiceSpec, packages: dict[str, Package], state: RemoteState)
             elif alias is None or alias.get("FunctionVersion") != latest or _weights(alias):
                 change.alias_version = latest
         if (change.publish or change.alias_version or change.tags or change.concurrency or change.url
-                or change.destinations):
+                or change.destinations or change.provisioned):
             changes.append(change)
         else:
             unchanged.append(spec.name)
@@ -274,7 +278,12 @@ def _invoke_config_differs(want: dict[str, Any] | None, have: dict[str, Any] | N
     if want is None:
         return False  # never configured by the project file: left alone
     have_dest = (have or {}).get("DestinationConfig") or {}
-    return any((have_dest.get(k) or {}).get("Destination") != v["Destination"] for k, v in want.items())
+
+    def same(target: str, deployed: str | None) -> bool:  # a bare name is a function of this service
+        return deployed == target or (not target.startswith("arn:") and bool(deployed)
+                                      and str(deployed).endswith(f":function:{target}"))
+
+    return not all(same(v["Destination"], (have_dest.get(k) or {}).get("Destination")) for k, v in want.items())
 
 
 def _events(service: ServiceSpec, state: RemoteState) -> list[EventChange]:

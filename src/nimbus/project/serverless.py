@@ -99,8 +99,7 @@ class _Parser:
                     if match is None:
                         raise self.doc.error(("functions", spec.key, "destinations", kind),
                                              f"{target!r} is neither an ARN nor a function of this service")
-                    spec.destinations[kind] = (f"arn:aws:lambda:{self.region}:000000000000:function:"
-                                               f"{match.name}")
+                    spec.destinations[kind] = match.name  # the deployer makes it the function's ARN
         cors = self.get(("provider", "httpApi", "cors"), (bool, dict))
         return ServiceSpec(self.doc.file, service, self.stage, self.region, specs, cors, self.warnings)
 
