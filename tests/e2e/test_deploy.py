@@ -281,3 +281,29 @@ def test_concurrency_and_destinations_are_applied_once(server: NimbusServer, tmp
     assert destination["OnFailure"]["Destination"].endswith(f":function:conc-{st}-g")
     assert "No changes." in nimbus(server, "deploy", str(root), "--stage", st).stderr
     assert nimbus(server, "remove", str(root), "--stage", st).returncode == 0
+
+
+def test_service_layers_are_published_when_changed(server: NimbusServer, tmp_path: Path) -> None:
+    root = tmp_path / "svc"
+    (root / "layer" / "python").mkdir(parents=True)
+    (root / "layer" / "python" / "shared.py").write_text("WORD = 'one'\n")
+    (root / "app.py").write_text("import shared\n\ndef handler(event, context):\n    return shared.WORD\n")
+    (root / "serverless.yml").write_text(
+        f"service: lay\nprovider: {{name: aws, runtime: {RUNTIME}}}\nlayers:\n  common:\n    path: layer\n"
+        "package:\n  patterns: ['!layer/**']\nfunctions:\n  f:\n    handler: app.handler\n    layers:\n"
+        "      - {Ref: CommonLambdaLayer}\n")
+    st, lam = stage(), server.client("lambda")
+
+    def call() -> str:
+        return str(json.loads(lam.invoke(FunctionName=f"lay-{st}-f", Qualifier="live")["Payload"].read()))
+
+    out = nimbus(server, "deploy", str(root), "--stage", st)
+    assert out.returncode == 0 and f"+ publish layer lay-{st}-common" in out.stderr, out.stderr
+    assert call() == "one"
+    assert "No changes." in nimbus(server, "deploy", str(root), "--stage", st).stderr
+    (root / "layer" / "python" / "shared.py").write_text("WORD = 'two'\n")
+    out = nimbus(server, "deploy", str(root), "--stage", st)
+    assert out.returncode == 0 and "(Layers)" in out.stderr, out.stderr
+    assert call() == "two"
+    assert nimbus(server, "remove", str(root), "--stage", st).returncode == 0
+    assert lam.list_layer_versions(LayerName=f"lay-{st}-common")["LayerVersions"] == []

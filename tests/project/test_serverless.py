@@ -151,3 +151,18 @@ def test_sam_errors_name_line(tmp_path: Path) -> None:
     with pytest.raises(ProjectError) as caught:
         sam.parse(path, {}, {})
     assert caught.value.line == 9 and caught.value.key == "Resources.F.Properties.Timeout"
+
+
+def test_own_layers_are_referenced_by_ref(tmp_path: Path) -> None:
+    (tmp_path / "shared").mkdir()
+    path = write(tmp_path, "service: s\nprovider: {name: aws, runtime: python3.12}\nlayers:\n  deps:\n"
+                           "    path: shared\nfunctions:\n  f:\n    handler: h.f\n    layers:\n"
+                           "      - {Ref: DepsLambdaLayer}\n      - arn:aws:lambda:us-east-1:1:layer:x:1\n"
+                           "  g:\n    handler: h.g\n    layers:\n      - {Ref: NopeLambdaLayer}\n")
+    with pytest.raises(ProjectError) as caught:
+        parse(path)
+    assert caught.value.line == 15 and "DepsLambdaLayer" in caught.value.message
+    path.write_text(path.read_text().replace("Nope", "Deps"))
+    spec = parse(path)
+    assert spec.functions[0].layers == ["layer:deps", "arn:aws:lambda:us-east-1:1:layer:x:1"]
+    assert spec.layers[0].name == "s-dev-deps" and spec.layers[0].path == tmp_path / "shared"

@@ -193,7 +193,16 @@ class Deployer:
             if spec.queues and mappings is None:
                 raise MissingApi(f"{spec.key} has `sqs` events but this server has no event source mappings API "
                                  "(CreateEventSourceMapping): nothing was deployed")
-        return RemoteState(functions, schedules, mappings, http_api)
+        layers: dict[str, dict[str, Any]] = {}
+        for layer in service.layers:
+            versions = self._get(f"/2018-10-31/layers/{quote(layer.name)}/versions")
+            found = (versions or {}).get("LayerVersions") or []
+            if found:
+                newest = max(found, key=lambda v: int(v["Version"]))
+                got = self._get(f"/2018-10-31/layers/{quote(layer.name)}/versions/{newest['Version']}")
+                if got is not None:
+                    layers[layer.name] = got
+        return RemoteState(functions, schedules, mappings, http_api, layers)
 
     def http_api(self, service: ServiceSpec) -> RemoteHttpApi | None:
         """The service's HTTP API in its stage (named `<stage>-<service>` and tagged with the service)."""
@@ -248,13 +257,26 @@ class Deployer:
         arns: dict[str, str] = {}
         published = False
         step = ""
+        layer_arns = dict(plan.layer_arns)
         try:
+            for layer_change in plan.layers:
+                layer = layer_change.layer
+                step = f"publish layer {layer.name}"
+                body: dict[str, Any] = {"Content": {"ZipFile": base64.b64encode(layer_change.package.data).decode()},
+                                        "Description": layer.description or record}
+                if layer.compatible_runtimes:
+                    body["CompatibleRuntimes"] = layer.compatible_runtimes
+                made = self.client.json("POST", f"/2018-10-31/layers/{quote(layer.name)}/versions", json=body)
+                layer_arns[layer.key] = made["LayerVersionArn"]
+                path = f"/2018-10-31/layers/{quote(layer.name)}/versions/{made['Version']}"
+                undo.append((f"deleted layer version {made['LayerVersionArn']}",
+                             lambda path=path: self._quiet_delete(path)))  # type: ignore[misc]
             for change in plan.functions:
                 if change.action == "delete":
                     continue
                 step = f"{change.action} function {change.name}"
                 published |= self._function(plan, change, state.functions.get(change.name), record, canary,
-                                            undo, arns)
+                                            undo, arns, layer_arns)
             for change in plan.functions:
                 if change.destinations and change.action != "delete":
                     step = f"destinations of {change.name}"
@@ -283,14 +305,15 @@ class Deployer:
         return seq if published else None
 
     def _function(self, plan: Plan, change: FunctionChange, remote: RemoteFunction | None, record: str,
-                  canary: float | None, undo: list[tuple[str, Callable[[], None]]], arns: dict[str, str]) -> bool:
+                  canary: float | None, undo: list[tuple[str, Callable[[], None]]], arns: dict[str, str],
+                  layer_arns: dict[str, str]) -> bool:
         spec, package = change.spec, change.package
         assert spec is not None and package is not None
         name = quote(change.name)
         if change.action == "create":
             body = {"FunctionName": change.name, "Code": {"ZipFile": base64.b64encode(package.data).decode()},
                     "Publish": False, "Architectures": [spec.architecture],
-                    "Tags": desired_tags(plan.service, spec), **desired_config(spec)}
+                    "Tags": desired_tags(plan.service, spec), **desired_config(spec, layer_arns)}
             created = self.client.json("POST", FN, json=body)
             undo.append((f"deleted function {change.name}",
                          lambda: self._quiet_delete(f"{FN}/{name}")))
@@ -299,7 +322,7 @@ class Deployer:
         else:
             arns[change.name] = remote.config["FunctionArn"] if remote else ""
             if change.config_keys:
-                want = desired_config(spec)
+                want = desired_config(spec, layer_arns)
                 self.client.json("PUT", f"{FN}/{name}/configuration", json={k: want[k] for k in change.config_keys})
                 self._wait(name)
             if change.code:
@@ -497,6 +520,10 @@ class Deployer:
         for name in state.functions:
             self._quiet_delete(f"{FN}/{quote(name)}")
             done.append(f"function {name}")
+        for name, newest in state.layers.items():
+            for version in range(1, int(newest["Version"]) + 1):
+                self._quiet_delete(f"/2018-10-31/layers/{quote(name)}/versions/{version}")
+            done.append(f"layer {name}")
         return done
 
     def move_aliases(self, targets: dict[str, str]) -> None:

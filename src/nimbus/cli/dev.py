@@ -169,9 +169,11 @@ def dev(directory: Directory = Path("."), config: Config = None, stage: Stage = 
     try:
         for changes in watch(directory, watch_filter=ignore, debounce=15, step=10):
             paths = {Path(p).resolve() for _, p in changes}
+            layer_dirs = [layer.path for layer in service.layers]
             if any(p.suffix in (".yml", ".yaml", ".json") and p.parent == directory.resolve() for p in paths) or \
-                    any(f is not None and f.resolve() in paths for f in project_files):
-                err.print("[bold]project file changed:[/] full deploy")
+                    any(f is not None and f.resolve() in paths for f in project_files) or \
+                    any(p.is_relative_to(d) for p in paths for d in layer_dirs):
+                err.print("[bold]project file or layer changed:[/] full deploy")
                 fresh = loop.full_deploy()
                 if fresh is not None:
                     service = fresh

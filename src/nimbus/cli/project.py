@@ -20,7 +20,7 @@ from nimbus.cli.deployer import Deployer, DeployFailed, MissingApi, rollback_tar
 from nimbus.project import plan as planning
 from nimbus.project.errors import ProjectError
 from nimbus.project.model import ServiceSpec
-from nimbus.project.package import Package, build
+from nimbus.project.package import Package, build, build_layer
 
 out = Console(highlight=False, soft_wrap=True)  # URLs stay whole on one line
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -84,6 +84,9 @@ def print_plan(plan: planning.Plan, endpoint: str) -> None:
     svc = plan.service
     err.print(f"Service [bold]{escape(svc.service)}[/], stage [bold]{escape(svc.stage)}[/] on {escape(endpoint)}")
     styles = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red")}
+    for layer in plan.layers:
+        err.print(f"  [green]+ publish[/] layer {escape(layer.layer.name)}  "
+                  f"[dim](new version, {len(layer.package.data) / 1024:.1f} kB)[/]")
     for change in plan.functions:
         sign, style = styles[change.action]
         detail = ""
@@ -124,6 +127,7 @@ def deploy_project(directory: Path, config: Path | None, stage: str | None, regi
             err.print(f"[yellow]warning:[/] {escape(warning)}")
         cache: dict[tuple[object, ...], Package] = {}
         packages = {spec.name: build(spec, cache) for spec in service.functions}
+        layer_packages = {layer.key: build_layer(layer) for layer in service.layers}
     except ProjectError as exc:
         raise _project_error(exc) from None
     client = LambdaClient(endpoint)
@@ -135,7 +139,7 @@ def deploy_project(directory: Path, config: Path | None, stage: str | None, regi
         raise typer.Exit(1) from None
     except ApiError as exc:
         raise _api_error(exc) from None
-    plan = planning.make(service, packages, state)
+    plan = planning.make(service, packages, state, layer_packages)
     print_plan(plan, client.endpoint)
     if plan.empty:
         err.print("[green]No changes.[/]")
@@ -226,7 +230,8 @@ def remove(directory: Directory = Path("."), config: Config = None, stage: Stage
     """Delete a deployed service (its functions, schedules and event source mappings) in a stage."""
     service, deployer, _ = _service_state(directory, config, stage, region, param, endpoint)
     try:
-        state = deployer.state(ServiceSpec(service.file, service.service, service.stage, service.region, []))
+        state = deployer.state(ServiceSpec(service.file, service.service, service.stage, service.region, [],
+                                           layers=service.layers))
         done = deployer.remove(state)
     except ApiError as exc:
         raise _api_error(exc) from None

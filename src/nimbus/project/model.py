@@ -40,6 +40,22 @@ class QueueSource:
 
 
 @dataclass
+class LayerSpec:
+    """A layer the service builds itself (top-level `layers:`), published as `<service>-<stage>-<key>` unless
+    `name` says otherwise; functions refer to it as `{Ref: <Key>LambdaLayer}`."""
+
+    key: str
+    name: str
+    path: Path
+    description: str = ""
+    compatible_runtimes: list[str] = field(default_factory=list)
+    patterns: list[str] = field(default_factory=list)
+
+
+LAYER_REF = "layer:"  # a function's layer entry naming one of the service's own layers: `layer:<key>`
+
+
+@dataclass
 class FunctionSpec:
     """One function of the service, as the server should run it."""
 
@@ -80,6 +96,7 @@ class ServiceSpec:
     functions: list[FunctionSpec]
     cors: dict[str, Any] | bool | None = None  # provider.httpApi.cors
     warnings: list[str] = field(default_factory=list)
+    layers: list[LayerSpec] = field(default_factory=list)
 
     @property
     def prefix(self) -> str:

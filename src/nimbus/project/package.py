@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nimbus.project.errors import ProjectError
-from nimbus.project.model import FunctionSpec
+from nimbus.project.model import FunctionSpec, LayerSpec
 
 # What the framework leaves out of every package, plus caches nimbus and Python make.
 DEFAULT_EXCLUDES = (".git/**", ".gitignore", ".DS_Store", "npm-debug.log", ".serverless/**",
@@ -98,6 +98,12 @@ def build(spec: FunctionSpec, cache: dict[tuple[object, ...], Package] | None = 
     if cache is not None:
         cache[key] = package
     return package
+
+
+def build_layer(layer: LayerSpec) -> Package:
+    """A layer's zip: its directory through the default excludes and its patterns (paths as they are, e.g.
+    `python/...` to land in `/opt/python`)."""
+    return _zip({rel: layer.path / rel for rel in select(_walk(layer.path), layer.patterns)})
 
 
 def _zip(entries: dict[str, Path]) -> Package:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nimbus.project.model import FunctionSpec, ServiceSpec
+from nimbus.project.model import LAYER_REF, FunctionSpec, LayerSpec, ServiceSpec
 from nimbus.project.package import Package
 
 LIVE = "live"
@@ -41,6 +41,7 @@ class RemoteState:
     schedules: dict[str, dict[str, Any]] | None
     mappings: dict[str, list[dict[str, Any]]] | None
     http_api: RemoteHttpApi | None = None  # the service's HTTP API in this stage, if deployed
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # layer name -> its newest version
 
 
 @dataclass
@@ -109,24 +110,42 @@ class EventChange:
 
 
 @dataclass
+class LayerChange:
+    """A new version of one of the service's own layers (its content changed, or it has none yet)."""
+
+    layer: LayerSpec
+    package: Package
+
+
+@dataclass
 class Plan:
-    """Everything one deploy changes, in the order it is applied (deletions last)."""
+    """Everything one deploy changes, in the order it is applied (layers first, deletions last)."""
 
     service: ServiceSpec
     functions: list[FunctionChange]
     events: list[EventChange]
     unchanged: list[str]
+    layers: list[LayerChange] = field(default_factory=list)
+    layer_arns: dict[str, str] = field(default_factory=dict)  # layer key -> version ARN, for unchanged layers
 
     @property
     def empty(self) -> bool:
-        return not self.functions and not self.events
+        return not self.functions and not self.events and not self.layers
 
 
-def desired_config(spec: FunctionSpec) -> dict[str, Any]:
-    """The function's configuration in Lambda's shape (UpdateFunctionConfiguration's keys)."""
+def resolve_layers(layers: list[str], arns: dict[str, str]) -> list[str]:
+    """A function's layer list with `layer:<key>` entries replaced by the version ARNs known so far."""
+    return [arns.get(entry.removeprefix(LAYER_REF), entry) if entry.startswith(LAYER_REF) else entry
+            for entry in layers]
+
+
+def desired_config(spec: FunctionSpec, layer_arns: dict[str, str] | None = None) -> dict[str, Any]:
+    """The function's configuration in Lambda's shape (UpdateFunctionConfiguration's keys), its own layers
+    resolved through `layer_arns`."""
     return {
         "Runtime": spec.runtime, "Handler": spec.handler, "MemorySize": spec.memory, "Timeout": spec.timeout,
-        "Description": spec.description, "Environment": {"Variables": spec.environment}, "Layers": spec.layers,
+        "Description": spec.description, "Environment": {"Variables": spec.environment},
+        "Layers": resolve_layers(spec.layers, layer_arns or {}),
         "Role": spec.role, "SnapStart": {"ApplyOn": "PublishedVersions" if spec.snap_start else "None"},
     }
 
@@ -164,8 +183,18 @@ def _published_with(remote: RemoteFunction, sha: str) -> str | None:
     return max(found, key=lambda v: int(v["Version"]))["Version"] if found else None
 
 
-def make(service: ServiceSpec, packages: dict[str, Package], state: RemoteState) -> Plan:
+def make(service: ServiceSpec, packages: dict[str, Package], state: RemoteState,
+         layer_packages: dict[str, Package] | None = None) -> Plan:
     """The plan turning `state` into `service`."""
+    layer_changes: list[LayerChange] = []
+    layer_arns: dict[str, str] = {}
+    for layer in service.layers:
+        package = (layer_packages or {})[layer.key]
+        newest = state.layers.get(layer.name)
+        if newest is not None and (newest.get("Content") or {}).get("CodeSha256") == package.sha256:
+            layer_arns[layer.key] = newest["LayerVersionArn"]
+        else:
+            layer_changes.append(LayerChange(layer, package))
     changes: list[FunctionChange] = []
     unchanged: list[str] = []
     for spec in service.functions:
@@ -179,7 +208,7 @@ def make(service: ServiceSpec, packages: dict[str, Package], state: RemoteState)
             continue
         change = FunctionChange("update", spec.name, spec, package)
         change.code = remote.config.get("CodeSha256") != package.sha256
-        want, have = desired_config(spec), current_config(remote.config)
+        want, have = desired_config(spec, layer_arns), current_config(remote.config)
         change.config_keys = [k for k in want if want[k] != have[k]]
         change.tags = desired_tags(service, spec) != remote.tags
         change.concurrency = spec.reserved_concurrency != remote.concurrency
@@ -201,7 +230,8 @@ def make(service: ServiceSpec, packages: dict[str, Package], state: RemoteState)
             unchanged.append(spec.name)
     wanted = {spec.name for spec in service.functions}
     changes += [FunctionChange("delete", name) for name in sorted(state.functions) if name not in wanted]
-    return Plan(service, changes, _events(service, state) + _http_api(service, state), unchanged)
+    return Plan(service, changes, _events(service, state) + _http_api(service, state), unchanged, layer_changes,
+                layer_arns)
 
 
 # The framework's CORS defaults for `httpApi.cors: true`.

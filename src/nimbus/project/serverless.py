@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nimbus.project.errors import ProjectError
-from nimbus.project.model import FunctionSpec, HttpRoute, QueueSource, Schedule, ServiceSpec
+from nimbus.project.model import LAYER_REF, FunctionSpec, HttpRoute, LayerSpec, QueueSource, Schedule, ServiceSpec
 from nimbus.project.variables import Resolver
 from nimbus.project.yamlmarks import Document, Path_, dotted, load
 
@@ -88,6 +88,7 @@ class _Parser:
                 self.warn(("plugins",), f"plugin {plugin!r} is not run by nimbus")
         if "resources" in self.root:
             self.warn(("resources",), "CloudFormation `resources` are not deployed by nimbus")
+        self.own_layers = self._own_layers()
         functions = self.get(("functions",), dict, {})
         if not functions:
             raise self.doc.error(("functions",), "the service has no functions")
@@ -101,7 +102,29 @@ class _Parser:
                                              f"{target!r} is neither an ARN nor a function of this service")
                     spec.destinations[kind] = match.name  # the deployer makes it the function's ARN
         cors = self.get(("provider", "httpApi", "cors"), (bool, dict))
-        return ServiceSpec(self.doc.file, service, self.stage, self.region, specs, cors, self.warnings)
+        return ServiceSpec(self.doc.file, service, self.stage, self.region, specs, cors, self.warnings,
+                           list(self.own_layers.values()))
+
+    def _own_layers(self) -> dict[str, LayerSpec]:
+        """Top-level `layers:`, keyed by the name functions use: `<Key>LambdaLayer` (the framework's logical
+        id: the key with its first letter upper-cased)."""
+        out: dict[str, LayerSpec] = {}
+        for key, body in self.get(("layers",), dict, {}).items():
+            at: Path_ = ("layers", key)
+            if not isinstance(body, dict):
+                raise self.doc.error(at, "expected a mapping with `path`")
+            path = self.get((*at, "path"), str)
+            if path is None:
+                raise self.doc.error((*at, "path"), "missing: the layer's directory")
+            directory = (self.doc.file.parent / path).resolve()
+            if not directory.is_dir():
+                raise self.doc.error((*at, "path"), f"no such directory {directory}")
+            name = self.get((*at, "name"), str) or f"{self._service_name()}-{self.stage}-{key}"
+            runtimes = [str(r) for r in self.get((*at, "compatibleRuntimes"), list, [])]
+            logical = key[0].upper() + key[1:] + "LambdaLayer"
+            out[logical] = LayerSpec(key, name, directory, self.get((*at, "description"), str, ""), runtimes,
+                                     self._patterns((*at, "package")))
+        return out
 
     def function(self, key: str) -> FunctionSpec:
         base: Path_ = ("functions", key)
@@ -186,9 +209,13 @@ class _Parser:
     def _layers(self, path: Path_) -> list[str]:
         out: list[str] = []
         for i, layer in enumerate(self.get(path, list, [])):
+            if isinstance(layer, dict) and set(layer) == {"Ref"} and layer["Ref"] in self.own_layers:
+                out.append(LAYER_REF + self.own_layers[layer["Ref"]].key)
+                continue
             if not isinstance(layer, str) or not layer.startswith("arn:"):
-                raise self.doc.error((*path, i), f"expected a layer version ARN, got {_shown(layer)} (layers "
-                                                 "built by the same service are not supported yet)")
+                known = ", ".join(f"{{Ref: {k}}}" for k in self.own_layers) or "none"
+                raise self.doc.error((*path, i), f"expected a layer version ARN or a reference to a layer of this "
+                                                 f"service ({known}), got {_shown(layer)}")
             out.append(layer)
         return out
 
