@@ -90,7 +90,9 @@ class HttpApiApp:
 
     async def _serve(self, api_id: str, path: str, raw_path: bytes, scope: Scope, receive: Receive,
                      request_id: str) -> tuple[int, Headers, bytes]:
-        api = self.apis._compiled.get(api_id) or await asyncio.to_thread(self.apis.api, api_id)
+        found, api = self.apis.cached(api_id)
+        if not found:
+            api = await asyncio.to_thread(self.apis.api, api_id)
         if api is None:
             return _message(404, "Not Found")
         stage = "$default"

@@ -25,6 +25,7 @@ from nimbus.errors import ApiBadRequest, ApiConflict, ApiNotFound
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 _SEGMENT = re.compile(r"^\{([A-Za-z0-9_.-]+)(\+?)\}$")
+CACHE_SECONDS = 5.0
 
 
 class HttpApiRow(Base):
@@ -116,7 +117,9 @@ class HttpApis:
         self.engine = engine
         self.settings = settings
         self._lock = threading.Lock()
-        self._compiled: dict[str, _CompiledApi | None] = {}
+        # api id -> (when compiled, the API or None): edits here drop an entry at once; edits by another
+        # front end sharing the database are seen after CACHE_SECONDS
+        self._compiled: dict[str, tuple[float, _CompiledApi | None]] = {}
 
     # ------------------------------------------------------------------ persistence
 
@@ -300,11 +303,20 @@ class HttpApis:
         routes.sort(key=lambda r: r.rank, reverse=True)
         return _CompiledApi(api_id, frozenset(doc["stages"]), routes, default, doc["api"].get("corsConfiguration"))
 
+    def cached(self, api_id: str) -> tuple[bool, _CompiledApi | None]:
+        """(found, API) from the in-memory cache, without touching the database (the request fast path)."""
+        entry = self._compiled.get(api_id)
+        if entry is None or time.monotonic() - entry[0] > CACHE_SECONDS:
+            return False, None
+        return True, entry[1]
+
     def api(self, api_id: str) -> _CompiledApi | None:
-        """The API compiled for matching (cached until it changes)."""
-        if api_id not in self._compiled:
-            self._compiled[api_id] = self._compile(api_id)
-        return self._compiled[api_id]
+        """The API compiled for matching (cached; see `cached`)."""
+        found, compiled = self.cached(api_id)
+        if not found:
+            compiled = self._compile(api_id)
+            self._compiled[api_id] = (time.monotonic(), compiled)
+        return compiled
 
     def match(self, api: _CompiledApi, method: str, path: str) -> RouteMatch | None:
         """The route a request takes, with its path parameters; None when no route (nor $default) matches."""
