@@ -256,7 +256,8 @@ def test_sqs_worker_example_creates_a_mapping(server: NimbusServer, tmp_path: Pa
         out = nimbus(server, "deploy", str(root), "--stage", st)
     assert out.returncode == 0, out.stderr
     lam = server.client("lambda")
-    (mapping,) = lam.list_event_source_mappings(FunctionName=f"sqs-worker-{st}-worker")["EventSourceMappings"]
+    (mapping,) = lam.list_event_source_mappings(FunctionName=f"sqs-worker-{st}-worker:live")["EventSourceMappings"]
+    assert mapping["FunctionArn"].endswith(f":function:sqs-worker-{st}-worker:live")
     assert mapping["EventSourceArn"].endswith(f":sqs-worker-{st}-jobs") and mapping["BatchSize"] == 5
     assert "No changes." in nimbus(server, "deploy", str(root), "--stage", st).stderr
     assert nimbus(server, "remove", str(root), "--stage", st).returncode == 0

@@ -170,9 +170,11 @@ class Deployer:
             if not functions and any(spec.queues for spec in service.functions):
                 self.client.json("GET", ESM, params={"MaxItems": "1"})  # is the API there at all?
             for name in functions:
-                found = self._pages(ESM, "EventSourceMappings", FunctionName=name)
-                if found:
-                    mappings[name] = found  # type: ignore[index]
+                # ours target the `live` alias; AWS filters a qualified name exactly, so ask for both forms
+                by_id = {m["UUID"]: m for fn in (f"{name}:{LIVE}", name)
+                         for m in self._pages(ESM, "EventSourceMappings", FunctionName=fn)}
+                if by_id:
+                    mappings[name] = list(by_id.values())  # type: ignore[index]
         except ApiError as exc:
             if not _missing(exc):
                 raise
