@@ -42,7 +42,7 @@ class NimbusServer:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"server-{self.port}.log"
 
-    def start(self, timeout: float = 30.0) -> NimbusServer:
+    def start(self, timeout: float = 90.0) -> NimbusServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

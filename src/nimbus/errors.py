@@ -202,3 +202,21 @@ class ProvisionedConcurrencyConfigNotFound(LambdaError):
 
     status = 404
     error_type = "ProvisionedConcurrencyConfigNotFoundException"
+
+
+# --- API Gateway (HTTP APIs, issue 17): the `apigatewayv2` API's own error names -------------------------
+
+
+class ApiNotFound(LambdaError):
+    status = 404
+    error_type = "NotFoundException"
+
+
+class ApiBadRequest(LambdaError):
+    status = 400
+    error_type = "BadRequestException"
+
+
+class ApiConflict(LambdaError):
+    status = 409
+    error_type = "ConflictException"

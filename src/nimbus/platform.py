@@ -13,6 +13,7 @@ from nimbus.control.codestore import CodeStore
 from nimbus.control.credentials import EnvironmentLiveness, FunctionCredentials
 from nimbus.control.db import make_engine, migrate
 from nimbus.control.eventconfigs import EventConfigs
+from nimbus.control.httpapis import HttpApis
 from nimbus.control.keys import KeyStore
 from nimbus.control.provisioned import ProvisionedConfigs
 from nimbus.control.registry import Registry
@@ -45,6 +46,7 @@ class Platform:
     asyncs: AsyncPipeline  # durable queue, event-invoke configs, dispatcher
     keys: KeyStore  # access keys (SigV4), session keys of environments
     function_urls: FunctionUrls
+    http_apis: HttpApis  # API Gateway HTTP APIs: routes to functions (control/httpapis.py)
     credentials: FunctionCredentials
     provisioned_configs: ProvisionedConfigs
     snapstart: SnapStartStates
@@ -132,6 +134,7 @@ def build_platform(settings: Settings) -> Platform:
     keys = KeyStore(settings, engine, session_alive=live_ids)
     credentials = FunctionCredentials(keys, registry)
     function_urls = FunctionUrls(registry, settings)
+    http_apis = HttpApis(engine, settings)
     provisioned_configs = ProvisionedConfigs(registry)
     concurrency = invoker.concurrency
     collector = PlatformCollector(observer.metrics, Readers(
@@ -145,7 +148,7 @@ def build_platform(settings: Settings) -> Platform:
         egress=network.egress_bytes,
     ))
     platform = Platform(
-        settings, registry, codestore, logstore, sandbox, observer, invoker, asyncs, keys, function_urls,
+        settings, registry, codestore, logstore, sandbox, observer, invoker, asyncs, keys, function_urls, http_apis,
         credentials, provisioned_configs, snapstart, collector, network, platform_api,
         on_commit=[
             event_configs.invalidate,  # event-invoke configs

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from nimbus.api import apigateway as apigateway_api
 from nimbus.api import auth, dashboard, errors, functions, logs
 from nimbus.api import codesigning as codesigning_api
 from nimbus.api import eventconfigs as eventconfigs_api
@@ -25,6 +26,7 @@ from nimbus.api import provisioned as provisioned_api
 from nimbus.api import streaming as streaming_api
 from nimbus.api import urls as urls_api
 from nimbus.api.actor import ActorApp
+from nimbus.api.httpapi_routes import HttpApiApp
 from nimbus.api.invoke import InvokeApp
 from nimbus.errors import LambdaError, UnknownOperation
 from nimbus.platform import Platform
@@ -82,6 +84,7 @@ def create_app(platform: Platform, forwarded_allow_ips: str | list[str] = "127.0
         *dashboard.routes,  # /dashboard
         *provisioned_api.routes,  # provisioned concurrency configs
         *codesigning_api.routes,  # code signing configs, recursion configs
+        *apigateway_api.routes,  # apigatewayv2 HTTP APIs
     ]
     router = Starlette(
         routes=routes,
@@ -103,7 +106,9 @@ def create_app(platform: Platform, forwarded_allow_ips: str | list[str] = "127.0
     chain: list[Callable[[ASGIApp], ASGIApp]] = [
         lambda inner: auth.AuthApp(
             inner, platform.keys, settings, verifier,
-            urls=urls_api.FunctionUrlApp(platform, platform.function_urls, platform.keys, verifier, check_auth),
+            # HTTP API routes are served ahead of function URLs, which get every other claimed request
+            urls=HttpApiApp(platform, platform.http_apis, verifier, check_auth, urls_api.FunctionUrlApp(
+                platform, platform.function_urls, platform.keys, verifier, check_auth)),
             policy_check=platform.credentials.can_invoke,
         ),
         lambda inner: InvokeApp(inner, platform),  # the hot path: no routing, no Request object

@@ -236,6 +236,8 @@ def _parse_amz_date(value: str) -> float | None:
 
 def service_for(scope: Scope) -> str:
     """The SigV4 service name a route is signed for: `logs` for the CloudWatch Logs JSON protocol at `/`."""
+    if scope["path"].startswith("/v2/apis"):
+        return "apigateway"  # apigatewayv2 HTTP APIs (issue 17)
     return "logs" if scope["path"] == "/" else "lambda"
 
 

@@ -32,6 +32,7 @@ from nimbus.api.body import max_items, parse_json_object
 from nimbus.api.body import read_body as read_request_body
 from nimbus.api.responses import request_id_header
 from nimbus.api.url_stream import stream_url
+from nimbus.config import Settings
 from nimbus.control.keys import AccessKey, KeyStore
 from nimbus.control.urls import FunctionUrls, UrlTarget, host_suffix
 from nimbus.errors import LambdaError, RequestTooLarge, TooManyRequests
@@ -232,77 +233,88 @@ class FunctionUrlApp:
 
     def _event(self, target: UrlTarget, scope: Scope, headers: dict[str, str], path: str, raw_path: bytes,
                body: bytes, request_id: str, caller: AccessKey | None) -> dict[str, Any]:
-        cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
-        client = scope.get("client") or ("127.0.0.1", 0)
-        source_ip = client[0]
-        if source_ip in TRUSTED_PROXIES:  # a proxy on this machine: the client is the one it names
-            source_ip = headers.get("x-forwarded-for", "").split(",")[0].strip() or source_ip
-        headers.setdefault("x-forwarded-for", source_ip)
-        headers.setdefault("x-forwarded-proto", scope.get("scheme", "http"))
-        server = scope.get("server") or ("", 0)
-        headers.setdefault("x-forwarded-port", str(server[1] if server else ""))
-        headers.setdefault("x-amzn-trace-id",
-                           f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()}")
-        raw_query = scope.get("query_string", b"").decode("latin-1")
-        now = time.time()
-        domain = headers.get("host", "").rsplit(":", 1)[0] if "host" in headers else ""
-        event: dict[str, Any] = {
-            "version": "2.0",
-            "routeKey": "$default",
-            "rawPath": raw_path.decode("latin-1") or "/",
-            "rawQueryString": raw_query,
-        }
-        if cookies:
-            event["cookies"] = cookies
-        event["headers"] = headers
-        params = _query_parameters(raw_query)
-        if params:
-            event["queryStringParameters"] = params
-        context: dict[str, Any] = {
-            "accountId": self.settings.account_id if caller is not None else "anonymous",
-            "apiId": target.url_id,
-            "domainName": domain,
-            "domainPrefix": target.url_id,
-            "http": {
-                "method": scope["method"],
-                "path": path or "/",
-                "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
-                "sourceIp": source_ip,
-                "userAgent": headers.get("user-agent", ""),
-            },
-            "requestId": request_id,
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "timeEpoch": int(now * 1000),
-        }
-        if caller is not None:
-            arn = principal_arn(caller, self.settings.account_id)
-            context["authorizer"] = {"iam": {
-                "accessKey": caller.access_key_id,
-                "accountId": self.settings.account_id,
-                "callerId": caller.access_key_id,
-                "cognitoIdentity": None,
-                "principalOrgId": None,
-                "userArn": arn,
-                "userId": caller.access_key_id,
-            }}
-        event["requestContext"] = context
-        if body:
-            content_type = headers.get("content-type", "").lower()
-            text = content_type.startswith(_TEXT_TYPES) or "+json" in content_type or "+xml" in content_type
-            if text:
-                try:
-                    event["body"] = body.decode("utf-8")
-                    event["isBase64Encoded"] = False
-                except UnicodeDecodeError:
-                    text = False
-            if not text:
-                event["body"] = base64.b64encode(body).decode()
-                event["isBase64Encoded"] = True
-        else:
-            event["isBase64Encoded"] = False
-        return event
+        return payload_v2(self.settings, scope, headers, path, raw_path, body, request_id, caller,
+                          api_id=target.url_id)
+
+
+def payload_v2(settings: Settings, scope: Scope, headers: dict[str, str], path: str, raw_path: bytes, body: bytes,
+               request_id: str, caller: AccessKey | None, *, api_id: str, route_key: str = "$default",
+               stage: str = "$default", path_parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """AWS's payload format 2.0 event for a request, shared by function URLs and HTTP API routes (which add
+    their route key, stage and path parameters)."""
+    cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
+    client = scope.get("client") or ("127.0.0.1", 0)
+    source_ip = client[0]
+    if source_ip in TRUSTED_PROXIES:  # a proxy on this machine: the client is the one it names
+        source_ip = headers.get("x-forwarded-for", "").split(",")[0].strip() or source_ip
+    headers.setdefault("x-forwarded-for", source_ip)
+    headers.setdefault("x-forwarded-proto", scope.get("scheme", "http"))
+    server = scope.get("server") or ("", 0)
+    headers.setdefault("x-forwarded-port", str(server[1] if server else ""))
+    headers.setdefault("x-amzn-trace-id",
+                       f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()}")
+    raw_query = scope.get("query_string", b"").decode("latin-1")
+    now = time.time()
+    domain = headers.get("host", "").rsplit(":", 1)[0] if "host" in headers else ""
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": raw_path.decode("latin-1") or "/",
+        "rawQueryString": raw_query,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    event["headers"] = headers
+    params = _query_parameters(raw_query)
+    if params:
+        event["queryStringParameters"] = params
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    context: dict[str, Any] = {
+        "accountId": settings.account_id if caller is not None else "anonymous",
+        "apiId": api_id,
+        "domainName": domain,
+        "domainPrefix": api_id,
+        "http": {
+            "method": scope["method"],
+            "path": path or "/",
+            "protocol": f"HTTP/{scope.get('http_version', '1.1')}",
+            "sourceIp": source_ip,
+            "userAgent": headers.get("user-agent", ""),
+        },
+        "requestId": request_id,
+        "routeKey": route_key,
+        "stage": stage,
+        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+        "timeEpoch": int(now * 1000),
+    }
+    if caller is not None:
+        arn = principal_arn(caller, settings.account_id)
+        context["authorizer"] = {"iam": {
+            "accessKey": caller.access_key_id,
+            "accountId": settings.account_id,
+            "callerId": caller.access_key_id,
+            "cognitoIdentity": None,
+            "principalOrgId": None,
+            "userArn": arn,
+            "userId": caller.access_key_id,
+        }}
+    event["requestContext"] = context
+    if body:
+        content_type = headers.get("content-type", "").lower()
+        text = content_type.startswith(_TEXT_TYPES) or "+json" in content_type or "+xml" in content_type
+        if text:
+            try:
+                event["body"] = body.decode("utf-8")
+                event["isBase64Encoded"] = False
+            except UnicodeDecodeError:
+                text = False
+        if not text:
+            event["body"] = base64.b64encode(body).decode()
+            event["isBase64Encoded"] = True
+    else:
+        event["isBase64Encoded"] = False
+    return event
 
 
 def _header_dict(scope: Scope) -> dict[str, str]:

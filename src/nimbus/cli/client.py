@@ -53,7 +53,8 @@ def credentials(endpoint: str) -> sigv4.Credentials | None:
 
 
 class SigV4(httpx.Auth):
-    """Signs each request with SigV4 for the `lambda` service (`logs` for the CloudWatch Logs protocol)."""
+    """Signs each request with SigV4 for the `lambda` service (`logs` for the CloudWatch Logs protocol,
+    `scheduler` for the Scheduler API at `/schedules`, `apigateway` for `/v2/` HTTP APIs)."""
 
     requires_request_body = True
 
@@ -63,7 +64,8 @@ class SigV4(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raw_path, _, _ = request.url.raw_path.partition(b"?")
-        service = "logs" if raw_path == b"/" else "lambda"
+        service = "logs" if raw_path == b"/" else "scheduler" if raw_path.startswith(b"/schedules") else (
+            "apigateway" if raw_path.startswith(b"/v2/") else "lambda")
         signed = {k: v for k, v in request.headers.items()
                   if k.lower() == "content-type" or k.lower().startswith("x-amz-")}
         request.headers.update(sigv4.sign(

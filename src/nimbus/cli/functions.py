@@ -66,9 +66,11 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 
 def deploy(
-    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Directory with the code")],
-    name: Annotated[str, typer.Option("--name", "-n", help="Function name")],
-    handler: Annotated[str, typer.Option("--handler", help="e.g. app.handler")],
+    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Directory with the code, or "
+                                              "the project (serverless.yml / template.yaml)")] = Path("."),
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Function name (one function, no project "
+                                             "file)")] = None,
+    handler: Annotated[str | None, typer.Option("--handler", help="e.g. app.handler")] = None,
     runtime: Annotated[
         str | None, typer.Option("--runtime", help="Runtime id [default: the newest Python the server has]")
     ] = None,
@@ -78,8 +80,24 @@ def deploy(
     role: Annotated[str, typer.Option("--role")] = "arn:aws:iam::000000000000:role/nimbus-function",
     publish: Annotated[bool, typer.Option("--publish", help="Publish a version")] = False,
     endpoint: Endpoint = None,
+    project_file: Annotated[Path | None, typer.Option("--config", "-c", help="Project file [default: serverless.yml "
+                                                "or template.yaml in DIRECTORY]")] = None,
+    stage: Annotated[str | None, typer.Option("--stage", "-s", help="Stage (project mode)")] = None,
+    region: Annotated[str | None, typer.Option("--region", "-r", help="Region for ${opt:region}")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", help="NAME=VALUE for ${param:NAME}")] = None,
+    canary: Annotated[str | None, typer.Option("--canary", help="Send this share (e.g. 10%) of each changed "
+                                               "function's traffic to the new version")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only")] = False,
 ) -> None:
-    """Zip DIRECTORY and create the function, or update it if it exists; prints its ARN."""
+    """Deploy a project (serverless.yml / SAM template.yaml in DIRECTORY): print the plan, then apply it.
+    With --name and --handler: zip DIRECTORY into one function (created or updated) and print its ARN."""
+    if name is None:
+        from nimbus.cli.project import deploy_project
+
+        deploy_project(directory, project_file, stage, region, param, canary, dry_run, endpoint)
+        return
+    if handler is None:
+        raise typer.BadParameter("deploying one function (--name) needs --handler", param_hint="--handler")
     client = LambdaClient(endpoint)
     code = zip_directory(directory)
     config: dict[str, Any] = {"Runtime": runtime or default_runtime(client), "Handler": handler, "Role": role}

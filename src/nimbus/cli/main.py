@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from nimbus.cli import functions, keys, urls
+from nimbus.cli import functions, keys, project, urls
 from nimbus.cli.cost import cost
+from nimbus.cli.dev import dev
+from nimbus.cli.init import init
 from nimbus.cli.logs import logs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="nimbus: self-hosted AWS Lambda.")
@@ -87,6 +89,11 @@ app.command()(functions.deploy)
 app.command()(functions.invoke)
 app.command("functions")(functions.functions)
 app.command()(functions.delete)
+app.command()(project.remove)
+app.command()(project.rollback)
+app.command()(project.deployments)
+app.command("init")(init)
+app.command("dev")(dev)
 app.command("logs")(logs)
 app.command("cost")(cost)
 app.add_typer(keys.app, name="keys")
