@@ -81,9 +81,12 @@ def forbidden(graph: dict[str, set[str]]) -> list[tuple[str, str, str]]:
                 out.append((module, name, "observe/ imports only typed records from sandbox/ (sandbox/types.py)"))
             if _in(module, "nimbus.api") and _in(name, "nimbus.sandbox"):
                 out.append((module, name, "api/ imports no sandbox/"))
+            if _in(module, "nimbus.project") and _in(name, "nimbus") and not _in(name, "nimbus.project"):
+                out.append((module, name, "project/ (client side) imports only its own package"))
             if _in(module, "nimbus.cli") and _in(name, "nimbus") and not any(
                 _in(name, allowed) for allowed in (
                     "nimbus.cli", "nimbus.config", "nimbus.sigv4", "nimbus.awscreds",
+                    "nimbus.project",  # project files (serverless.yml, SAM): client-side parsing and planning
                     "nimbus.server",  # `nimbus server` runs the server in this process
                 )
             ) and name != "nimbus":
