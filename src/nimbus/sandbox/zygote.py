@@ -37,13 +37,11 @@ from typing import Protocol
 
 from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
-from nimbus.sandbox.backends import Backend, Handle, Launch
-from nimbus.sandbox.backends.process import ProcessBackend, ProcessHandle
-from nimbus.sandbox.cgroups import MB, Cgroup
+from nimbus.sandbox.backends import Backend, ForkedHandle, Handle, Launch
+from nimbus.sandbox.cgroups import MB
 from nimbus.sandbox.fdpass import HelloError, receive_hello
 from nimbus.sandbox.netwiring import fork_request_network, network_policy
 from nimbus.sandbox.network import NetworkPolicy, NetworkProvider, PreparedNetwork, open_netns
-from nimbus.sandbox.seccomp import zygote_filters
 from nimbus.sandbox.types import InvokeResult, LogLine
 
 log = logging.getLogger(__name__)
@@ -83,102 +81,6 @@ class ZygoteRunner(Protocol):
 
     async def wait_closed(self) -> None:
         """Wait until the process tree has exited."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Handles of forked environments
-
-
-class ForkedProcess:
-    """Stands in for the Popen of a backend handle: a forked environment is the zygote's child, not ours;
-    the zygote reports its exit status."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-    def kill(self) -> None:
-        with contextlib.suppress(OSError):
-            os.kill(self.pid, signal.SIGKILL)
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        return self.returncode
-
-
-class _ExitWatch:
-    """Exit notification from the zygote's report (used by Environment instead of a pidfd)."""
-
-    exit_callback: Callable[[], None] | None = None
-    proc: ForkedProcess
-
-    def watch_exit(self, callback: Callable[[], None]) -> None:
-        self.exit_callback = callback
-        if self.proc.returncode is not None:
-            asyncio.get_running_loop().call_soon(callback)
-
-    def exited(self, code: int) -> None:
-        if self.proc.returncode is not None:
-            return
-        self.proc.returncode = code
-        if self.exit_callback is not None:
-            self.exit_callback()
-
-
-def _namespaces_handle_class() -> type[Handle]:
-    from nimbus.sandbox.backends.namespaces import NamespacesHandle
-
-    class ForkedNamespacesHandle(_ExitWatch, NamespacesHandle):
-        """A forked environment in its own cgroup (limits, memory watcher and accounting as a fresh one)."""
-
-        def __init__(self, proc: ForkedProcess, cgroup: Cgroup, memory_mb: int, tmp_mb: int) -> None:
-            super().__init__(proc, cgroup, memory_mb, tmp_mb)  # type: ignore[arg-type]
-            self.proc = proc
-            self.armed: int | None = None  # memory watcher registered before the environment was handed out
-
-        def arm(self) -> None:
-            """Register the memory watcher (blocking, ~an RCU grace period: a thread). Until it is armed the
-            group's hard limit is the function's memory alone; once it is, the limit makes room for /tmp
-            (cgroup v1, see CgroupManager.create) and the watcher holds the function's own memory."""
-            fd = NamespacesHandle.start_memory_watch(self)
-            if fd >= 0:
-                _raise_memory(self.cgroup, self.memory_mb, self.tmp_mb)
-            self.armed = fd
-
-        def start_memory_watch(self) -> int:
-            if self.armed is None:
-                self.arm()
-            fd, self.armed = self.armed, None
-            return -1 if fd is None else fd
-
-        def kill(self) -> None:
-            self.cgroup.kill()
-            self.proc.kill()
-
-        def runtime_pid(self) -> int | None:
-            return self.pid
-
-        def peak_memory_mb(self, reported_rss_kb: int) -> int:
-            # The group holds only what this environment added to the zygote's pages; the runtime's own
-            # peak RSS counts the shared pages too: report the larger, as a fresh environment would see.
-            return max(super().peak_memory_mb(0), (reported_rss_kb + 1023) // 1024)
-
-    return ForkedNamespacesHandle
-
-
-class ForkedProcessHandle(_ExitWatch, ProcessHandle):
-    """A forked environment of the `process` backend (no isolation; its own session)."""
-
-    def __init__(self, proc: ForkedProcess) -> None:
-        super().__init__(proc)  # type: ignore[arg-type]
-        self.proc = proc
-
-    def kill(self) -> None:
-        with contextlib.suppress(OSError):
-            os.killpg(self.pid, signal.SIGKILL)
-        self.proc.kill()
 
 
 @dataclass
@@ -279,7 +181,7 @@ class Zygote:
         self._started: asyncio.Task[InvokeResult | None] | None = None
         self._sock: socket.socket | None = None
         self._pending: dict[str, asyncio.Future[None]] = {}
-        self._children: dict[str, _ExitWatch] = {}
+        self._children: dict[str, ForkedHandle] = {}
         self._slots = asyncio.Semaphore(MAX_FORKS_IN_FLIGHT)
         # Spares: forks made ahead of demand, already in their own cgroups, waiting for their go. A cold start
         # that finds one skips the fork, the namespaces and the cgroup move (an RCU grace period).
@@ -288,7 +190,7 @@ class Zygote:
         self._refill: asyncio.Task[None] | None = None
         self._forking = 0  # forks in progress (not yet environments: the zygote must not go meanwhile)
         self._loop = asyncio.get_running_loop()
-        self.isolated = not isinstance(backend, ProcessBackend)
+        self.isolated = backend.isolated
 
     # ---------------------------------------------------------------------------------------------
     # Start (INIT, once)
@@ -304,32 +206,7 @@ class Zygote:
     def launcher(self, launch: Launch) -> Handle:
         """Launch the zygote: a normal environment, told to serve forks (and how to isolate them)."""
         launch.environ["_NIMBUS_ZYGOTE"] = self.kind
-        if not self.isolated:
-            return self.backend.launch(launch)
-        return self._launch_namespaced(launch)
-
-    def _launch_namespaced(self, launch: Launch) -> Handle:
-        from nimbus.sandbox.backends.namespaces import NamespacesBackend
-
-        backend = self.backend
-        assert isinstance(backend, NamespacesBackend)
-        zygote_bpf, nouser_bpf, deny_bpf, init_bpf = zygote_filters()
-        root = backend.runtime_files.root
-        for name, data in (
-            ("zygote-nouserns.bpf", nouser_bpf), ("zygote-deny.bpf", deny_bpf), ("zygote-init.bpf", init_bpf)
-        ):
-            path = root / name
-            if not path.exists():
-                path.write_bytes(data)
-                path.chmod(0o644)
-        launch.environ.update(
-            _NIMBUS_ZYGOTE_ISOLATE="1",
-            _NIMBUS_ZYGOTE_NOUSERNS=f"{backend.runtime_dir}/zygote-nouserns.bpf",
-            _NIMBUS_ZYGOTE_DENY=f"{backend.runtime_dir}/zygote-deny.bpf",
-            _NIMBUS_ZYGOTE_INIT_FILTER=f"{backend.runtime_dir}/zygote-init.bpf",
-        )
-        # The zygote creates the user namespace its forks get their own namespaces in.
-        return backend.launch_direct(launch, seccomp=zygote_bpf, userns=True)
+        return self.backend.launch_zygote(launch)
 
     async def ready(self) -> InvokeResult | None:
         """Start the zygote (INIT) once, however many environments wait: None when it serves forks, else the
@@ -382,12 +259,11 @@ class Zygote:
         zygote's group, which is charged a little for every fork (page tables, the pages a child touches
         before it is moved into its own group: ~0.5 MB). Give the group room for that instead of the
         function-memory watcher, which would otherwise kill the zygote after a few hundred forks."""
-        cgroup = getattr(env.handle, "cgroup", None)
-        if cgroup is None:
+        if env.handle is None or not self.isolated:
             return
         env.stop_memory_watch()
         try:
-            _raise_memory(cgroup, self.spec.memory_size + ZYGOTE_FORK_ALLOWANCE_MB, self.spec.ephemeral_storage)
+            env.handle.widen_memory(self.spec.memory_size + ZYGOTE_FORK_ALLOWANCE_MB, self.spec.ephemeral_storage)
         except OSError as e:
             log.warning("zygote of %s: cannot widen its memory limit: %s", self.spec.function_name, e)
 
@@ -489,31 +365,18 @@ class Zygote:
             raise
         finally:
             self._pending.pop(env_id, None)
-        proc = ForkedProcess(pid)
-        handle: _ExitWatch
-        if self.isolated:
-            try:
-                cgroup = await self._loop.run_in_executor(_placer(), self._place, env_id, pid, memory_mb, tmp_mb)
-            except BaseException as e:  # (cancelled too: nothing of this fork may leak)
-                proc.kill()
-                parent.close()
-                os.close(out_r)
-                if isinstance(e, OSError):
-                    raise ZygoteError(f"cannot place the environment in its cgroup: {e}") from e
-                raise
-            handle = _namespaces_handle_class()(proc, cgroup, memory_mb, tmp_mb)  # type: ignore[assignment,call-arg,arg-type]
-            # Armed before any user code runs: a fork is ready sooner than a watcher set up afterwards would be.
-            # A registration waits 8–16 ms in the kernel but they overlap across threads; large bursts are
-            # CPU-bound instead (≈8.5 ms of CPU per new environment, measured), so arming later gains nothing.
-            try:
-                await self._loop.run_in_executor(_placer(), handle.arm)  # type: ignore[attr-defined]
-            except OSError as e:
-                log.warning("forked environment %s: no memory watcher: %s", env_id, e)
-            except BaseException:
-                Forked(handle, parent, out_r).discard()  # type: ignore[arg-type]
-                raise
-        else:
-            handle = ForkedProcessHandle(proc)
+        try:
+            handle = await self._loop.run_in_executor(
+                _placer(), self.backend.adopt_fork, env_id, pid, memory_mb, tmp_mb
+            )
+        except BaseException as e:  # (cancelled too: nothing of this fork may leak)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            parent.close()
+            os.close(out_r)
+            if isinstance(e, OSError):
+                raise ZygoteError(f"cannot place the environment in its cgroup: {e}") from e
+            raise
         # The fork is in its place: it may build its namespaces and start the runtime, which says hello too
         # (the fork stays its pid 1, a reaper). Its hello carries its endpoint's listening socket.
         received: list[int] = []
@@ -523,41 +386,16 @@ class Zygote:
         except BaseException as e:
             for fd in received:
                 os.close(fd)
-            Forked(handle, parent, out_r).discard()  # type: ignore[arg-type]
+            Forked(handle, parent, out_r).discard()
             if isinstance(e, (OSError, ZygoteError, TimeoutError)):
                 raise ZygoteError(f"the forked environment did not start: {e}") from e
             raise
-        proc.pid = handle.pid = runtime_pid  # type: ignore[attr-defined]
+        handle.set_runtime_pid(runtime_pid)
         self._children[env_id] = handle
         self.forks += 1
-        assert isinstance(handle, Handle)
         for fd in received[1:]:
             os.close(fd)
         return Forked(handle, parent, out_r, socket.socket(fileno=received[0]) if received else None)
-
-    def _place(self, env_id: str, pid: int, memory_mb: int, tmp_mb: int) -> Cgroup:
-        """Blocking (a thread): the environment's own cgroup, with the child moved in. Moving a process costs
-        an RCU grace period in the kernel, the reason this runs off the event loop."""
-        from nimbus.sandbox.backends.namespaces import NamespacesBackend
-
-        backend = self.backend
-        assert isinstance(backend, NamespacesBackend)
-        # No room for /tmp in the hard limit until the memory watcher is armed (ForkedNamespacesHandle.arm).
-        cgroup = backend.cgroups.create(env_id, memory_mb, self.settings.pids_max)
-        try:
-            for path in cgroup.procs_files:
-                fd = os.open(path, os.O_WRONLY)
-                try:
-                    os.write(fd, str(pid).encode())
-                finally:
-                    os.close(fd)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            cgroup.kill()
-            cgroup.remove()
-            raise
-        return cgroup
 
     def _on_message(self, *_: object) -> None:
         sock = self._sock
@@ -628,7 +466,7 @@ class Zygote:
             forked.discard()
         children, self._children = self._children, {}
         for child in children.values():
-            child.kill()  # type: ignore[attr-defined]  # (process backend: they outlive the zygote otherwise)
+            child.kill()  # (process backend: they outlive the zygote otherwise)
             child.exited(-signal.SIGKILL)
         env = self.env
         if env is not None:
@@ -638,23 +476,6 @@ class Zygote:
         env = self.env
         if env is not None:
             await env.wait_closed()
-
-
-def _raise_memory(cgroup: Cgroup, memory_mb: int, tmp_mb: int) -> None:
-    """Raise a group's memory limit (v1: memsw first, it must stay >= the limit)."""
-    if cgroup.version != 1:
-        cgroup.set_memory(memory_mb, tmp_mb)
-        return
-    limit = str((memory_mb + tmp_mb) * MB).encode()
-    d = cgroup.dirs["memory"]
-    for name in ("memory.memsw.limit_in_bytes", "memory.limit_in_bytes"):
-        path = d / name
-        if path.exists():
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.write(fd, limit)
-            finally:
-                os.close(fd)
 
 
 @functools.cache

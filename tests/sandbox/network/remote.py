@@ -84,6 +84,10 @@ class Remote:
     def start(cls) -> Remote:
         tag = _b36(os.getpid())
         name, ifname = f"nbtest-remote-{os.getpid()}", f"rt{tag}"
+        for stale in Path("/run/netns").glob("nbtest-remote-*") if Path("/run/netns").is_dir() else ():
+            pid = stale.name.rsplit("-", 1)[1]  # left by a test run that was killed
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                _ip("netns", "del", stale.name, check=False)
         first = ipaddress.ip_address("198.18.0.0") + 2 * (os.getpid() % 32768)  # benchmarking range, a /31
         host_address, address = str(first), str(first + 1)
         _ip("netns", "add", name)

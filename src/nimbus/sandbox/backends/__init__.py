@@ -8,10 +8,13 @@ channel and of the output pipe) into a running `Handle`. `chooser.choose()` pick
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 import logging
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +118,9 @@ class Handle(abc.ABC):
     def after_init(self, memory_mb: int) -> None:  # noqa: B027 (optional hook)
         """INIT finished: apply limits that would have slowed it (the CPU quota)."""
 
+    def widen_memory(self, memory_mb: int, tmp_mb: int) -> None:  # noqa: B027 (optional hook)
+        """Raise the tree's memory limit and stop watching it (a zygote after INIT: forks cost it a little)."""
+
     def exit_reason(self) -> str:
         """AWS's wording for why the runtime exited: 'signal: killed', 'exit status 1', ..."""
         code = self.popen.returncode
@@ -136,11 +142,60 @@ class Handle(abc.ABC):
         return True
 
 
+class ForkedProcess:
+    """Stands in for the Popen of a handle of a forked environment: it is a zygote's child, not ours; the
+    zygote reports its exit status."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self.returncode
+
+
+class ForkedHandle(Handle):
+    """The handle of an environment forked from a zygote: its exit comes from the zygote's report (used by
+    Environment instead of a pidfd), and its pid becomes the runtime's once that says hello."""
+
+    exit_callback: Callable[[], None] | None = None
+
+    def __init__(self, proc: ForkedProcess) -> None:
+        super().__init__(proc)  # type: ignore[arg-type]  # (the Popen interface it needs: poll, kill, wait)
+        self.proc = proc
+
+    def watch_exit(self, callback: Callable[[], None]) -> None:
+        self.exit_callback = callback
+        if self.proc.returncode is not None:
+            asyncio.get_running_loop().call_soon(callback)
+
+    def exited(self, code: int) -> None:
+        if self.proc.returncode is not None:
+            return
+        self.proc.returncode = code
+        if self.exit_callback is not None:
+            self.exit_callback()
+
+    def set_runtime_pid(self, pid: int) -> None:
+        self.proc.pid = self.pid = pid
+
+    def runtime_pid(self) -> int | None:
+        return self.pid
+
+
 class Backend(abc.ABC):
     """Starts environments with one kind of isolation."""
 
     name: str = ""
     task_root_inside: str | None = None  # None: the real code dir
+    isolated: bool = False  # forks of its zygotes build namespaces of their own (nimbus_zygote._isolate)
 
     def task_root(self, code_dir: Path) -> str:
         return self.task_root_inside or str(code_dir)
@@ -157,6 +212,16 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def launch(self, launch: Launch) -> Handle:
         """Start the runtime for `launch` (synchronously: fork + exec)."""
+
+    def launch_zygote(self, launch: Launch) -> Handle:
+        """Start a zygote (sandbox/zygote.py): by default like any environment."""
+        return self.launch(launch)
+
+    @abc.abstractmethod
+    def adopt_fork(self, env_id: str, pid: int, memory_mb: int, tmp_mb: int) -> ForkedHandle:
+        """Blocking (a thread): take charge of a zygote's new child `pid` (e.g. move it into a cgroup of its
+        own with its limits and memory watcher) before it runs anything of the user's. Raises OSError (the
+        child is then killed)."""
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release host resources (cgroup parents, generated files)."""

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -33,11 +34,19 @@ import uuid
 from pathlib import Path
 
 from nimbus.config import Settings
-from nimbus.sandbox.backends import Backend, BackendUnavailable, Handle, Launch, describe_signal
+from nimbus.sandbox.backends import (
+    Backend,
+    BackendUnavailable,
+    ForkedHandle,
+    ForkedProcess,
+    Handle,
+    Launch,
+    describe_signal,
+)
 from nimbus.sandbox.backends.runtime_files import RuntimeFiles
 from nimbus.sandbox.cgroups import MB, Cgroup, CgroupError, CgroupManager
 from nimbus.sandbox.runtimes import python_prefix
-from nimbus.sandbox.seccomp import SeccompUnavailable, bpf_fd, deny_list_bpf
+from nimbus.sandbox.seccomp import SeccompUnavailable, bpf_fd, deny_list_bpf, zygote_filters
 
 LAUNCHER_SHELL = "/bin/sh"
 NSENTER = "/usr/bin/nsenter"  # util-linux: joins a prepared network namespace before bubblewrap starts
@@ -264,10 +273,67 @@ class NamespacesHandle(Handle):
             self._final = (self.cgroup.peak_bytes(), self.cgroup.oom_kills())
         return self.cgroup.remove()
 
+    def widen_memory(self, memory_mb: int, tmp_mb: int) -> None:
+        raise_memory(self.cgroup, memory_mb, tmp_mb)
+
+
+class ForkedNamespacesHandle(ForkedHandle, NamespacesHandle):
+    """A forked environment in its own cgroup (limits, memory watcher and accounting as a fresh one)."""
+
+    def __init__(self, proc: ForkedProcess, cgroup: Cgroup, memory_mb: int, tmp_mb: int) -> None:
+        NamespacesHandle.__init__(self, proc, cgroup, memory_mb, tmp_mb)  # type: ignore[arg-type]
+        self.proc = proc
+        self.armed: int | None = None  # memory watcher registered before the environment was handed out
+
+    def arm(self) -> None:
+        """Register the memory watcher (blocking, ~an RCU grace period: a thread). Until it is armed the
+        group's hard limit is the function's memory alone; once it is, the limit makes room for /tmp
+        (cgroup v1, see CgroupManager.create) and the watcher holds the function's own memory."""
+        fd = NamespacesHandle.start_memory_watch(self)
+        if fd >= 0:
+            raise_memory(self.cgroup, self.memory_mb, self.tmp_mb)
+        self.armed = fd
+
+    def start_memory_watch(self) -> int:
+        if self.armed is None:
+            self.arm()
+        fd, self.armed = self.armed, None
+        return -1 if fd is None else fd
+
+    def kill(self) -> None:
+        self.cgroup.kill()
+        self.proc.kill()
+
+    def runtime_pid(self) -> int | None:
+        return self.pid
+
+    def peak_memory_mb(self, reported_rss_kb: int) -> int:
+        # The group holds only what this environment added to the zygote's pages; the runtime's own
+        # peak RSS counts the shared pages too: report the larger, as a fresh environment would see.
+        return max(super().peak_memory_mb(0), (reported_rss_kb + 1023) // 1024)
+
+
+def raise_memory(cgroup: Cgroup, memory_mb: int, tmp_mb: int) -> None:
+    """Raise a group's memory limit (v1: memsw first, it must stay >= the limit)."""
+    if cgroup.version != 1:
+        cgroup.set_memory(memory_mb, tmp_mb)
+        return
+    limit = str((memory_mb + tmp_mb) * MB).encode()
+    d = cgroup.dirs["memory"]
+    for name in ("memory.memsw.limit_in_bytes", "memory.limit_in_bytes"):
+        path = d / name
+        if path.exists():
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, limit)
+            finally:
+                os.close(fd)
+
 
 class NamespacesBackend(Backend):
     name = "namespaces"
     task_root_inside = "/var/task"
+    isolated = True
 
     def __init__(self, settings: Settings, bwrap: str, cgroups: CgroupManager) -> None:
         self.settings = settings
@@ -556,6 +622,52 @@ class NamespacesBackend(Backend):
             if seccomp_fd >= 0:
                 os.close(seccomp_fd)
         return NamespacesHandle(popen, cgroup, launch.memory_mb, launch.ephemeral_mb)
+
+    def launch_zygote(self, launch: Launch) -> Handle:
+        """A zygote: its own seccomp filter (it builds its forks' namespaces), the filters its forks and a
+        snapshot's INIT stack (files under /var/runtime), user namespaces allowed, bubblewrap unprivileged."""
+        zygote_bpf, nouser_bpf, deny_bpf, init_bpf = zygote_filters()
+        root = self.runtime_files.root
+        for name, data in (
+            ("zygote-nouserns.bpf", nouser_bpf), ("zygote-deny.bpf", deny_bpf), ("zygote-init.bpf", init_bpf)
+        ):
+            path = root / name
+            if not path.exists():
+                path.write_bytes(data)
+                path.chmod(0o644)
+        launch.environ.update(
+            _NIMBUS_ZYGOTE_ISOLATE="1",
+            _NIMBUS_ZYGOTE_NOUSERNS=f"{self.runtime_dir}/zygote-nouserns.bpf",
+            _NIMBUS_ZYGOTE_DENY=f"{self.runtime_dir}/zygote-deny.bpf",
+            _NIMBUS_ZYGOTE_INIT_FILTER=f"{self.runtime_dir}/zygote-init.bpf",
+        )
+        return self.launch_direct(launch, seccomp=zygote_bpf, userns=True)
+
+    def adopt_fork(self, env_id: str, pid: int, memory_mb: int, tmp_mb: int) -> ForkedHandle:
+        """The fork's own cgroup, with the child moved in (an RCU grace period in the kernel: the reason this
+        runs in a thread), and its memory watcher armed before any user code runs (a fork is ready sooner
+        than with a watcher set up afterwards; registrations wait 8-16 ms each but overlap across threads)."""
+        # No room for /tmp in the hard limit until the memory watcher is armed (ForkedNamespacesHandle.arm).
+        cgroup = self.cgroups.create(env_id, memory_mb, self.settings.pids_max)
+        try:
+            for path in cgroup.procs_files:
+                fd = os.open(path, os.O_WRONLY)
+                try:
+                    os.write(fd, str(pid).encode())
+                finally:
+                    os.close(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            cgroup.kill()
+            cgroup.remove()
+            raise
+        handle = ForkedNamespacesHandle(ForkedProcess(pid), cgroup, memory_mb, tmp_mb)
+        try:
+            handle.arm()
+        except OSError as e:
+            log.warning("forked environment %s: no memory watcher: %s", env_id, e)
+        return handle
 
     def close(self) -> None:
         self._closed = True

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 from nimbus.config import Settings
-from nimbus.sandbox.backends import Backend, Handle, Launch
+from nimbus.sandbox.backends import Backend, ForkedHandle, ForkedProcess, Handle, Launch
 from nimbus.sandbox.backends.runtime_files import RuntimeFiles
 from nimbus.sandbox.cgroups import MB
 
@@ -35,6 +35,15 @@ class ProcessHandle(Handle):
                         reported_rss_kb = int(line.split()[1])
                         break
         return (reported_rss_kb + 1023) // 1024
+
+
+class ForkedProcessHandle(ForkedHandle, ProcessHandle):
+    """A forked environment of the `process` backend (no isolation; its own session)."""
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.proc.kill()
 
 
 class ProcessBackend(Backend):
@@ -77,3 +86,6 @@ class ProcessBackend(Backend):
             storage = launch.ephemeral_mb * MB
             resource.prlimit(popen.pid, resource.RLIMIT_FSIZE, (storage, storage))
         return ProcessHandle(popen)
+
+    def adopt_fork(self, env_id: str, pid: int, memory_mb: int, tmp_mb: int) -> ForkedHandle:
+        return ForkedProcessHandle(ForkedProcess(pid))

@@ -267,7 +267,10 @@ class VethNetwork:
         if self._stopped:
             return
         self._prune()
-        missing = self.settings.network_spares - len(self._pools[key]) - self._filling[key]
+        # A zygote's user namespace: one spare is enough (its own spare fork already holds one), and there
+        # is a pool per zygote, so more would be made and thrown away with every zygote.
+        spares = self.settings.network_spares if key[1] is None else min(1, self.settings.network_spares)
+        missing = spares - len(self._pools[key]) - self._filling[key]
         for _ in range(max(0, missing)):
             self._filling[key] += 1
             self._spawn(self._fill_one(key))
