@@ -114,3 +114,7 @@ class Settings(BaseSettings):
     zygotes: bool = True  # Python environments fork from an initialized zygote per version (false: fresh starts)
     zygote_spares: int = 1  # forks kept ready per zygote (in their cgroups): a cold start skips fork + cgroup move
     zygote_idle_timeout: float | None = None  # seconds a zygote without environments is kept (None: idle_timeout)
+
+    # SQS-compatible queue service (issue 15, docs/sqs.md)
+    sqs_max_message_bytes: int = Field(default=1048576, ge=1024)  # 1 MiB since August 2025 (was 256 KiB)
+    sqs_max_in_flight: int = Field(default=120000, ge=1)  # standard queue in-flight cap (short polls: OverLimit)

@@ -9,6 +9,7 @@ from nimbus.config import Settings
 from nimbus.control.codestore import CodeStore
 from nimbus.control.db import make_engine, migrate
 from nimbus.control.registry import Registry
+from nimbus.events.sqs import QueueService
 from nimbus.invoke.asyncpipeline import AsyncPipeline
 from nimbus.invoke.service import Invoker
 from nimbus.observe.logstore import LogStore
@@ -24,9 +25,11 @@ class Platform:
     sandbox: SandboxManager
     invoker: Invoker
     asyncs: AsyncPipeline  # durable queue, event-invoke configs, dispatcher (issue 4)
+    sqs: QueueService  # the SQS-compatible queue service (issue 15)
 
     async def start(self) -> None:
         await self.logstore.start()
+        await self.sqs.start()
         await self.sandbox.start()
         await self.invoker.start()
         await self.asyncs.start()
@@ -37,6 +40,7 @@ class Platform:
         await self.invoker.stop()
         await self.sandbox.stop()
         await self.logstore.stop()
+        await self.sqs.stop()  # after every producer (destinations, pollers) has stopped
         self.registry.close()
 
 
@@ -50,4 +54,5 @@ def build_platform(settings: Settings) -> Platform:
     sandbox = SandboxManager(settings, log_sink=logstore.append)
     invoker = Invoker(settings, registry, sandbox, logstore)
     asyncs = AsyncPipeline(settings, engine, registry, invoker, logstore)
-    return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs)
+    sqs = QueueService(settings, engine)
+    return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs, sqs)
