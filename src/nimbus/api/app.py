@@ -17,6 +17,7 @@ from nimbus.api import keys as keys_api
 from nimbus.api import layers as layers_api
 from nimbus.api import metrics as metrics_api
 from nimbus.api import provisioned as provisioned_api
+from nimbus.api import sqs as sqs_api
 from nimbus.api import streaming as streaming_api
 from nimbus.api import urls as urls_api
 from nimbus.api.actor import ActorApp
@@ -44,6 +45,8 @@ async def json_protocol(request: Request) -> Response:
     target = request.headers.get("x-amz-target", "")
     if target.startswith("Logs_20140328."):
         return await logs.handle(request, target.removeprefix("Logs_20140328."))
+    if sqs_api.claims(request):  # SQS: JSON `AmazonSQS.*`, or a query-protocol form (issue 15)
+        return await sqs_api.handle(request)
     raise UnknownOperation(f"Unknown operation {target or '(no X-Amz-Target)'}")
 
 
@@ -72,6 +75,7 @@ def create_app(platform: Platform) -> auth.AuthApp:
         *metrics_api.routes,  # /metrics, /nimbus/v1/cost (issue 8)
         *dashboard.routes,  # /dashboard (issue 8)
         *provisioned_api.routes,  # provisioned concurrency configs (issue 5)
+        *sqs_api.routes,  # SQS requests posted to a queue URL /<account>/<queue> (issue 15); keep last
     ]
     app = Starlette(
         routes=routes,

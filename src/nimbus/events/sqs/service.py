@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import heapq
 import json
@@ -167,10 +168,8 @@ class _QueueState:
             assert msg.group_id is not None
             group = self.groups.get(msg.group_id)
             if group is not None:
-                try:
+                with contextlib.suppress(ValueError):
                     group.remove(msg)
-                except ValueError:
-                    pass
                 if not group:
                     del self.groups[msg.group_id]
         elif msg.receive_count and msg.visible_ms > now_ms():
@@ -283,10 +282,8 @@ class QueueService:
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-            except asyncio.CancelledError:
-                pass
             self._sweeper = None
         for state in self._queues.values():
             state.wake()
@@ -702,10 +699,8 @@ class QueueService:
                 state.remove(msg)
                 changes.deletes.append(msg.id)
                 return False
-            if state.redrive is not None and msg.receive_count >= state.redrive[1]:
-                if self._redrive(state, msg, changes, now):
-                    return False
-            return True
+            redrive = state.redrive is not None and msg.receive_count >= state.redrive[1]
+            return not (redrive and self._redrive(state, msg, changes, now))
 
         if state.queue.fifo:
             for group_id in sorted(state.groups, key=lambda g: state.groups[g][0].id if state.groups[g] else 0):
