@@ -9,6 +9,7 @@ from nimbus.config import Settings
 from nimbus.control.codestore import CodeStore
 from nimbus.control.db import make_engine, migrate
 from nimbus.control.registry import Registry
+from nimbus.events.sources import EventSources
 from nimbus.events.sqs import QueueService
 from nimbus.invoke.asyncpipeline import AsyncPipeline
 from nimbus.invoke.service import Invoker
@@ -26,6 +27,7 @@ class Platform:
     invoker: Invoker
     asyncs: AsyncPipeline  # durable queue, event-invoke configs, dispatcher (issue 4)
     sqs: QueueService  # the SQS-compatible queue service (issue 15)
+    sources: EventSources  # event source mappings, Scheduler, EventBridge rules and buses (issue 15)
 
     async def start(self) -> None:
         await self.logstore.start()
@@ -33,9 +35,11 @@ class Platform:
         await self.sandbox.start()
         await self.invoker.start()
         await self.asyncs.start()
+        await self.sources.start()  # after the async queue and the queue service it delivers to
 
     async def stop(self) -> None:
         """Stop taking work, fail what is in flight cleanly, flush logs, close the database."""
+        await self.sources.stop()  # pollers and timers first: they feed the invoker and the async queue
         await self.asyncs.stop()  # before the sandbox: deliveries in flight finish or run again after restart
         await self.invoker.stop()
         await self.sandbox.stop()
@@ -55,4 +59,5 @@ def build_platform(settings: Settings) -> Platform:
     invoker = Invoker(settings, registry, sandbox, logstore)
     asyncs = AsyncPipeline(settings, engine, registry, invoker, logstore)
     sqs = QueueService(settings, engine)
-    return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs, sqs)
+    sources = EventSources(settings, engine, registry, invoker, sqs, logstore)
+    return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs, sqs, sources)

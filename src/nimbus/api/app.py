@@ -12,11 +12,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from nimbus.api import auth, dashboard, errors, functions, logs
+from nimbus.api import eventbridge as eventbridge_api
 from nimbus.api import eventconfigs as eventconfigs_api
 from nimbus.api import keys as keys_api
 from nimbus.api import layers as layers_api
+from nimbus.api import mappings as mappings_api
 from nimbus.api import metrics as metrics_api
 from nimbus.api import provisioned as provisioned_api
+from nimbus.api import scheduler as scheduler_api
 from nimbus.api import sqs as sqs_api
 from nimbus.api import streaming as streaming_api
 from nimbus.api import urls as urls_api
@@ -45,6 +48,8 @@ async def json_protocol(request: Request) -> Response:
     target = request.headers.get("x-amz-target", "")
     if target.startswith("Logs_20140328."):
         return await logs.handle(request, target.removeprefix("Logs_20140328."))
+    if target.startswith(eventbridge_api.PREFIX):  # EventBridge rules, buses, PutEvents (issue 15)
+        return await eventbridge_api.handle(request, target.removeprefix(eventbridge_api.PREFIX))
     if sqs_api.claims(request):  # SQS: JSON `AmazonSQS.*`, or a query-protocol form (issue 15)
         return await sqs_api.handle(request)
     raise UnknownOperation(f"Unknown operation {target or '(no X-Amz-Target)'}")
@@ -75,6 +80,8 @@ def create_app(platform: Platform) -> auth.AuthApp:
         *metrics_api.routes,  # /metrics, /nimbus/v1/cost (issue 8)
         *dashboard.routes,  # /dashboard (issue 8)
         *provisioned_api.routes,  # provisioned concurrency configs (issue 5)
+        *mappings_api.routes,  # event source mappings (issue 15)
+        *scheduler_api.routes,  # EventBridge Scheduler (issue 15)
         *sqs_api.routes,  # SQS requests posted to a queue URL /<account>/<queue> (issue 15); keep last
     ]
     app = Starlette(

@@ -236,12 +236,17 @@ def _canonical_headers(headers: list[tuple[bytes, bytes]], signed: list[str]) ->
 
 
 _SQS_QUEUE_PATH = re.compile(r"^/\d{12}/[A-Za-z0-9_.-]{1,80}/?$")
+_SCHEDULER_PREFIXES = ("/schedules", "/schedule-groups", "/tags/")
 
 
 def service_for(scope: Scope) -> str:
     """The SigV4 service name a route is signed for: `logs` for the CloudWatch Logs JSON protocol at `/`,
     `sqs` for SQS (JSON target `AmazonSQS.*`, a query-protocol form at `/`, or a queue URL path)."""
     path = scope["path"]
+    if path.startswith(_SCHEDULER_PREFIXES):  # EventBridge Scheduler's rest-json API (issue 15)
+        return "scheduler"
+    if path == "/" and any(k == b"x-amz-target" and v.startswith(b"AWSEvents.") for k, v in scope["headers"]):
+        return "events"  # EventBridge (issue 15)
     if path == "/" or _SQS_QUEUE_PATH.match(path):
         target = next((v for k, v in scope["headers"] if k == b"x-amz-target"), None)
         if target is not None and target.startswith(b"AmazonSQS."):
