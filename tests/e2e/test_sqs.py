@@ -329,3 +329,26 @@ def test_kill_9_after_send_loses_nothing(tmp_path: Path) -> None:
         assert received == ids
     finally:
         again.stop()
+
+
+def test_nimbus_queues_cli_and_metrics(sqs, server: NimbusServer) -> None:  # type: ignore[no-untyped-def]
+    url = sqs.create_queue(QueueName="e2e-figures")["QueueUrl"]
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "m"} for i in range(3)])
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=900)
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=600)
+    env = {**os.environ, **server.cli_env(), "COLUMNS": "160"}
+    shown = subprocess.run([os.sys.executable, "-m", "nimbus", "queues", "--prefix", "e2e-figures", "--json"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    (row,) = json.loads(shown.stdout)["Queues"]
+    assert (row["Visible"], row["InFlight"], row["Delayed"]) == (1, 1, 1)
+    assert (row["Sent"], row["Received"], row["Deleted"]) == (4, 2, 1)
+    table = subprocess.run([os.sys.executable, "-m", "nimbus", "queues"], env=env, capture_output=True, text=True,
+                           timeout=60)
+    assert table.returncode == 0 and "e2e-figures" in table.stdout and "In flight" in table.stdout
+    metrics = httpx.get(f"{server.endpoint}/metrics", timeout=30).text
+    assert 'nimbus_sqs_messages_sent_total{queue="e2e-figures"} 4.0' in metrics
+    assert 'nimbus_sqs_messages_visible{queue="e2e-figures"} 1.0' in metrics
+    assert 'nimbus_sqs_oldest_message_age_seconds{queue="e2e-figures"}' in metrics

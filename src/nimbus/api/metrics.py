@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from nimbus.errors import InvalidParameterValue
+from nimbus.events.sqs.metrics import queue_samples
 from nimbus.observe.cost import AWS_PRICES, bill
 from nimbus.observe.metering import month_range
 from nimbus.observe.metrics import Sample
@@ -44,6 +45,7 @@ def install_sources(platform: Platform) -> None:
         return
     observer._sources_installed = True  # type: ignore[attr-defined]
     observer.metrics.add_source(lambda: _platform_samples(platform))
+    observer.metrics.add_source(lambda: queue_samples(platform.sqs))  # SQS queues (issue 15)
 
 
 def _platform_samples(platform: Platform) -> Iterable[Sample]:

@@ -10,6 +10,7 @@ import typer
 from nimbus.cli import functions, keys, urls
 from nimbus.cli.cost import cost
 from nimbus.cli.logs import logs
+from nimbus.cli.queues import queues
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="nimbus: self-hosted AWS Lambda.")
 
@@ -77,5 +78,6 @@ app.command("functions")(functions.functions)
 app.command()(functions.delete)
 app.command("logs")(logs)
 app.command("cost")(cost)
+app.command("queues")(queues)  # SQS queues (issue 15)
 app.add_typer(keys.app, name="keys")
 app.add_typer(urls.app, name="url")

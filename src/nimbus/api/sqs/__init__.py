@@ -8,7 +8,7 @@ import logging
 import re
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from nimbus.api.sqs import wire
@@ -85,6 +85,21 @@ async def queue_url(request: Request) -> Response:
 
 
 
-routes = [Route("/{account}/{queue}", queue_url, methods=["GET", "POST"])]
+async def queue_figures(request: Request) -> Response:
+    """`GET /nimbus/v1/queues`: every queue's depth, in flight, delayed, oldest message and counters (for
+    `nimbus queues`; signed like the rest of nimbus's own API)."""
+    service = request.app.state.platform.sqs
+    base = f"{request.url.scheme}://{request.headers.get('host') or request.url.netloc}"
+    return JSONResponse({"Queues": [
+        {"QueueName": s.name, "QueueArn": s.arn, "QueueUrl": f"{base}/{service.account}/{s.name}",
+         "FifoQueue": s.fifo, "Visible": s.depth, "InFlight": s.in_flight, "Delayed": s.delayed,
+         "OldestSentTimestamp": s.oldest_sent_ms, "Sent": s.sent, "Received": s.received, "Deleted": s.deleted}
+        for s in service.stats()]})
+
+
+routes = [
+    Route("/nimbus/v1/queues", queue_figures, methods=["GET"]),
+    Route("/{account}/{queue}", queue_url, methods=["GET", "POST"]),
+]
 
 __all__ = ["claims", "handle", "routes"]
