@@ -40,14 +40,16 @@ def queues(
         return
     now_ms = int(time.time() * 1000)
     table = Table(box=box.SIMPLE_HEAD)
-    for title in ("Queue", "Type", "Visible", "In flight", "Delayed", "Oldest message", "Sent", "Received",
-                  "Deleted"):
-        table.add_column(title, justify="left" if title in ("Queue", "Type") else "right",
-                         overflow="fold")  # a queue name is shown whole, folded when the terminal is narrow
+    table.add_column("Queue", overflow="fold", min_width=12)  # a name is shown whole, folded when narrow
+    table.add_column("Type", no_wrap=True)
+    counters = out.width >= 100  # the since-start counters only when the terminal has room for them
+    for title in ("Visible", "In flight", "Delayed", "Oldest", *(("Sent", "Received", "Deleted") if counters else ())):
+        table.add_column(title, justify="right", no_wrap=True)
     for q in rows:
         oldest = q.get("OldestSentTimestamp")
-        table.add_row(q["QueueName"], "FIFO" if q["FifoQueue"] else "standard", f"{q['Visible']:,}",
-                      f"{q['InFlight']:,}", f"{q['Delayed']:,}",
-                      format_age(None if oldest is None else max(0, now_ms - int(oldest))),
-                      f"{q['Sent']:,}", f"{q['Received']:,}", f"{q['Deleted']:,}")
+        cells = [q["QueueName"], "fifo" if q["FifoQueue"] else "std", f"{q['Visible']:,}", f"{q['InFlight']:,}",
+                 f"{q['Delayed']:,}", format_age(None if oldest is None else max(0, now_ms - int(oldest)))]
+        if counters:
+            cells += [f"{q['Sent']:,}", f"{q['Received']:,}", f"{q['Deleted']:,}"]
+        table.add_row(*cells)
     out.print(table)
