@@ -57,7 +57,8 @@ def build_platform(settings: Settings) -> Platform:
     logstore = LogStore(settings, engine)
     sandbox = SandboxManager(settings, log_sink=logstore.append)
     invoker = Invoker(settings, registry, sandbox, logstore)
-    asyncs = AsyncPipeline(settings, engine, registry, invoker, logstore)
     sqs = QueueService(settings, engine)
     sources = EventSources(settings, engine, registry, invoker, sqs, logstore)
+    # Destinations may be queues and buses (issue 15): records for them go through the event sources' targets.
+    asyncs = AsyncPipeline(settings, engine, registry, invoker, logstore, record_sink=sources.targets.send_record)
     return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs, sqs, sources)

@@ -143,3 +143,46 @@ def test_custom_bus_and_errors(srv: NimbusServer) -> None:
     with srv.http() as http:
         text = http.get("/metrics").text
     assert "nimbus_schedules" in text
+
+
+FAILER = """
+def handler(event, context):
+    raise ValueError("boom")
+"""
+
+
+def test_async_destinations_to_a_queue_and_a_bus(srv: NimbusServer) -> None:
+    lam, ev, sqs = srv.client("lambda"), srv.client("events"), srv.client("sqs")
+    ok_fn, bad_fn = f"ok-{uuid.uuid4().hex[:6]}", f"bad-{uuid.uuid4().hex[:6]}"
+    for name, code in ((ok_fn, RECORDER), (bad_fn, FAILER)):
+        lam.create_function(FunctionName=name, Runtime=RUNTIME, Role=ROLE, Handler="index.handler",
+                            Code={"ZipFile": make_zip({"index.py": code})})
+    url = sqs.create_queue(QueueName=f"dest-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    q_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus_arn = ev.create_event_bus(Name=f"results-{uuid.uuid4().hex[:6]}")["EventBusArn"]
+    bus = bus_arn.split("/", 1)[1]
+    ev.put_rule(Name="failures", EventBusName=bus, EventPattern=json.dumps(
+        {"source": ["lambda"], "detail-type": ["Lambda Function Invocation Result - Failure"]}))
+    ev.put_targets(Rule="failures", EventBusName=bus, Targets=[{"Id": "q", "Arn": q_arn}])
+
+    lam.put_function_event_invoke_config(FunctionName=ok_fn, DestinationConfig={"OnSuccess": {"Destination": q_arn}})
+    lam.put_function_event_invoke_config(FunctionName=bad_fn, MaximumRetryAttempts=0,
+                                         DestinationConfig={"OnFailure": {"Destination": bus_arn}})
+    lam.invoke(FunctionName=ok_fn, InvocationType="Event", Payload=b'{"n": 1}')
+    lam.invoke(FunctionName=bad_fn, InvocationType="Event", Payload=b'{"n": 2}')
+
+    bodies: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while len(bodies) < 2 and time.monotonic() < deadline:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
+        bodies += [json.loads(m["Body"]) for m in got]
+    assert len(bodies) == 2, bodies
+    success = next(b for b in bodies if "requestContext" in b)
+    assert success["requestContext"]["condition"] == "Success"
+    assert success["requestPayload"] == {"n": 1} and success["responseContext"]["statusCode"] == 200
+    failure = next(b for b in bodies if "detail" in b)
+    assert failure["source"] == "lambda" and failure["detail-type"] == "Lambda Function Invocation Result - Failure"
+    assert failure["resources"][0] == bus_arn and failure["resources"][1].endswith(f":function:{bad_fn}:$LATEST")
+    assert failure["detail"]["requestContext"]["condition"] == "RetriesExhausted"
+    assert failure["detail"]["responseContext"]["functionError"] == "Unhandled"
+    assert failure["detail"]["responsePayload"]["errorType"] == "ValueError"

@@ -4,6 +4,7 @@ service), or an EventBridge bus (PutEvents on it)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from nimbus.config import Settings
 from nimbus.control.registry import Registry
 from nimbus.errors import InvalidParameterValue, RequestTooLarge, ResourceNotFound, ServiceError
+from nimbus.invoke.destinations import bus_entry
 from nimbus.invoke.queue import EventQueue, NewEvent
 from nimbus.invoke.service import Invoker
 
@@ -94,6 +96,24 @@ class Targets:
             await self.put_events(arn, [doc])
         else:
             raise TargetError("ValidationException", f"nimbus cannot deliver to {arn}")
+
+
+    async def send_record(self, destination: str, record: dict[str, Any]) -> None:
+        """An async invocation record to a queue (its JSON is the body) or a bus (invoke/destinations.py's
+        entry); raises TargetError when it cannot be delivered (a FIFO queue, a missing queue or bus)."""
+        service = service_of(destination)
+        if service == "sqs":
+            queue = self.queues.get_queue_by_arn(destination)
+            if queue is not None and queue.fifo:
+                raise TargetError("UnsupportedDestination", "FIFO queues are not supported as destinations.")
+            await self.send_queue(destination, json.dumps(record, separators=(",", ":")))
+        elif service == "events":
+            entry = bus_entry(record, destination)
+            result = await self.put_events(destination, [entry])
+            if result.get("FailedEntryCount"):
+                raise TargetError("EventBridgeError", str(result["Entries"][0].get("ErrorMessage")))
+        else:
+            raise TargetError("UnsupportedDestination", f"nimbus cannot deliver a record to {destination}")
 
 
 def supported_target(arn: str) -> bool:

@@ -16,7 +16,7 @@ from nimbus.control.eventconfigs import EventConfigs
 from nimbus.control.registry import Registry
 from nimbus.errors import ResourceNotFound
 from nimbus.invoke import router
-from nimbus.invoke.destinations import AttemptResult
+from nimbus.invoke.destinations import AttemptResult, RecordSink
 from nimbus.invoke.dispatcher import Dispatcher, lease_ms
 from nimbus.invoke.queue import LeasedEvent, QueueStats, SqlEventQueue, make_queue, now_ms
 from nimbus.invoke.service import Invoker
@@ -69,7 +69,7 @@ class AsyncPipeline:
     """Queue + configs + dispatcher, and the figures the API shows about them."""
 
     def __init__(self, settings: Settings, engine: Engine, registry: Registry, invoker: Invoker,
-                 logstore: LogStore) -> None:
+                 logstore: LogStore, record_sink: RecordSink | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.queue: SqlEventQueue = make_queue(engine, settings.async_queue_synchronous)
@@ -79,7 +79,7 @@ class AsyncPipeline:
                                      before_ack=logstore.flush, shortest_age=self.configs.shortest_age,
                                      on_dropped=invoker.observer.metrics.async_event_dropped,
                                      on_destination_failure=lambda fn: invoker.observer.metrics.destination_failure(
-                                         fn, "lambda"))
+                                         fn, "lambda"), record_sink=record_sink)
         invoker.events = self.queue
         registry.subscribe(self._on_function_changed)
 

@@ -438,6 +438,7 @@ class EventBus:
         """PutEvents on one bus (the `Targets` hook: buses as targets and destinations)."""
         return await self.put_events({"Entries": [{**e, "EventBusName": bus_arn} for e in entries]})
 
+
     def _event(self, e: Any) -> tuple[dict[str, Any], str]:
         if not isinstance(e, dict):
             raise EventsValidation("Each entry must be an object.")
