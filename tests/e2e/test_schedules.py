@@ -225,4 +225,8 @@ def test_cron_example_with_the_aws_cli(srv: NimbusServer) -> None:
     fire = datetime.fromtimestamp(row["NextFireTime"], UTC).astimezone(__import__("zoneinfo").ZoneInfo(
         "America/New_York"))
     assert (fire.hour, fire.minute) == (8, 30) and fire.weekday() < 5
+    shown = subprocess.run([sys.executable, "-m", "nimbus", "schedules"], env={**env, "COLUMNS": "200"},
+                           capture_output=True, text=True, check=True).stdout
+    assert "weekday-report" in shown and "cron(30 8 ? * MON-FRI *)" in shown and "America/New_York" in shown
+    assert datetime.fromtimestamp(row["NextFireTime"], UTC).strftime("%Y-%m-%d %H:%M:%SZ") in shown
     subprocess.run([*base, "delete-schedule", "--name", "weekday-report"], env=env, check=True, capture_output=True)

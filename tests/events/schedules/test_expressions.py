@@ -13,7 +13,7 @@ from nimbus.events.schedules.expressions import InvalidExpression, parse
 def ms(*args: int, tz: str = "UTC") -> int:
     from zoneinfo import ZoneInfo
 
-    return int(datetime(*args, tzinfo=ZoneInfo(tz)).timestamp() * 1000)  # type: ignore[misc]
+    return int(datetime(*args, tzinfo=ZoneInfo(tz)).timestamp() * 1000)  # type: ignore[arg-type,misc]
 
 
 def utc(value: int | None) -> datetime:
