@@ -173,9 +173,14 @@ def _xml_struct(value: dict[str, Any], action: str) -> str:
     return "".join(_xml_value(k, v, action) for k, v in value.items())
 
 
+# Operations whose reply has no <…Result> element (no output shape); every other reply has one, even empty.
+_NO_RESULT = frozenset({"ChangeMessageVisibility", "DeleteMessage", "DeleteQueue", "PurgeQueue",
+                        "SetQueueAttributes", "TagQueue", "UntagQueue"})
+
+
 def xml_reply(action: str, result: dict[str, Any], request_id: str) -> bytes:
     inner = _xml_struct(result, action)
-    result_part = f"<{action}Result>{inner}</{action}Result>" if inner or result else ""
+    result_part = "" if action in _NO_RESULT else f"<{action}Result>{inner}</{action}Result>"
     return (f'<?xml version="1.0"?><{action}Response xmlns="{XML_NAMESPACE}">{result_part}'
             f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>").encode()
 
