@@ -15,7 +15,7 @@ from nimbus.config import Settings
 from nimbus.control.db import make_engine, migrate
 from nimbus.events.sqs import MessageAttribute, QueueNotFound, QueueService, SqsError
 from nimbus.events.sqs.digests import md5_of_attributes, md5_of_body
-from nimbus.events.sqs.errors import InvalidParameterValue, MissingParameter, QueueNameExists
+from nimbus.events.sqs.errors import InvalidParameterValue, MissingParameter, OverLimit, QueueNameExists
 
 
 @pytest.fixture
@@ -140,3 +140,23 @@ async def test_queue_errors(service: QueueService) -> None:
         await service.send(q.arn, "x" * (1024 * 1024 + 1))
     with pytest.raises(InvalidParameterValue):
         await service.receive(q.arn, 11)
+
+
+async def test_in_flight_cap_refuses_short_polls_until_messages_come_back(tmp_path: Path, engine: Engine) -> None:
+    svc = QueueService(Settings(data_dir=tmp_path, sqs_max_in_flight=2), engine)
+    await svc.start()
+    try:
+        q = await svc.create_queue("capped")
+        for n in range(4):
+            await svc.send(q.arn, f"m{n}")
+        held = await svc.receive(q.arn, 1, visibility_timeout=600)
+        assert len(await svc.receive(q.arn, 1, visibility_timeout=1)) == 1
+        with pytest.raises(OverLimit):
+            await svc.receive(q.arn, 1)
+        assert await svc.receive(q.arn, 1, wait_seconds=0.2) == []  # a long poll is answered empty
+        # the second message's visibility runs out: the cap is recounted and receives go on
+        assert len(await svc.receive(q.arn, 1, wait_seconds=5)) == 1
+        await svc.delete(q.arn, [held[0].receipt_handle])
+        assert len(await svc.receive(q.arn, 1)) == 1
+    finally:
+        await svc.stop()

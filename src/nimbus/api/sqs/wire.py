@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from nimbus.events.sqs.errors import SqsError
+from nimbus.events.sqs.errors import InvalidParameterValue, SqsError
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
 XML_NAMESPACE = "http://queue.amazonaws.com/doc/2012-11-05/"
@@ -94,7 +94,11 @@ def _integer(name: str, value: Any) -> Any:
 
 def parse_query(body: bytes, query_string: str) -> tuple[str, dict[str, Any]]:
     """(Action, parameters) of a query-protocol request (form body, or the URL's query for GET)."""
-    pairs = parse_qsl(query_string, keep_blank_values=True) + parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidParameterValue("The request body is not UTF-8 form data.") from None
+    pairs = parse_qsl(query_string, keep_blank_values=True) + parse_qsl(text, keep_blank_values=True)
     fields = {k: v for k, v in pairs}
     action = fields.pop("Action", "")
     pairs = [(k, v) for k, v in pairs if k not in ("Action", "Version") and not k.startswith("X-Amz-")]

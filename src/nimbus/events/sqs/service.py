@@ -140,7 +140,9 @@ class _QueueState:
         self.groups: dict[str, list[_Message]] = {}  # FIFO: group -> messages in send order
         self.dedup: dict[str, tuple[int, str, int]] = {}  # FIFO: key -> (expires_ms, message_id, id)
         self.waiters: set[asyncio.Future[None]] = set()
-        self.in_flight = 0  # standard: messages handed out and not yet deleted/visible again (approximate)
+        # Messages handed out and not yet deleted or visible again: a cheap running estimate, recounted exactly
+        # (counts()) by the sweep and before a receive is refused for reaching the in-flight cap.
+        self.in_flight = 0
         self.last_purge = 0.0
         self.sent = self.received = self.deleted = 0
         self.redrive: tuple[str, int] | None = None
@@ -172,7 +174,7 @@ class _QueueState:
                     group.remove(msg)
                 if not group:
                     del self.groups[msg.group_id]
-        elif msg.receive_count and msg.visible_ms > now_ms():
+        if msg.receive_count and msg.visible_ms > now_ms():
             self.in_flight = max(0, self.in_flight - 1)
 
     def reschedule(self, msg: _Message) -> None:
@@ -271,6 +273,8 @@ class QueueService:
             # A message in flight when the server stopped stays invisible until its timeout, as on SQS.
             state.add(msg)
         now = now_ms()
+        for state in self._queues.values():
+            state.in_flight = state.counts(now)[1]
         for d in dedup:
             state = self._queues.get(d.queue_arn)
             if state is not None and d.expires_ms > now:
@@ -306,6 +310,7 @@ class QueueService:
             for msg in [m for m in state.messages.values() if m.sent_ms <= limit]:
                 state.remove(msg)
                 changes.deletes.append(msg.id)
+            state.in_flight = state.counts(now)[1]
             expired = [k for k, (exp, _, _) in state.dedup.items() if exp <= now]
             for key in expired:
                 del state.dedup[key]
@@ -638,8 +643,11 @@ class QueueService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait_seconds)
         while True:
-            if not state.queue.fifo and state.in_flight >= self.max_in_flight:
-                if wait_seconds <= 0:
+            if state.in_flight >= self.max_in_flight:
+                state.in_flight = state.counts(now_ms())[1]  # the estimate drifts: decide on the exact figure
+            capped = state.in_flight >= self.max_in_flight
+            if capped:
+                if wait_seconds <= 0 and not state.queue.fifo:  # FIFO queues answer empty, never OverLimit
                     raise OverLimit(f"Too many messages in flight on queue {state.queue.name}.")
                 taken: list[_Message] = []
                 changes = Changes()
@@ -653,7 +661,9 @@ class QueueService:
             remaining = deadline - loop.time()
             if remaining <= 0 or self._queues.get(queue_arn) is not state:
                 return []
-            await self._wait(state, remaining)
+            # At the cap, visible messages do not help: wait for a delete or a visibility change, and look
+            # again once a second for in-flight messages whose visibility ran out (that wakes nobody).
+            await self._wait(state, min(remaining, 1.0) if capped else remaining, use_due=not capped)
 
     async def wait_available(self, queue_arn: str, timeout: float) -> bool:
         """True once the queue has a receivable message; False after `timeout` seconds without one."""
@@ -668,8 +678,8 @@ class QueueService:
                 return False
             await self._wait(state, remaining)
 
-    async def _wait(self, state: _QueueState, remaining: float) -> None:
-        due = state.next_visible_ms()
+    async def _wait(self, state: _QueueState, remaining: float, use_due: bool = True) -> None:
+        due = state.next_visible_ms() if use_due else None
         if due is not None:
             remaining = min(remaining, max(0.001, (due - now_ms()) / 1000))
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -723,20 +733,18 @@ class QueueService:
                 candidate = state.messages.get(mid)
                 if candidate is None or candidate.visible_ms != vis:
                     continue
-                if candidate.receive_count:
-                    state.in_flight = max(0, state.in_flight - 1)  # its visibility expired
                 if usable(candidate):
                     taken.append(candidate)
         for msg in taken:
+            if not msg.receive_count:
+                state.in_flight += 1  # a message received again was counted already (estimate)
             msg.receive_count += 1
             if msg.first_receive_ms is None:
                 msg.first_receive_ms = now
             msg.nonce = uuid.uuid4().hex[:16]
             msg.visible_ms = now + vt * 1000
             changes.updates.append(msg.state_row())
-            if not state.queue.fifo:
-                state.in_flight += 1
-                state.reschedule(msg)
+            state.reschedule(msg)
         return taken, changes
 
     def _redrive(self, source: _QueueState, msg: _Message, changes: Changes, now: int) -> bool:
@@ -852,8 +860,6 @@ class QueueService:
                 results.append(exc)
                 continue
             msg.visible_ms = now + timeout * 1000
-            if timeout == 0 and not state.queue.fifo:
-                state.in_flight = max(0, state.in_flight - 1)
             state.reschedule(msg)
             changes.updates.append(msg.state_row())
             wake = wake or timeout == 0
