@@ -160,3 +160,13 @@ async def test_in_flight_cap_refuses_short_polls_until_messages_come_back(tmp_pa
         assert len(await svc.receive(q.arn, 1)) == 1
     finally:
         await svc.stop()
+
+
+async def test_fifo_receive_retried_with_the_same_attempt_id_gets_the_same_messages(service: QueueService) -> None:
+    q = await service.create_queue("attempts.fifo", {"FifoQueue": "true", "ContentBasedDeduplication": "true"})
+    for body in ("a", "b", "c"):
+        await service.send(q.arn, body, group_id="g")
+    first = await service.receive(q.arn, 2, attempt_id="try-1")
+    again = await service.receive(q.arn, 2, attempt_id="try-1")  # e.g. the answer was lost on the network
+    assert [(m.message_id, m.receipt_handle) for m in again] == [(m.message_id, m.receipt_handle) for m in first]
+    assert await service.receive(q.arn, 2, attempt_id="try-2") == []  # the group is in flight

@@ -139,6 +139,7 @@ class _QueueState:
         self.heap: list[tuple[int, int]] = []  # standard: (visible_ms, id), stale entries skipped
         self.groups: dict[str, list[_Message]] = {}  # FIFO: group -> messages in send order
         self.dedup: dict[str, tuple[int, str, int]] = {}  # FIFO: key -> (expires_ms, message_id, id)
+        self.attempts: dict[str, tuple[int, list[tuple[_Message, str | None]]]] = {}  # FIFO receive attempts
         self.waiters: set[asyncio.Future[None]] = set()
         # Messages handed out and not yet deleted or visible again: a cheap running estimate, recounted exactly
         # (counts()) by the sweep and before a receive is refused for reaching the in-flight cap.
@@ -640,6 +641,10 @@ class QueueService:
                 f"Value {visibility_timeout} for parameter VisibilityTimeout is invalid. Reason: Must be >= 0 and "
                 "<= 43200, if provided.")
         state = self._state(queue_arn)
+        if attempt_id is not None and state.queue.fifo:
+            repeated = self._repeat_attempt(state, attempt_id)
+            if repeated is not None:
+                return repeated
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait_seconds)
         while True:
@@ -657,6 +662,8 @@ class QueueService:
                 await self.store.write(changes)
             if taken:
                 state.received += len(taken)
+                if attempt_id is not None and state.queue.fifo:
+                    state.attempts[attempt_id] = (now_ms() + DEDUP_WINDOW_MS, [(m, m.nonce) for m in taken])
                 return [self._received(state, m) for m in taken]
             remaining = deadline - loop.time()
             if remaining <= 0 or self._queues.get(queue_arn) is not state:
@@ -664,6 +671,20 @@ class QueueService:
             # At the cap, visible messages do not help: wait for a delete or a visibility change, and look
             # again once a second for in-flight messages whose visibility ran out (that wakes nobody).
             await self._wait(state, min(remaining, 1.0) if capped else remaining, use_due=not capped)
+
+    def _repeat_attempt(self, state: _QueueState, attempt_id: str) -> list[ReceivedMessage] | None:
+        """A FIFO receive retried with the same ReceiveRequestAttemptId within 5 minutes gets the same messages
+        and receipt handles again, while they are all still in flight from that receive."""
+        found = state.attempts.get(attempt_id)
+        now = now_ms()
+        for key in [k for k, (exp, _) in state.attempts.items() if exp <= now]:
+            del state.attempts[key]
+        if found is None or found[0] <= now:
+            return None
+        held = found[1]
+        if all(msg.nonce == nonce and msg.visible_ms > now and msg.id in state.messages for msg, nonce in held):
+            return [self._received(state, msg) for msg, _ in held]
+        return None
 
     async def wait_available(self, queue_arn: str, timeout: float) -> bool:
         """True once the queue has a receivable message; False after `timeout` seconds without one."""
