@@ -60,5 +60,6 @@ def build_platform(settings: Settings) -> Platform:
     sqs = QueueService(settings, engine)
     sources = EventSources(settings, engine, registry, invoker, sqs, logstore)
     # Destinations may be queues and buses (issue 15): records for them go through the event sources' targets.
-    asyncs = AsyncPipeline(settings, engine, registry, invoker, logstore, record_sink=sources.targets.send_record)
+    asyncs = AsyncPipeline(settings, engine, registry, invoker, logstore, record_sink=sources.targets.send_record,
+                           dead_letter_sink=sources.targets.send_dead_letter)
     return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs, sqs, sources)

@@ -186,3 +186,29 @@ def test_async_destinations_to_a_queue_and_a_bus(srv: NimbusServer) -> None:
     assert failure["detail"]["requestContext"]["condition"] == "RetriesExhausted"
     assert failure["detail"]["responseContext"]["functionError"] == "Unhandled"
     assert failure["detail"]["responsePayload"]["errorType"] == "ValueError"
+
+
+def test_function_dead_letter_queue(srv: NimbusServer) -> None:
+    lam, sqs = srv.client("lambda"), srv.client("sqs")
+    url = sqs.create_queue(QueueName=f"fn-dlq-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    q_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    name = f"dlq-{uuid.uuid4().hex[:6]}"
+    lam.create_function(FunctionName=name, Runtime=RUNTIME, Role=ROLE, Handler="index.handler",
+                        Code={"ZipFile": make_zip({"index.py": FAILER})}, DeadLetterConfig={"TargetArn": q_arn})
+    assert lam.get_function_configuration(FunctionName=name)["DeadLetterConfig"] == {"TargetArn": q_arn}
+    lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
+    request_id = lam.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"n": 3}')[
+        "ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+
+    def received() -> list[dict[str, Any]]:
+        return sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2, MessageAttributeNames=["All"]).get("Messages", [])
+
+    (msg,) = wait_for(received, 30, "the dead-lettered event")
+    assert json.loads(msg["Body"]) == {"n": 3}  # the original event, unchanged
+    attrs = msg["MessageAttributes"]
+    assert attrs["RequestID"]["StringValue"] == request_id
+    assert attrs["ErrorCode"] == {"StringValue": "200", "DataType": "Number"}
+    assert attrs["ErrorMessage"]["StringValue"] == "boom"
+    with pytest.raises(ClientError) as err:
+        lam.update_function_configuration(FunctionName=name, DeadLetterConfig={"TargetArn": "not-an-arn"})
+    assert err.value.response["Error"]["Code"] == "ValidationException"

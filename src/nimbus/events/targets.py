@@ -116,5 +116,15 @@ class Targets:
             raise TargetError("UnsupportedDestination", f"nimbus cannot deliver a record to {destination}")
 
 
+    async def send_dead_letter(self, arn: str, body: bytes, attributes: dict[str, tuple[str, str]]) -> None:
+        """An async event that failed, to the function's dead-letter queue (the original event as the body)."""
+        from nimbus.events.sqs import MessageAttribute
+
+        if service_of(arn) != "sqs":
+            raise TargetError("UnsupportedDestination", f"nimbus sends dead letters to SQS queues only: {arn}")
+        attrs = {name: MessageAttribute(kind, value) for name, (kind, value) in attributes.items()}
+        await self.send_queue(arn, body.decode(errors="replace"), attrs)
+
+
 def supported_target(arn: str) -> bool:
     return service_of(arn) in ("lambda", "sqs", "events")

@@ -123,3 +123,18 @@ def bus_entry(record: dict[str, Any], bus_arn: str) -> dict[str, Any]:
         "Resources": [bus_arn, function_arn],
         "EventBusName": bus_arn,
     }
+
+
+# The function's dead-letter queue (DeadLetterConfig.TargetArn, issue 15) gets the original event unchanged,
+# with the attributes AWS adds: RequestID, ErrorCode and ErrorMessage (its first kilobyte).
+DeadLetterSink = Callable[[str, bytes, dict[str, tuple[str, str]]], Awaitable[None]]
+
+
+def dead_letter_attributes(event: LeasedEvent, last: AttemptResult | None) -> dict[str, tuple[str, str]]:
+    """name -> (DataType, value) of the message attributes of a dead-lettered event."""
+    message = "Event age exceeded" if last is None else ""
+    if last is not None:
+        doc = _json_or_text(last.payload)
+        message = str(doc.get("errorMessage", "")) if isinstance(doc, dict) else str(doc or "")
+    return {"RequestID": ("String", event.request_id), "ErrorCode": ("Number", "200"),
+            "ErrorMessage": ("String", message.encode()[:1024].decode(errors="ignore") or "Unhandled")}

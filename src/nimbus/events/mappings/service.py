@@ -239,16 +239,6 @@ class Mappings:
         await self._changed(mapping_uuid)
         return _public(doc)
 
-    async def purge_function(self, name: str) -> None:
-        """A deleted function's mappings go with it (AWS keeps them, failing; nimbus has nothing to run)."""
-
-        def uuids() -> list[str]:
-            with self.engine.connect() as conn:
-                return list(conn.execute(select(MAPPINGS.c.uuid).where(MAPPINGS.c.function_name == name)).scalars())
-
-        for mapping_uuid in await asyncio.to_thread(uuids):
-            await self.delete(mapping_uuid)
-
     # ------------------------------------------------------------------------- used by the manager
 
     def _store_state(self, mapping_uuid: str, state: str) -> None:

@@ -422,7 +422,9 @@ class Scheduler:
             doc["EndDate"] = end
         doc["_timer"] = {
             "expression": expression, "timezone": tz,
-            "anchor_ms": int(start * 1000) if start is not None and not parsed.one_time else now_ms,
+            # Without a StartDate, rate ticks count from the creation time, on a whole second (the scheduled
+            # time Scheduler shows has a precision of seconds).
+            "anchor_ms": int(start * 1000) if start is not None and not parsed.one_time else now_ms // 1000 * 1000,
             "end_ms": int(end * 1000) if end is not None and not parsed.one_time else None,
             "window_ms": (minutes or 0) * 60_000 if window["Mode"] == "FLEXIBLE" else 0,
             "max_age_ms": age * 1000, "enabled": state == "ENABLED",
