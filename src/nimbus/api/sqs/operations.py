@@ -25,6 +25,7 @@ from nimbus.events.sqs.errors import (
     QueueNotFound,
     SqsError,
     TooManyEntriesInBatchRequest,
+    UnsupportedOperation,
 )
 from nimbus.events.sqs.service import SYSTEM_ATTRIBUTE_NAMES, SendEntry
 from nimbus.events.sqs.types import MessageAttribute, Queue, ReceivedMessage
@@ -442,8 +443,6 @@ async def dispatch(service: QueueService, action: str, call: Call) -> dict[str, 
     handler = OPERATIONS.get(action)
     if handler is None:
         if action in UNSUPPORTED:
-            from nimbus.events.sqs.errors import UnsupportedOperation
-
             raise UnsupportedOperation(f"{action} is not supported by nimbus (see docs/compatibility.md).")
         raise InvalidAction(f"The action {action or '(none)'} is not valid for this endpoint.")
     return await handler(service, call)
