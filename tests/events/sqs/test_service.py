@@ -170,3 +170,21 @@ async def test_fifo_receive_retried_with_the_same_attempt_id_gets_the_same_messa
     again = await service.receive(q.arn, 2, attempt_id="try-1")  # e.g. the answer was lost on the network
     assert [(m.message_id, m.receipt_handle) for m in again] == [(m.message_id, m.receipt_handle) for m in first]
     assert await service.receive(q.arn, 2, attempt_id="try-2") == []  # the group is in flight
+
+
+async def test_lambda_record_has_the_sqs_event_shape(service: QueueService) -> None:
+    q = await service.create_queue("records")
+    await service.send(q.arn, "plain")
+    await service.send(q.arn, "with", {"Author": MessageAttribute("String", "John Grisham")})
+    plain, with_attrs = sorted(await service.receive(q.arn, 10), key=lambda m: m.body != "plain")
+    record = plain.lambda_record("us-east-1")
+    assert set(record) == {"messageId", "receiptHandle", "body", "attributes", "messageAttributes",
+                           "md5OfMessageAttributes", "md5OfBody", "eventSource", "eventSourceARN", "awsRegion"}
+    assert record["md5OfMessageAttributes"] is None and record["messageAttributes"] == {}
+    assert record["eventSource"] == "aws:sqs" and record["eventSourceARN"] == q.arn
+    assert set(record["attributes"]) == {"ApproximateReceiveCount", "SentTimestamp", "SenderId",
+                                         "ApproximateFirstReceiveTimestamp"}
+    other = with_attrs.lambda_record("us-east-1")
+    assert other["messageAttributes"] == {"Author": {"stringValue": "John Grisham", "stringListValues": [],
+                                                     "binaryListValues": [], "dataType": "String"}}
+    assert other["md5OfMessageAttributes"] == with_attrs.md5_of_message_attributes
