@@ -28,13 +28,23 @@ class PollerManager:
         self._lock = asyncio.Lock()
         # Counters that outlive a poller (a mapping's update replaces its poller).
         self.totals: dict[str, PollerStats] = {}
-        mappings.on_change.append(self.apply)
+        self._applying: set[asyncio.Task[None]] = set()
+        mappings.on_change.append(self.changed)
 
     async def start(self) -> None:
         for mapping in await asyncio.to_thread(self.mappings.all):
             await self.apply(mapping.uuid)
 
+    async def changed(self, mapping_uuid: str) -> None:
+        """The API changed a mapping: apply it in the background (stopping a poller waits for its batches in
+        flight; the API answers at once with the transitional state, as AWS does)."""
+        task = asyncio.create_task(self.apply(mapping_uuid))
+        self._applying.add(task)
+        task.add_done_callback(self._applying.discard)
+
     async def stop(self) -> None:
+        if self._applying:
+            await asyncio.wait(self._applying, timeout=30)
         async with self._lock:
             pollers, self.pollers = list(self.pollers.values()), {}
         await asyncio.gather(*(p.stop() for p in pollers))
