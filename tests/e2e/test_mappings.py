@@ -247,7 +247,7 @@ def test_kill_9_loses_no_message(tmp_path_factory: pytest.TempPathFactory) -> No
         fn = _function(lam, RECORDER)
         url, arn = _queue(sqs, VisibilityTimeout="5")
         lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=fn, BatchSize=10)
-        sent = [f"m-{i}" for i in range(200)]
+        sent = [f"m-{i}" for i in range(100)]
         for i in range(0, len(sent), 10):
             sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(j), "MessageBody": b}
                                                           for j, b in enumerate(sent[i:i + 10])])
