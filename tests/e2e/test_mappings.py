@@ -261,3 +261,36 @@ def test_kill_9_loses_no_message(tmp_path_factory: pytest.TempPathFactory) -> No
         assert {r["body"] for r in got} == set(sent)  # at least once: every message reached the function
     finally:
         server.stop()
+
+
+def test_fifo_order_per_group_cli_and_metrics(srv: NimbusServer) -> None:
+    import os
+    import subprocess
+    import sys
+
+    lam, sqs, logs = srv.client("lambda"), srv.client("sqs"), srv.client("logs")
+    fn = _function(lam, RECORDER)
+    name = f"f-{uuid.uuid4().hex[:8]}.fifo"
+    url = sqs.create_queue(QueueName=name, Attributes={"FifoQueue": "true",
+                                                        "ContentBasedDeduplication": "true"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    env = {**os.environ, **srv.cli_env()}
+    out = subprocess.run([sys.executable, "-m", "awscli", "--endpoint-url", srv.endpoint, "--output", "json",
+                          "lambda", "create-event-source-mapping", "--function-name", fn, "--event-source-arn", arn,
+                          "--batch-size", "3"], env=env, capture_output=True, text=True, check=True)
+    mapping_uuid = json.loads(out.stdout)["UUID"]
+    for i in range(10):
+        for group in ("a", "b"):
+            sqs.send_message(QueueUrl=url, MessageBody=f"{group}-{i}", MessageGroupId=group)
+    got = records(logs, fn, 20)
+    for group in ("a", "b"):
+        assert [r["body"] for r in got if r["body"].startswith(group)] == [f"{group}-{i}" for i in range(10)]
+    listed = subprocess.run([sys.executable, "-m", "awscli", "--endpoint-url", srv.endpoint, "--output", "json",
+                             "lambda", "list-event-source-mappings", "--function-name", fn], env=env,
+                            capture_output=True, text=True, check=True)
+    assert [m["UUID"] for m in json.loads(listed.stdout)["EventSourceMappings"]] == [mapping_uuid]
+    with srv.http() as http:
+        text = http.get("/metrics").text
+        stats = http.get(f"/nimbus/v1/event-source-mappings/{mapping_uuid}/stats").json()
+    assert f'nimbus_mapping_messages_total{{function="{fn}",mapping="{mapping_uuid}"}} 20.0' in text
+    assert stats["Messages"] == 20 and stats["Batches"] >= 7
