@@ -54,7 +54,8 @@ async def handle(request: Request) -> Response:
         service = request.app.state.platform.sqs
         sender = getattr(principal, "access_key_id", None) or service.account
         base = f"{request.url.scheme}://{request.headers.get('host') or request.url.netloc}"
-        result = await dispatch(service, action, Call(params, base, path_queue, sender))
+        trace = request.headers.get("x-amzn-trace-id")
+        result = await dispatch(service, action, Call(params, base, path_queue, sender, trace))
     except SqsError as exc:
         return _error(exc, is_json, request_id)
     except Exception:

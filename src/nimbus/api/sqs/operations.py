@@ -43,6 +43,7 @@ class Call:
     base_url: str
     path_queue: tuple[str, str] | None  # (account, name) from the request path
     sender_id: str
+    trace_header: str | None = None  # the request's X-Amzn-Trace-Id: SendMessage's AWSTraceHeader
 
 
 Handler = Callable[[QueueService, Call], Awaitable[dict[str, Any]]]
@@ -78,6 +79,8 @@ def _queue_arn(service: QueueService, call: Call) -> str:
         if call.path_queue is None:
             raise MissingParameter("The request must contain the parameter QueueUrl.")
         account, name = call.path_queue
+    elif "/" not in url:  # SQS also takes the bare queue name where a URL is expected
+        account, name = service.account, url
     else:
         parts = [p for p in urlsplit(url).path.split("/") if p]
         if len(parts) != 2:
@@ -274,6 +277,8 @@ async def send_message(service: QueueService, call: Call) -> dict[str, Any]:
     if call.params.get("MessageBody") in (None, ""):
         raise MissingParameter("The request must contain the parameter MessageBody.")
     entry = _send_entry(call.params)
+    if call.trace_header and "AWSTraceHeader" not in entry.system_attributes:
+        entry.system_attributes["AWSTraceHeader"] = MessageAttribute("String", call.trace_header)
     result = (await service.send_batch(arn, [entry], sender_id=call.sender_id))[0]
     if isinstance(result, SqsError):
         raise result
@@ -294,6 +299,14 @@ async def send_message_batch(service: QueueService, call: Call) -> dict[str, Any
     if total > service.max_message_bytes:
         raise BatchRequestTooLong(f"Batch requests cannot be longer than {service.max_message_bytes} bytes. You "
                                   f"have sent {total} bytes.")
+    queue = service.get_queue_by_arn(arn)
+    if queue is not None and queue.fifo:  # on a FIFO queue these fail the whole request, as on AWS
+        for raw in raw_entries:
+            if not raw.get("MessageGroupId"):
+                raise MissingParameter("The request must contain the parameter MessageGroupId.")
+            if not raw.get("MessageDeduplicationId") and queue.attributes.get("ContentBasedDeduplication") != "true":
+                raise InvalidParameterValue("The queue should either have ContentBasedDeduplication enabled or "
+                                            "MessageDeduplicationId provided explicitly")
     entries: list[SendEntry | SqsError] = []
     for raw in raw_entries:
         try:
@@ -316,12 +329,13 @@ async def send_message_batch(service: QueueService, call: Call) -> dict[str, Any
 
 
 def _wanted(names: list[str], available: list[str]) -> list[str]:
-    if "All" in names or ".*" in names:
+    if "All" in names or ".*" in names or "*" in names:
         return available
     out = []
     for name in available:
         for pattern in names:
-            if pattern == name or (pattern.endswith(".*") and name.startswith(pattern[:-1])):
+            # `Hel.*` selects every name starting with `Hel` (Hello and Help.Me alike, as recorded on AWS)
+            if pattern == name or (pattern.endswith(".*") and name.startswith(pattern[:-2])):
                 out.append(name)
                 break
     return out

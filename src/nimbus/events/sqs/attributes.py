@@ -19,7 +19,7 @@ QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 FIFO_NAME = re.compile(r"^[A-Za-z0-9_-]{1,75}\.fifo$")
 # Characters SQS accepts in a body or string attribute (the XML 1.0 character set).
 _INVALID_CHARS = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,256}$")
+_ATTRIBUTE_NAME = re.compile(r"^[\w.-]{1,256}$")  # letters and digits of any script (AWS-recorded), _ - .
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 # name -> (low, high) for the integer attributes
@@ -69,8 +69,6 @@ def check_queue_attributes(attributes: Mapping[str, str], fifo: bool, creating: 
         if name not in SETTABLE:
             raise InvalidAttributeName(f"Unknown Attribute {name}.")
         if name in FIFO_ONLY and not fifo:
-            if name == "FifoQueue" and value.lower() == "false" and creating:
-                continue
             raise InvalidAttributeName(f"Unknown Attribute {name}.")
         if name in RANGES:
             low, high = RANGES[name]
@@ -87,7 +85,7 @@ def check_queue_attributes(attributes: Mapping[str, str], fifo: bool, creating: 
             if value.lower() not in ("true", "false"):
                 raise invalid_value(name)
             value = value.lower()
-            if name == "FifoQueue" and not creating:
+            if name == "FifoQueue" and value != "true":  # only FIFO queues get here; "true" is their type
                 raise invalid_value(name, "Modifying queue type is not supported.")
         elif name == "DeduplicationScope":
             if value not in ("messageGroup", "queue"):
@@ -199,7 +197,10 @@ def check_message_attributes(attributes: Mapping[str, MessageAttribute], system:
                 if not _NUMBER.match(attr.string_value.strip()) or digits > 38:
                     raise InvalidParameterValue(
                         f"Can't cast the value of message ({kind}) attribute '{name}' to a number.")
-            check_body(attr.string_value)
+            if _INVALID_CHARS.search(attr.string_value):
+                raise InvalidParameterValue(
+                    f"Message ({kind}) attribute '{name}' must contain a valid string value: characters outside "
+                    "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF are not allowed.")
             size += len(attr.string_value.encode("utf-8"))
         size += len(name.encode("utf-8")) + len(attr.data_type.encode("utf-8"))
     return size

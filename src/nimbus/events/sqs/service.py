@@ -371,8 +371,8 @@ class QueueService:
         deleted = self._deleted.get(arn)
         if deleted is not None and time.monotonic() - deleted < DELETED_RECENTLY_S:
             raise QueueDeletedRecently(
-                "You must wait 60 seconds after deleting a queue before you can create another queue with the "
-                "same name.")
+                "You must wait 60 seconds after deleting a queue before you can create another with the same "
+                "name.")
         merged = {**(qattrs.FIFO_DEFAULTS if fifo else qattrs.STANDARD_DEFAULTS), **given}
         if merged.get("RedrivePolicy"):
             self._check_redrive(arn, fifo, merged["RedrivePolicy"])
@@ -501,11 +501,13 @@ class QueueService:
                                        "60 seconds.")
         state.last_purge = now
         ids = list(state.messages)
+        state.dedup.clear()  # AWS-recorded: a purge also forgets the FIFO deduplication ids
         state.messages.clear()
         state.heap.clear()
         state.groups.clear()
         state.in_flight = 0
-        await self.store.write(Changes(deletes=ids))
+        await self.store.write(Changes(deletes=ids, other=[
+            lambda conn: conn.execute(delete(DEDUP).where(DEDUP.c.queue_arn == queue_arn))]))
 
     # ------------------------------------------------------------------------------ messages
 
@@ -589,6 +591,8 @@ class QueueService:
             raise InvalidParameterValue(
                 f"One or more parameters are invalid. Reason: Message must be shorter than {limit} bytes.")
         delay = entry.delay_seconds
+        if delay == 0 and queue.fifo:
+            delay = None  # 0 is accepted on a FIFO queue and means the queue's delay (AWS-recorded)
         if delay is not None:
             if queue.fifo:
                 raise InvalidParameterValue(
@@ -734,7 +738,9 @@ class QueueService:
             return not (redrive and self._redrive(state, msg, changes, now))
 
         if state.queue.fifo:
-            for group_id in sorted(state.groups, key=lambda g: state.groups[g][0].id if state.groups[g] else 0):
+            # Groups in the order they became receivable (as recorded on AWS: a group never received comes
+            # before one whose messages came back from a visibility timeout), then by send order.
+            for group_id in sorted(state.groups, key=lambda g: (state.groups[g][0].visible_ms, state.groups[g][0].id)):
                 for msg in list(state.groups.get(group_id, ())):
                     if msg.visible_ms > now:
                         break  # in flight (or delayed): the rest of the group waits, in order
@@ -874,7 +880,13 @@ class QueueService:
                         f"Value {timeout} for parameter VisibilityTimeout is invalid. Reason: Must be >= 0 and "
                         "<= 43200, if provided.")
                 msg, nonce = self._find(state, handle)
-                if msg is None or msg.nonce != nonce or msg.visible_ms <= now:
+                if msg is None:
+                    raise InvalidParameterValue(
+                        f"Value {handle} for parameter ReceiptHandle is invalid. Reason: Message does not exist or "
+                        "is not available for visibility timeout change.")
+                # AWS-recorded: a standard queue takes any genuine handle of the message, also after its
+                # visibility ran out; a FIFO queue only the newest one.
+                if state.queue.fifo and msg.nonce != nonce:
                     raise MessageNotInflight("Message does not exist or is not available for visibility timeout "
                                              "change.")
             except SqsError as exc:
