@@ -184,7 +184,9 @@ def test_queue_to_function_event_shape(srv: NimbusServer) -> None:
 def test_partial_batch_failure_redelivers_only_failed_items(srv: NimbusServer) -> None:
     lam, sqs, logs = srv.client("lambda"), srv.client("sqs"), srv.client("logs")
     fn = _function(lam, PARTIAL)
-    url, arn = _queue(sqs, VisibilityTimeout="3")
+    # Window + function timeout (1 + 3 s) within the visibility timeout: failed items come back after 4 s
+    # (beyond it, Lambda keeps them invisible for window + timeout + 30 s).
+    url, arn = _queue(sqs, VisibilityTimeout="4")
     lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=fn, BatchSize=10,
                                     MaximumBatchingWindowInSeconds=1,
                                     FunctionResponseTypes=["ReportBatchItemFailures"])

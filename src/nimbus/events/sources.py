@@ -13,9 +13,10 @@ from sqlalchemy import Engine, select
 from nimbus.config import Settings
 from nimbus.control.models import AsyncEventRow
 from nimbus.control.registry import Registry
+from nimbus.errors import LambdaError
 from nimbus.events.bus.service import EventBus
 from nimbus.events.mappings.manager import PollerManager
-from nimbus.events.mappings.service import Mappings
+from nimbus.events.mappings.service import Mapping, Mappings
 from nimbus.events.schedules.service import Scheduler
 from nimbus.events.schedules.timers import Timer, TimerLoop
 from nimbus.events.targets import Targets
@@ -31,13 +32,14 @@ class EventSources:
         self.settings = settings
         self.engine = engine
         self.registry = registry
+        self.queues = queues
         self.timers = TimerLoop(engine, self._deliver_tick, self._after_last, already_queued=self._already_queued)
         self.targets = Targets(settings, registry, invoker, queues, self._put_to_bus)
         self.bus = EventBus(settings, engine, self.targets, self.timers)
         self.scheduler = Scheduler(settings, engine, self.targets, self.timers)
         self.mappings = Mappings(settings, engine, registry, queues)
         self.pollers = PollerManager(self.mappings, queues, invoker.invoke, settings.region, self._reserved,
-                                     before_delete=logstore.flush)
+                                     before_delete=logstore.flush, visibility=self._visibility)
         metrics = invoker.observer.metrics
         metrics.add_source(self.pollers.samples)
         metrics.add_source(self.timers.samples)
@@ -49,6 +51,18 @@ class EventSources:
     async def stop(self) -> None:
         await self.pollers.stop()
         await self.timers.stop()
+
+    def _visibility(self, mapping: Mapping) -> int | None:
+        """window + function timeout + 30 s when that exceeds the queue's visibility timeout (Lambda's rule)."""
+        queue = self.queues.get_queue_by_arn(mapping.queue_arn)
+        try:
+            snapshot = self.registry.snapshot(mapping.function_name)
+        except LambdaError:
+            return None
+        spec = snapshot.versions.get(mapping.qualifier or "$LATEST") or snapshot.versions["$LATEST"]
+        if queue is None or mapping.window + spec.timeout <= queue.visibility_timeout:
+            return None
+        return min(43200, mapping.window + spec.timeout + 30)
 
     def _reserved(self, function: str) -> int | None:
         return self.registry.snapshot(function).reserved_concurrency

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from nimbus.events.mappings.poller import Invoke, PollerStats, Queues, SqsPoller
-from nimbus.events.mappings.service import DELETING, DISABLED, ENABLED, Mappings
+from nimbus.events.mappings.service import DELETING, DISABLED, ENABLED, Mapping, Mappings
 from nimbus.observe.metrics import Sample
 
 log = logging.getLogger("nimbus.events.mappings")
@@ -17,13 +17,15 @@ log = logging.getLogger("nimbus.events.mappings")
 class PollerManager:
     def __init__(self, mappings: Mappings, queues: Queues, invoke: Invoke, region: str,
                  ceiling: Callable[[str], int | None],
-                 before_delete: Callable[[], Awaitable[None]] | None = None) -> None:
+                 before_delete: Callable[[], Awaitable[None]] | None = None,
+                 visibility: Callable[[Mapping], int | None] | None = None) -> None:
         self.mappings = mappings
         self.queues = queues
         self.invoke = invoke
         self.region = region
         self.ceiling = ceiling
         self.before_delete = before_delete
+        self.visibility = visibility or (lambda mapping: None)
         self.pollers: dict[str, SqsPoller] = {}
         self._lock = asyncio.Lock()
         # Counters that outlive a poller (a mapping's update replaces its poller).
@@ -66,7 +68,7 @@ class PollerManager:
                 await self.mappings.settle(mapping_uuid, DISABLED)
                 return
             poller = SqsPoller(mapping, self.queues, self.invoke, self.region, self.ceiling,
-                               before_delete=self.before_delete)
+                               before_delete=self.before_delete, visibility_timeout=self.visibility(mapping))
             self.totals.setdefault(mapping_uuid, PollerStats())
             poller.start()
             self.pollers[mapping_uuid] = poller

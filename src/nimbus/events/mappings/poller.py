@@ -97,7 +97,8 @@ class SqsPoller:
     def __init__(self, mapping: Mapping, queues: Queues, invoke: Invoke, region: str,
                  ceiling: Callable[[str], int | None],
                  on_batch: Callable[[str, int, bool], None] | None = None,
-                 before_delete: Callable[[], Awaitable[None]] | None = None) -> None:
+                 before_delete: Callable[[], Awaitable[None]] | None = None,
+                 visibility_timeout: int | None = None) -> None:
         self.mapping = mapping
         self.queues = queues
         self.invoke = invoke
@@ -107,6 +108,9 @@ class SqsPoller:
         # Called before a handled batch is deleted: the function's log lines are stored first, so after a
         # crash a message either has its logs or runs again (as invoke/'s async dispatcher acks).
         self.before_delete = before_delete
+        # Lambda's rule: when window + function timeout exceed the queue's visibility timeout, received
+        # messages stay invisible for window + timeout + 30 s (None: the queue's own).
+        self.visibility_timeout = visibility_timeout
         self.stats = PollerStats()
         self.filters: list[Pattern] = [compile_pattern(p) for p in mapping.filters]
         self._workers: set[asyncio.Task[None]] = set()
@@ -202,7 +206,8 @@ class SqsPoller:
         m = self.mapping
         per_call = min(m.batch_size, 10)
         if m.window <= 0:
-            return await self.queues.receive(m.queue_arn, max_messages=per_call, wait_seconds=LONG_POLL_S)
+            return await self.queues.receive(m.queue_arn, max_messages=per_call, wait_seconds=LONG_POLL_S,
+                                             visibility_timeout=self.visibility_timeout)
         deadline = time.monotonic() + m.window
         batch: list[Any] = []
         while len(batch) < m.batch_size:
@@ -211,7 +216,7 @@ class SqsPoller:
                 break
             wait = LONG_POLL_S if not batch else max(0.0, min(left, LONG_POLL_S))
             got = await self.queues.receive(m.queue_arn, max_messages=min(per_call, m.batch_size - len(batch)),
-                                            wait_seconds=wait)
+                                            wait_seconds=wait, visibility_timeout=self.visibility_timeout)
             batch.extend(got)
             if not got and (batch or left <= 0):
                 if batch:

@@ -229,8 +229,12 @@ class Scheduler:
                 if self._group_doc(conn, group) is None:
                     raise SchedulerNotFound(f"Schedule group {group} does not exist.")
                 old = conn.execute(select(TIMERS.c.doc).where(TIMERS.c.key == key)).scalar()
+                token = request.get("ClientToken")
+                if create and old is not None and token and old.get("_client_token") == token:
+                    return  # a retried CreateSchedule (same ClientToken): the schedule it made
                 if create and old is not None:
                     raise SchedulerConflict(f"Schedule {name} already exists.")
+                doc["_client_token"] = token
                 if not create and old is None:
                     raise SchedulerNotFound(f"Schedule {name} does not exist.")
                 now = time.time()
@@ -242,7 +246,8 @@ class Scheduler:
                 self.timers.put(conn, timer, int(now * 1000))
 
         await asyncio.to_thread(write)
-        self.timers.activate(timer)
+        if "CreationDate" in doc:  # written (not a retried create)
+            self.timers.activate(timer)
         return {"ScheduleArn": doc["Arn"]}
 
     async def get(self, name: str, group: str | None) -> dict[str, Any]:
