@@ -43,7 +43,7 @@ def test_xml_replies_and_errors() -> None:
     assert root.find(".//q:Attribute/q:Name", NS).text == "SentTimestamp"  # type: ignore[union-attr]
     assert root.find(".//q:MessageAttribute/q:Value/q:StringValue", NS).text == "v"  # type: ignore[union-attr]
     assert b"<DeleteQueueResult" not in wire.xml_reply("DeleteQueue", {}, "rid")
-    assert b"<ReceiveMessageResult></ReceiveMessageResult>" in wire.xml_reply("ReceiveMessage", {}, "rid")
+    assert b"<ReceiveMessageResult/>" in wire.xml_reply("ReceiveMessage", {}, "rid")
     batch = ElementTree.fromstring(wire.xml_reply("DeleteMessageBatch", {
         "Successful": [{"Id": "1"}], "Failed": [{"Id": "2", "SenderFault": True, "Code": "C", "Message": "M"}]}, "r"))
     assert batch.find(".//q:DeleteMessageBatchResultEntry/q:Id", NS).text == "1"  # type: ignore[union-attr]

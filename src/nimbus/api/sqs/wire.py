@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from nimbus.events.sqs.errors import InvalidParameterValue, SqsError
+from nimbus.events.sqs.errors import InvalidParameterValue, QueueNotFound, SqsError
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.0"
 XML_NAMESPACE = "http://queue.amazonaws.com/doc/2012-11-05/"
@@ -129,8 +129,11 @@ def json_error(exc: SqsError) -> tuple[bytes, dict[str, str]]:
 
 def xml_error(exc: SqsError, request_id: str) -> bytes:
     fault = "Sender" if exc.sender else "Receiver"
+    message = exc.message
+    if isinstance(exc, QueueNotFound) and message == QueueNotFound().message:
+        message = "The specified queue does not exist for this wsdl version."  # the query protocol's wording
     return (f'<?xml version="1.0"?><ErrorResponse xmlns="{XML_NAMESPACE}"><Error><Type>{fault}</Type>'
-            f"<Code>{_x(exc.code)}</Code><Message>{_x(exc.message)}</Message><Detail/></Error>"
+            f"<Code>{_x(exc.code)}</Code><Message>{_x(message)}</Message><Detail/></Error>"
             f"<RequestId>{request_id}</RequestId></ErrorResponse>").encode()
 
 
@@ -184,7 +187,10 @@ _NO_RESULT = frozenset({"ChangeMessageVisibility", "DeleteMessage", "DeleteQueue
 
 def xml_reply(action: str, result: dict[str, Any], request_id: str) -> bytes:
     inner = _xml_struct(result, action)
-    result_part = "" if action in _NO_RESULT else f"<{action}Result>{inner}</{action}Result>"
+    if action in _NO_RESULT:
+        result_part = ""
+    else:
+        result_part = f"<{action}Result>{inner}</{action}Result>" if inner else f"<{action}Result/>"
     return (f'<?xml version="1.0"?><{action}Response xmlns="{XML_NAMESPACE}">{result_part}'
             f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>").encode()
 
