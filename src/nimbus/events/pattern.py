@@ -34,10 +34,38 @@ class Pattern:
 
     def __init__(self, source: dict[str, Any]) -> None:
         self.source = source
-        self._match = _compile_object(source, "")
+        self._match = _compile_object(_expand_dots(source), "")
 
     def matches(self, event: Any) -> bool:
-        return self._match(event)
+        return self._match(_expand_dots(event) if _has_dotted_key(event) else event)
+
+
+def _has_dotted_key(doc: Any) -> bool:
+    if isinstance(doc, dict):
+        return any("." in k or _has_dotted_key(v) for k, v in doc.items())
+    if isinstance(doc, list):
+        return any(_has_dotted_key(x) for x in doc)
+    return False
+
+
+def _expand_dots(doc: Any) -> Any:
+    """`{"a.b": x}` as `{"a": {"b": x}}`: EventBridge matches on dot-joined paths, so both spell the same."""
+    if isinstance(doc, list):
+        return [_expand_dots(x) for x in doc]
+    if not isinstance(doc, dict):
+        return doc
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        value = _expand_dots(value)
+        if "." in key and key != "$or" and not key.startswith("."):
+            head, _, rest = key.partition(".")
+            value = _expand_dots({rest: value})
+            key = head
+        if isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
 
 
 def compile_pattern(text: str | dict[str, Any]) -> Pattern:
@@ -83,7 +111,21 @@ def _any_of(alternatives: list[Callable[[Any], bool]]) -> Callable[[Any], bool]:
 
 
 def _descend(key: str, sub: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda ev: isinstance(ev, dict) and isinstance(ev.get(key), dict) and sub(ev[key])
+    """An object pattern under `key`. EventBridge matches flattened leaf paths: an array of objects matches
+    when one of them does, and a missing (or leaf) value is an empty object (so `exists: false` below it
+    matches)."""
+
+    def match(ev: Any) -> bool:
+        value = ev.get(key) if isinstance(ev, dict) else None
+        if isinstance(value, dict):
+            return sub(value)
+        if isinstance(value, list):
+            objects = [x for x in value if isinstance(x, dict)]
+            if objects:
+                return any(sub(x) for x in objects)
+        return sub({})
+
+    return match
 
 
 def _compile_field(key: str, leaves: list[tuple[Leaf, bool]]) -> Callable[[Any], bool]:
@@ -91,6 +133,8 @@ def _compile_field(key: str, leaves: list[tuple[Leaf, bool]]) -> Callable[[Any],
 
     def match(ev: Any) -> bool:
         value = ev.get(key, _MISSING) if isinstance(ev, dict) else _MISSING
+        if isinstance(value, dict):
+            value = _MISSING  # an object is not a leaf: only `exists: false` matches it
         for test, on_missing in leaves:
             if on_missing:
                 if value is _MISSING or (isinstance(value, list) and not value):
@@ -193,11 +237,13 @@ def _anything_but(arg: Any, where: str) -> Leaf:
         (name, inner), = arg.items()
         if name not in ("prefix", "suffix", "equals-ignore-case", "wildcard"):
             raise InvalidPattern(f"{where}: anything-but does not take {name}.")
-        if isinstance(inner, list):
-            tests = [_string_op(name, x, where) for x in inner]
-            return lambda v: isinstance(v, str) and not any(t(v) for t in tests)
-        test = _string_op(name, inner, where)
-        return lambda v: isinstance(v, str) and not test(v)
+        items = inner if isinstance(inner, list) else [inner]
+        for x in items:
+            if not isinstance(x, str) or (name in ("prefix", "suffix") and not x):
+                raise InvalidPattern(f"{where}: anything-but {name} takes non-empty strings.")
+        tests = [_string_op(name, x, where) for x in items]
+        # Values that are not strings (numbers, null) are "anything but" a string pattern: they match.
+        return lambda v: not any(t(v) for t in tests)
     values = arg if isinstance(arg, list) else [arg]
     if not values or any(isinstance(x, (dict | list, bool)) or x is None for x in values):
         raise InvalidPattern(f"{where}: anything-but takes strings or numbers.")
