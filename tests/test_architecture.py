@@ -8,8 +8,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "nimbus"
 IN_SANDBOX = "nimbus.sandbox.runtime"  # code that runs inside the sandbox, as its own top-level packages
@@ -131,16 +129,6 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-# The sandbox's own rework (issue 13 item 3, on the issue-14 branch) removes these; until it lands they are
-# checked by the xfail test below, so the lead can flip it once merged.
-def _sandbox_internal(violation: tuple[str, str, str]) -> bool:
-    return _in(violation[0], "nimbus.sandbox") and _in(violation[1], "nimbus.observe")
-
-
-def _sandbox_loop(component: list[str]) -> bool:
-    return all(_in(m, "nimbus.sandbox") for m in component)
-
-
 def test_the_graph_sees_the_package() -> None:
     graph = import_graph()
     assert "nimbus.platform" in graph and "nimbus.invoke.service" in graph["nimbus.platform"]
@@ -154,19 +142,8 @@ def test_the_graph_sees_the_package() -> None:
 
 
 def test_packages_import_only_what_design_allows() -> None:
-    violations = [v for v in forbidden(import_graph()) if not _sandbox_internal(v)]
-    assert violations == []
+    assert forbidden(import_graph()) == []
 
 
 def test_no_modules_import_each_other_in_a_loop() -> None:
-    loops = [c for c in cycles(import_graph()) if not _sandbox_loop(c)]
-    assert loops == []
-
-
-@pytest.mark.xfail(strict=False, reason="sandbox/ still writes INIT_START through observe/ and has two import "
-                   "loops (environment <-> zygote, backends/__init__ <-> its backends): the environment rework "
-                   "(issue 13 item 3, branch issue-14) removes them; flip to a plain test after that merge")
-def test_the_sandbox_keeps_the_rules_too() -> None:
-    graph = import_graph()
-    assert [v for v in forbidden(graph) if _sandbox_internal(v)] == []
-    assert [c for c in cycles(graph) if _sandbox_loop(c)] == []
+    assert cycles(import_graph()) == []

@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     zygote_spares: int = 1  # forks kept ready per zygote (in their cgroups): a cold start skips fork + cgroup move
     zygote_idle_timeout: float | None = None  # seconds a zygote without environments is kept (None: idle_timeout)
 
+    # SQS-compatible queue service (issue 15, docs/sqs.md)
+    sqs_max_message_bytes: int = Field(default=1048576, ge=1024)  # 1 MiB since August 2025 (was 256 KiB)
+    sqs_max_in_flight: int = Field(default=120000, ge=1)  # standard queue in-flight cap (short polls: OverLimit)
     # Outbound network of environments (issue 14, docs/network.md)
     network: Literal["auto", "veth", "pasta", "none"] = "auto"  # auto: veth as root, else pasta, else none
     network_deny: str = ""  # CIDRs (comma/space separated) no function may reach, on top of link-local

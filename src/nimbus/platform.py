@@ -19,6 +19,9 @@ from nimbus.control.provisioned import ProvisionedConfigs
 from nimbus.control.registry import Registry
 from nimbus.control.specs import VersionSpec
 from nimbus.control.urls import FunctionUrls
+from nimbus.events.sources import EventSources
+from nimbus.events.sqs import QueueService
+from nimbus.events.sqs.metrics import queue_samples
 from nimbus.invoke.asyncpipeline import AsyncPipeline
 from nimbus.invoke.queue import make_queue
 from nimbus.invoke.service import Invoker
@@ -28,7 +31,8 @@ from nimbus.observe.collector import PlatformCollector, Readers
 from nimbus.observe.logstore import LogStore
 from nimbus.observe.observer import Observer
 from nimbus.sandbox.manager import SandboxManager
-from nimbus.sandbox.network import NetworkProvider, choose_provider
+from nimbus.sandbox.network import NetworkProvider
+from nimbus.sandbox.network.chooser import choose_provider
 from nimbus.sandbox.types import PlatformApi
 
 FunctionChanged = Callable[[str], None]
@@ -50,6 +54,8 @@ class Platform:
     credentials: FunctionCredentials
     provisioned_configs: ProvisionedConfigs
     snapstart: SnapStartStates
+    sqs: QueueService  # the SQS-compatible queue service (events/sqs)
+    sources: EventSources  # event source mappings, Scheduler, EventBridge rules and buses (events/)
     collector: PlatformCollector  # the platform's gauges for /metrics
     network: NetworkProvider  # environments' network namespaces (sandbox/network)
     platform_api: PlatformApi  # the API app as environments reach it at 127.0.0.1:9001 (bound by create_app)
@@ -64,20 +70,24 @@ class Platform:
         self._loop = asyncio.get_running_loop()
         await self.logstore.start()
         await self.network.start()  # before the sandbox: its first environments take prepared namespaces
+        await self.sqs.start()
         await self.sandbox.start()
         await self.observer.start()
         await self.asyncs.start()
         self.snapstart.start(self.registry)  # SnapStart versions: Pending until their snapshot is made
         for name in sorted({c.function_name for c in self.provisioned_configs.list()}):
             self.reconcile_provisioned(name)  # provisioned concurrency survives restarts
+        await self.sources.start()  # after the async queue and the queue service it delivers to
 
     async def stop(self) -> None:
         """Stop taking work, fail what is in flight cleanly, flush logs, close the database."""
+        await self.sources.stop()  # pollers and timers first: they feed the invoker and the async queue
         await self.asyncs.stop()  # before the sandbox: deliveries in flight finish or run again after restart
         await self.observer.stop()
         await self.sandbox.stop()
         await self.network.stop()  # after the sandbox: no environment uses a namespace any more
         await self.logstore.stop()
+        await self.sqs.stop()  # after every producer (destinations, pollers) has stopped
         self._loop = None
         self.registry.close()
 
@@ -129,7 +139,12 @@ def build_platform(settings: Settings) -> Platform:
     queue = make_queue(engine, settings.async_queue_synchronous)
     invoker = Invoker(settings, registry, sandbox, observer, queue)
     event_configs = EventConfigs(settings, registry)
-    asyncs = AsyncPipeline(settings, registry, queue, event_configs, invoker, observer, logstore)
+    sqs = QueueService(settings, engine)
+    sources = EventSources(settings, engine, registry, invoker, sqs, logstore)
+    # Destinations may be queues and buses: records for them go through the event sources' targets.
+    asyncs = AsyncPipeline(settings, registry, queue, event_configs, invoker, observer, logstore,
+                           record_sink=sources.targets.send_record, dead_letter_sink=sources.targets.send_dead_letter)
+    observer.metrics.add_source(lambda: queue_samples(sqs))  # SQS queues
     live_ids = EnvironmentLiveness(sandbox.live_environment_ids)
     keys = KeyStore(settings, engine, session_alive=live_ids)
     credentials = FunctionCredentials(keys, registry)
@@ -149,7 +164,7 @@ def build_platform(settings: Settings) -> Platform:
     ))
     platform = Platform(
         settings, registry, codestore, logstore, sandbox, observer, invoker, asyncs, keys, function_urls, http_apis,
-        credentials, provisioned_configs, snapstart, collector, network, platform_api,
+        credentials, provisioned_configs, snapstart, sqs, sources, collector, network, platform_api,
         on_commit=[
             event_configs.invalidate,  # event-invoke configs
             asyncs.function_changed,  # a deleted function's queued events go

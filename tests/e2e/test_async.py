@@ -375,7 +375,7 @@ def test_config_api_round_trip(lam: Any) -> None:
         ({"DestinationConfig": {"OnSuccess": {"Destination": f"{ARN}does-not-exist"}}},
          "InvalidParameterValueException", f"The destination ARN {ARN}does-not-exist is invalid."),
         ({"DestinationConfig": {"OnSuccess": {"Destination": "not-an-arn"}}}, "ValidationException", None),
-        ({"DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:us-east-1:000000000000:q"}}},
+        ({"DestinationConfig": {"OnFailure": {"Destination": "arn:aws:sqs:us-east-1:000000000000:q.fifo"}}},
          "InvalidParameterValueException", None),
     ],
 )

@@ -17,12 +17,16 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from nimbus.api import apigateway as apigateway_api
 from nimbus.api import auth, dashboard, errors, functions, logs
 from nimbus.api import codesigning as codesigning_api
+from nimbus.api import eventbridge as eventbridge_api
 from nimbus.api import eventconfigs as eventconfigs_api
 from nimbus.api import keys as keys_api
 from nimbus.api import layers as layers_api
+from nimbus.api import mappings as mappings_api
 from nimbus.api import metrics as metrics_api
 from nimbus.api import openapi as openapi_api
 from nimbus.api import provisioned as provisioned_api
+from nimbus.api import scheduler as scheduler_api
+from nimbus.api import sqs as sqs_api
 from nimbus.api import streaming as streaming_api
 from nimbus.api import urls as urls_api
 from nimbus.api.actor import ActorApp
@@ -54,6 +58,10 @@ async def json_protocol(request: Request) -> Response:
     target = request.headers.get("x-amz-target", "")
     if target.startswith("Logs_20140328."):
         return await logs.handle(request, target.removeprefix("Logs_20140328."))
+    if target.startswith(eventbridge_api.PREFIX):  # EventBridge rules, buses, PutEvents (issue 15)
+        return await eventbridge_api.handle(request, target.removeprefix(eventbridge_api.PREFIX))
+    if sqs_api.claims(request):  # SQS: JSON `AmazonSQS.*`, or a query-protocol form (issue 15)
+        return await sqs_api.handle(request)
     raise UnknownOperation(f"Unknown operation {target or '(no X-Amz-Target)'}")
 
 
@@ -85,6 +93,9 @@ def create_app(platform: Platform, forwarded_allow_ips: str | list[str] = "127.0
         *provisioned_api.routes,  # provisioned concurrency configs
         *codesigning_api.routes,  # code signing configs, recursion configs
         *apigateway_api.routes,  # apigatewayv2 HTTP APIs
+        *mappings_api.routes,  # event source mappings
+        *scheduler_api.routes,  # EventBridge Scheduler
+        *sqs_api.routes,  # SQS requests posted to a queue URL /<account>/<queue>; keep last
     ]
     router = Starlette(
         routes=routes,

@@ -234,11 +234,27 @@ def _parse_amz_date(value: str) -> float | None:
         return None
 
 
+_SQS_QUEUE_PATH = re.compile(r"^/\d{12}/[A-Za-z0-9_.-]{1,80}/?$")
+_SCHEDULER_PREFIXES = ("/schedules", "/schedule-groups", "/tags/")
+
+
 def service_for(scope: Scope) -> str:
-    """The SigV4 service name a route is signed for: `logs` for the CloudWatch Logs JSON protocol at `/`."""
-    if scope["path"].startswith("/v2/apis"):
+    """The SigV4 service name a route is signed for: `logs` for the CloudWatch Logs JSON protocol at `/`,
+    `sqs` for SQS (JSON target `AmazonSQS.*`, a query-protocol form at `/`, or a queue URL path)."""
+    path = scope["path"]
+    if path.startswith("/v2/apis"):
         return "apigateway"  # apigatewayv2 HTTP APIs (issue 17)
-    return "logs" if scope["path"] == "/" else "lambda"
+    if path.startswith(_SCHEDULER_PREFIXES):  # EventBridge Scheduler's rest-json API (issue 15)
+        return "scheduler"
+    if path == "/" and any(k == b"x-amz-target" and v.startswith(b"AWSEvents.") for k, v in scope["headers"]):
+        return "events"  # EventBridge (issue 15)
+    if path == "/" or _SQS_QUEUE_PATH.match(path):
+        target = next((v for k, v in scope["headers"] if k == b"x-amz-target"), None)
+        if target is not None and target.startswith(b"AmazonSQS."):
+            return "sqs"
+        if path != "/" or target is None:  # queue URL, or the query protocol's form (no target) at `/`
+            return "sqs"
+    return "logs" if path == "/" else "lambda"
 
 
 class AuthApp:
@@ -288,6 +304,8 @@ class AuthApp:
 
     async def _authorize_session(self, key: AccessKey, scope: Scope) -> None:
         """A function's session key: anything on its own function; Invoke on functions whose policy allows it."""
+        if service_for(scope) == "sqs":
+            return  # nimbus has no IAM: a function's role may use the queue service (docs/compatibility.md)
         match = _FUNCTION_PATH.match(scope["path"])
         target = _function_name(match.group(1)) if match else None
         if target is not None and target == key.function_name:

@@ -12,6 +12,8 @@ from nimbus.cli.cost import cost
 from nimbus.cli.dev import dev
 from nimbus.cli.init import init
 from nimbus.cli.logs import logs
+from nimbus.cli.queues import queues
+from nimbus.cli.schedules import schedules
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="nimbus: self-hosted AWS Lambda.")
 
@@ -96,5 +98,7 @@ app.command("init")(init)
 app.command("dev")(dev)
 app.command("logs")(logs)
 app.command("cost")(cost)
+app.command("queues")(queues)  # SQS queues (issue 15)
+app.command("schedules")(schedules)  # EventBridge Scheduler schedules, next fire times (issue 15)
 app.add_typer(keys.app, name="keys")
 app.add_typer(urls.app, name="url")

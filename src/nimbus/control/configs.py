@@ -94,6 +94,11 @@ def apply_request(
                 apply_on, "snapStart.applyOn", "Member must satisfy enum value set: [PublishedVersions, None]"
             )
         conf["SnapStartApplyOn"] = apply_on
+    if "DeadLetterConfig" in request:  # issue 15: an SQS queue (or SNS topic ARN, stored only)
+        target = (request["DeadLetterConfig"] or {}).get("TargetArn") or ""
+        v.check_pattern(target, r"(arn:(aws[a-zA-Z-]*)?:(sqs|sns):[a-z0-9-]+:\d{12}:[\w.-]+)?",
+                        "deadLetterConfig.targetArn", max_len=1024)
+        conf["DeadLetterTargetArn"] = target or None
     if "LoggingConfig" in request:
         incoming = {k: x for k, x in (request["LoggingConfig"] or {}).items() if x is not None}
         merged = {**conf.get("LoggingConfig", {}), **incoming}

@@ -63,6 +63,8 @@ def render_config(
     variables = stored.get("Environment")
     if variables or environment_given:
         doc["Environment"] = {"Variables": dict(variables or {})}
+    if stored.get("DeadLetterTargetArn"):  # issue 15
+        doc["DeadLetterConfig"] = {"TargetArn": stored["DeadLetterTargetArn"]}
     doc["TracingConfig"] = {"Mode": stored.get("TracingMode", "PassThrough")}
     doc["RevisionId"] = revision_id
     layers = stored.get("Layers") or []

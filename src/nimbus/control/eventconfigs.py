@@ -28,6 +28,7 @@ DESTINATION_PATTERN = (
     r"$|kafka://([^.]([a-zA-Z0-9\-_.]{0,248}))|arn:(aws[a-zA-Z0-9-]*):([a-zA-Z0-9\-])+:"
     r"((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1})?:(\d{12})?:(.*)"
 )
+_QUEUE_OR_BUS_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:(sqs:[^:]+:\d{12}:[\w-]+|events:[^:]+:\d{12}:event-bus/.+)$")
 _FUNCTION_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:lambda:[^:]+:\d{12}:function:.+$")
 
 
@@ -230,12 +231,14 @@ class EventConfigs:
         for arn in (on_success, on_failure):
             if arn is None:
                 continue
+            if _QUEUE_OR_BUS_ARN.match(arn):
+                continue  # a nimbus SQS queue or event bus (issue 15): checked when a record is sent
             if not _FUNCTION_ARN.match(arn):
                 success = f"OnSuccess(destination={on_success})" if on_success else "null"
                 failure = f"OnFailure(destination={on_failure})" if on_failure else "null"
                 raise InvalidParameterValue(
                     f"The provided destination config DestinationConfig(onSuccess={success}, onFailure={failure}) "
-                    "is invalid. (nimbus delivers invocation records to Lambda functions only.)"
+                    "is invalid. (nimbus delivers invocation records to Lambda functions, SQS queues and event buses.)"
                 )
             try:
                 target = parse_locator(arn, self.settings.region, self.settings.account_id)

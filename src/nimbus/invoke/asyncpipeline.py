@@ -14,7 +14,7 @@ from nimbus.control.eventconfigs import EventConfigs
 from nimbus.control.registry import Registry
 from nimbus.errors import ResourceNotFound
 from nimbus.invoke import router
-from nimbus.invoke.destinations import AttemptResult
+from nimbus.invoke.destinations import AttemptResult, DeadLetterSink, RecordSink
 from nimbus.invoke.dispatcher import Dispatcher, lease_ms
 from nimbus.invoke.queue import EventQueue, LeasedEvent, QueueStats, now_ms
 from nimbus.invoke.service import Invoker
@@ -69,7 +69,8 @@ class AsyncPipeline:
     """Queue + configs + dispatcher, and the figures the API shows about them."""
 
     def __init__(self, settings: Settings, registry: Registry, queue: EventQueue, configs: EventConfigs,
-                 invoker: Invoker, observer: Observer, logstore: LogStore) -> None:
+                 invoker: Invoker, observer: Observer, logstore: LogStore, record_sink: RecordSink | None = None,
+                 dead_letter_sink: DeadLetterSink | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.queue = queue  # built first by the platform: the Invoker enqueues accepted `Event` invocations
@@ -79,7 +80,16 @@ class AsyncPipeline:
         self.dispatcher = Dispatcher(settings, self.queue, self.target, self.configs.lookup,
                                      before_ack=logstore.flush, shortest_age=self.configs.shortest_age,
                                      on_dropped=metrics.async_event_dropped,
-                                     on_destination_failure=lambda fn: metrics.destination_failure(fn, "lambda"))
+                                     on_destination_failure=lambda fn: metrics.destination_failure(fn, "lambda"),
+                                     record_sink=record_sink, dead_letter=self._dead_letter_arn,
+                                     dead_letter_sink=dead_letter_sink,
+                                     on_dead_letter_failure=metrics.dead_letter_error)
+
+    def _dead_letter_arn(self, function_name: str, qualifier: str | None) -> str | None:
+        """The DeadLetterConfig.TargetArn of the version `qualifier` resolves to (issue 15)."""
+        config = self.registry.get_function_configuration(function_name, qualifier)
+        arn = (config.get("DeadLetterConfig") or {}).get("TargetArn")
+        return str(arn) if arn else None
 
     async def start(self) -> None:
         await self.queue.start()

@@ -1,12 +1,13 @@
 """Destinations of asynchronous invocations: AWS's invocation record (`version` 1.0, `requestContext`,
 `requestPayload`, `responseContext`, `responsePayload`) and the event that carries it to an OnSuccess or
-OnFailure function, itself an asynchronous invocation put on the queue."""
+OnFailure function, itself an asynchronous invocation put on the queue, or to a queue or an event bus (issue 15)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,3 +99,42 @@ def record_event(
         return None
     name, qualifier = split_destination(destination)
     return NewEvent(request_id=new_request_id, function_name=name, qualifier=qualifier, payload=body)
+
+
+# Destinations other than functions (issue 15): a nimbus SQS queue gets the record's JSON as its message body;
+# an EventBridge bus gets a PutEvents entry with the record as `detail`, source "lambda", and AWS's
+# detail-type. The dispatcher hands them to a `RecordSink` before it acks the event (at least once).
+RecordSink = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def is_function(destination: str) -> bool:
+    """Whether a destination ARN names a Lambda function (else a queue or a bus, sent through a RecordSink)."""
+    return destination.split(":")[2:3] == ["lambda"]
+
+
+def bus_entry(record: dict[str, Any], bus_arn: str) -> dict[str, Any]:
+    """The PutEvents entry carrying an invocation record to an event bus (AWS's async destination event)."""
+    ok = record["requestContext"]["condition"] == SUCCESS
+    function_arn = str(record["requestContext"]["functionArn"])
+    return {
+        "Source": "lambda",
+        "DetailType": f"Lambda Function Invocation Result - {'Success' if ok else 'Failure'}",
+        "Detail": json.dumps(record, separators=(",", ":")),
+        "Resources": [bus_arn, function_arn],
+        "EventBusName": bus_arn,
+    }
+
+
+# The function's dead-letter queue (DeadLetterConfig.TargetArn, issue 15) gets the original event unchanged,
+# with the attributes AWS adds: RequestID, ErrorCode and ErrorMessage (its first kilobyte).
+DeadLetterSink = Callable[[str, bytes, dict[str, tuple[str, str]]], Awaitable[None]]
+
+
+def dead_letter_attributes(event: LeasedEvent, last: AttemptResult | None) -> dict[str, tuple[str, str]]:
+    """name -> (DataType, value) of the message attributes of a dead-lettered event."""
+    message = "Event age exceeded" if last is None else ""
+    if last is not None:
+        doc = _json_or_text(last.payload)
+        message = str(doc.get("errorMessage", "")) if isinstance(doc, dict) else str(doc or "")
+    return {"RequestID": ("String", event.request_id), "ErrorCode": ("Number", "200"),
+            "ErrorMessage": ("String", message.encode()[:1024].decode(errors="ignore") or "Unhandled")}

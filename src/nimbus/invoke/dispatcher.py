@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from nimbus.config import Settings
 from nimbus.control.eventconfigs import AsyncConfig
@@ -80,6 +80,10 @@ class Dispatcher:
         shortest_age: Callable[[str], int] | None = None,
         on_dropped: Callable[[str, str], None] | None = None,
         on_destination_failure: Callable[[str], None] | None = None,
+        on_dead_letter_failure: Callable[[str], None] | None = None,
+        record_sink: dest.RecordSink | None = None,
+        dead_letter: Callable[[str, str | None], str | None] | None = None,
+        dead_letter_sink: dest.DeadLetterSink | None = None,
     ) -> None:
         self.settings = settings
         self.queue = queue
@@ -94,7 +98,15 @@ class Dispatcher:
         # record that could not be addressed to its destination (function).
         self.on_dropped = on_dropped or (lambda fn, reason: None)
         self.on_destination_failure = on_destination_failure or (lambda fn: None)
+        self.on_dead_letter_failure = on_dead_letter_failure or (lambda fn: None)
         self.max_concurrency = settings.async_max_concurrency
+        # Invocation records for queue and bus destinations (issue 15): sent before the event is acked.
+        self.record_sink = record_sink
+        self._external: dict[int, tuple[str, dict[str, Any]]] = {}
+        # The function's DeadLetterConfig.TargetArn (function, qualifier) and how to send there (issue 15).
+        self.dead_letter = dead_letter
+        self.dead_letter_sink = dead_letter_sink
+        self._dead_letters: dict[int, tuple[str, AttemptResult | None]] = {}
         self._known: dict[str, int] = {}  # function -> when its earliest queued event is due (epoch ms)
         self._generation: dict[str, int] = {}  # bumped whenever new events of the function commit
         self._paused: dict[str, int] = {}  # function -> no leases before (epoch ms), after a throttle
@@ -314,9 +326,35 @@ class Dispatcher:
                 self._running.pop(fn, None)
             self._total -= 1
             self._wake.set()
+        external = self._external.pop(event.id, None)
+        if completion is not None and external is not None:
+            await self._send_external(event, *external)
+        dead = self._dead_letters.pop(event.id, None)
+        if completion is not None and dead is not None:
+            await self._send_dead_letter(event, *dead)
         if completion is not None:
             self._completions.append(completion)
             self._ack_wake.set()
+
+    async def _send_external(self, event: LeasedEvent, destination: str, record: dict[str, Any]) -> None:
+        try:
+            if self.record_sink is None:
+                raise RuntimeError("no destination sink for queues and buses")
+            await self.record_sink(destination, record)
+        except Exception as exc:  # AWS drops the record too, counting a DestinationDeliveryFailure
+            log.warning("invocation record not sent to %s: %s", destination, exc,
+                        extra={"request_id": event.request_id})
+            self.on_destination_failure(event.function_name)
+
+    async def _send_dead_letter(self, event: LeasedEvent, arn: str, last: AttemptResult | None) -> None:
+        try:
+            if self.dead_letter_sink is None:
+                raise RuntimeError("no dead-letter sink")
+            await self.dead_letter_sink(arn, event.payload, dest.dead_letter_attributes(event, last))
+        except Exception as exc:  # AWS drops the event too, counting DeadLetterErrors
+            log.warning("event not sent to the dead-letter queue %s: %s", arn, exc,
+                        extra={"request_id": event.request_id})
+            self.on_dead_letter_failure(event.function_name)
 
     async def _attempt(self, event: LeasedEvent) -> Completion:
         fn = event.function_name
@@ -400,6 +438,13 @@ class Dispatcher:
             "async event failed: %s after %d attempts", condition, event.attempts,
             extra={"request_id": event.request_id, "function": event.function_name, "attempt": event.attempts},
         )
+        if self.dead_letter is not None and condition != dest.ZERO_RESERVED_CONCURRENCY:
+            try:
+                arn = self.dead_letter(event.function_name, event.qualifier)
+            except ResourceNotFound:
+                arn = None
+            if arn:
+                self._dead_letters[event.id] = (arn, last)
         return self._finish(event, config.on_failure, condition, last)
 
     def _finish(self, event: LeasedEvent, destination: str | None, condition: str,
@@ -416,6 +461,9 @@ class Dispatcher:
             except ResourceNotFound:
                 arn = self.target.function_arn(event.function_name, None)
         record = dest.invocation_record(event, condition, arn, last)
+        if not dest.is_function(destination):
+            self._external[event.id] = (destination, record)
+            return Completion(event)
         follow = dest.record_event(destination, record, self.target.new_request_id(),
                                    self.settings.async_payload_max_bytes, self.target.split_destination)
         if follow is None:

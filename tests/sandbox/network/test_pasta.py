@@ -45,7 +45,8 @@ pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY_NOT))
 SCRIPT = r"""
 import asyncio, json, subprocess, sys
 from nimbus.config import Settings
-from nimbus.sandbox.network import NetworkPolicy, choose_provider
+from nimbus.sandbox.network import NetworkPolicy
+from nimbus.sandbox.network.chooser import choose_provider
 remote, metadata, name, api_port = sys.argv[1:5]
 PROBE = '''
 import json, socket, sys

@@ -5,7 +5,7 @@ A function outside a VPC on AWS reaches DNS, the internet and (here) the host's 
 runs on. nimbus gives every environment a network namespace of its own, *prepared ahead* by a
 `NetworkProvider`, which the environment joins when it starts:
 
-    provider = choose_provider(settings)        # once, in platform.py; provider.describe() says which runs
+    provider = choose_provider(settings)        # (chooser.py) once, in platform.py; provider.describe() says which runs
     await provider.start()                      # removes stale namespaces/rules of dead servers, primes pools
     policy = NetworkPolicy.from_tags(spec.tags, settings)   # per function (tags, docs/network.md)
     net = await provider.prepare(spec.function_name, policy)  # a ready namespace: a dict pop when warm
@@ -162,11 +162,3 @@ def join_netns(path_or_fd: str | int) -> None:
     finally:
         if isinstance(path_or_fd, str):
             os.close(fd)
-
-
-def choose_provider(settings: Settings) -> NetworkProvider:
-    """The provider `settings.network` asks for (`auto`: veth when root with ip + nft, else pasta when
-    installed, else none), with its reason. An explicit choice that cannot run raises NetworkUnavailable."""
-    from nimbus.sandbox.network.chooser import choose
-
-    return choose(settings)

@@ -25,7 +25,8 @@ def veth_missing() -> str | None:
 
 
 def choose(settings: Settings) -> NetworkProvider:
-    """See `nimbus.sandbox.network.choose_provider`."""
+    """The provider `settings.network` asks for (`auto`: veth when root with ip + nft, else pasta when
+    installed, else none), with its reason. An explicit choice that cannot run raises NetworkUnavailable."""
     wanted = settings.network
     if wanted == "none":
         return NoNetwork("NIMBUS_NETWORK=none")
@@ -61,3 +62,6 @@ def pasta_unavailable() -> str | None:
     if probe.returncode != 0:
         return "unprivileged user namespaces are disabled"
     return None
+
+
+choose_provider = choose  # the name platform.py uses

@@ -1,0 +1,1 @@
+"""Event source mappings: the Lambda API for them (service), their pollers, and the manager running them."""
