@@ -9,6 +9,7 @@ from nimbus.config import Settings
 from nimbus.control.codestore import CodeStore
 from nimbus.control.db import make_engine, migrate
 from nimbus.control.registry import Registry
+from nimbus.durable.service import DurableService
 from nimbus.invoke.asyncpipeline import AsyncPipeline
 from nimbus.invoke.service import Invoker
 from nimbus.observe.logstore import LogStore
@@ -24,15 +25,18 @@ class Platform:
     sandbox: SandboxManager
     invoker: Invoker
     asyncs: AsyncPipeline  # durable queue, event-invoke configs, dispatcher (issue 4)
+    durable: DurableService  # durable executions: checkpoints, timers, callbacks, re-invocation (issue 18)
 
     async def start(self) -> None:
         await self.logstore.start()
         await self.sandbox.start()
         await self.invoker.start()
         await self.asyncs.start()
+        await self.durable.start()
 
     async def stop(self) -> None:
         """Stop taking work, fail what is in flight cleanly, flush logs, close the database."""
+        await self.durable.stop()  # no new re-invocations; in-flight ones run again after a restart
         await self.asyncs.stop()  # before the sandbox: deliveries in flight finish or run again after restart
         await self.invoker.stop()
         await self.sandbox.stop()
@@ -50,4 +54,5 @@ def build_platform(settings: Settings) -> Platform:
     sandbox = SandboxManager(settings, log_sink=logstore.append)
     invoker = Invoker(settings, registry, sandbox, logstore)
     asyncs = AsyncPipeline(settings, engine, registry, invoker, logstore)
-    return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs)
+    durable = DurableService(settings, engine, registry, invoker)
+    return Platform(settings, registry, codestore, logstore, sandbox, invoker, asyncs, durable)

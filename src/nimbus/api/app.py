@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from nimbus.api import auth, dashboard, errors, functions, logs
+from nimbus.api import durable as durable_api
 from nimbus.api import eventconfigs as eventconfigs_api
 from nimbus.api import keys as keys_api
 from nimbus.api import layers as layers_api
@@ -72,6 +73,7 @@ def create_app(platform: Platform) -> auth.AuthApp:
         *metrics_api.routes,  # /metrics, /nimbus/v1/cost (issue 8)
         *dashboard.routes,  # /dashboard (issue 8)
         *provisioned_api.routes,  # provisioned concurrency configs (issue 5)
+        *durable_api.routes,  # durable executions: SDK data plane and control plane (issue 18)
     ]
     app = Starlette(
         routes=routes,

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nimbus.api import durable as durable_api
 from nimbus.api.body import receive_body
 from nimbus.api.errors import error_body
 from nimbus.errors import LambdaError, ServiceError
@@ -58,15 +59,18 @@ class InvokeApp:
             qualifier = None
             if scope["query_string"]:
                 qualifier = parse_qs(scope["query_string"].decode("latin-1")).get("Qualifier", [None])[-1]
-            outcome = await self.platform.invoker.invoke(
-                name,
-                qualifier,
-                payload,
-                invocation_type=invocation_type,
-                log_type=headers.get(b"x-amz-log-type", b"None").decode("latin-1"),
-                client_context=_text(headers.get(b"x-amz-client-context")),
-                trace_id=incoming_header(headers.get(b"x-amzn-trace-id"), headers.get(b"traceparent")),
-            )
+            if self.platform.durable.is_durable(name, qualifier):  # durable functions start executions (issue 18)
+                outcome = await durable_api.start(self.platform, name, qualifier, payload, invocation_type, headers)
+            else:
+                outcome = await self.platform.invoker.invoke(
+                    name,
+                    qualifier,
+                    payload,
+                    invocation_type=invocation_type,
+                    log_type=headers.get(b"x-amz-log-type", b"None").decode("latin-1"),
+                    client_context=_text(headers.get(b"x-amz-client-context")),
+                    trace_id=incoming_header(headers.get(b"x-amzn-trace-id"), headers.get(b"traceparent")),
+                )
             status, body = outcome.status, outcome.payload
             out = [JSON, *[(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers.items()]]
         except LambdaError as exc:

@@ -173,6 +173,7 @@ class RegistryCore:
             tracing_mode=c.get("TracingMode", "PassThrough"),
             opt_dir=layer_opt_dir(self.codestore, c),
             snap_start=row.version != "$LATEST" and c.get("SnapStartApplyOn") == "PublishedVersions",
+            durable_config=c.get("DurableConfig"),
         )
 
     @staticmethod

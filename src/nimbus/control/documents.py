@@ -71,6 +71,8 @@ def render_config(
             "LoggingConfig": logging_config(name, stored.get("LoggingConfig")),
         }
     )
+    if stored.get("DurableConfig"):  # durable functions (issue 18)
+        doc["DurableConfig"] = dict(stored["DurableConfig"])
     if VERSION_STATE is not None and doc["SnapStart"]["OptimizationStatus"] == "On":
         override = VERSION_STATE(name, version, revision_id)
         if override is not None:

@@ -30,6 +30,7 @@ class VersionSpec:
     tracing_mode: str = "PassThrough"  # TracingConfig.Mode: PassThrough | Active
     opt_dir: Path | None = None  # the function's layers merged (control/layertree.py), mounted at /opt
     snap_start: bool = False  # a published version with SnapStart ApplyOn=PublishedVersions (issue 5)
+    durable_config: dict[str, Any] | None = None  # DurableConfig of a durable function (issue 18)
 
     @property
     def qualified_arn(self) -> str:
