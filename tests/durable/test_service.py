@@ -167,7 +167,8 @@ def test_step_retry_attempt_accounting(service: DurableService) -> None:
 
 def test_wait_completes_lazily_and_by_the_scheduler(service: DurableService) -> None:
     arn, token = start(service)
-    r = service.checkpoint(arn, token, [{"Id": "w", "Type": "WAIT", "Action": "START", "WaitOptions": {"WaitSeconds": 1}}],
+    wait = {"Id": "w", "Type": "WAIT", "Action": "START", "WaitOptions": {"WaitSeconds": 1}}
+    r = service.checkpoint(arn, token, [wait],
                            None)
     [op] = r["NewExecutionState"]["Operations"]
     assert op["Status"] == "STARTED" and op["WaitDetails"]["ScheduledEndTimestamp"] >= op["StartTimestamp"] + 1

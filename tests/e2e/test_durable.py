@@ -7,6 +7,7 @@ handlers compared with the testing package's reference emulator."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -135,6 +136,28 @@ def test_approval_workflow(dlam: Any, layer_arn: str) -> None:
     assert err.value.response["Error"]["Code"] == "CallbackTimeoutException"
     listed = dlam.list_durable_executions_by_function(FunctionName=name, Statuses=["SUCCEEDED"])
     assert [e["DurableExecutionArn"] for e in listed["DurableExecutions"]] == [arn]
+    assert dlam.list_durable_executions_by_function(FunctionName=name, Statuses=["FAILED"])["DurableExecutions"] == []
+
+
+def nimbus(server: NimbusServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nimbus", *args], env={**os.environ, **server.cli_env(),
+                                                                       "COLUMNS": "200"},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_cli_lists_and_shows_a_timeline(dserver: NimbusServer, dlam: Any, layer_arn: str) -> None:
+    name = deploy(dlam, layer_arn, WORKFLOW)
+    arn = dlam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}",
+                      DurableExecutionName="cli-1")["DurableExecutionArn"]
+    cid = callback_id(dlam, arn)
+    shown = nimbus(dserver, "executions", "show", arn)
+    assert shown.returncode == 0, shown.stderr
+    assert "RUNNING" in shown.stdout and "CallbackStarted" in shown.stdout and "WaitSucceeded" in shown.stdout
+    approved = nimbus(dserver, "executions", "approve", cid, '{"ok": 1}')
+    assert approved.returncode == 0, approved.stderr
+    assert ended(dlam, arn)["Status"] == "SUCCEEDED"
+    listed = nimbus(dserver, "executions", "list", name, "--status", "SUCCEEDED")
+    assert listed.returncode == 0 and "cli-1" in listed.stdout and "SUCCEEDED" in listed.stdout
 
 
 def test_callback_timed_out(dlam: Any, layer_arn: str) -> None:

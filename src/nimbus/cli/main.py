@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nimbus.cli import functions, keys, urls
+from nimbus.cli import executions, functions, keys, urls
 from nimbus.cli.cost import cost
 from nimbus.cli.logs import logs
 
@@ -79,3 +79,4 @@ app.command("logs")(logs)
 app.command("cost")(cost)
 app.add_typer(keys.app, name="keys")
 app.add_typer(urls.app, name="url")
+app.add_typer(executions.app, name="executions")  # durable executions (issue 18)
