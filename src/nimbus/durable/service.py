@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, select, update
 
 from nimbus.config import Settings
 from nimbus.control.registry import Registry
@@ -131,6 +131,7 @@ class DurableService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._stopping = False
+        self._counted_at = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -202,9 +203,7 @@ class DurableService:
         digest = hashlib.sha256(text.encode()).hexdigest()
         exec_name = name or str(uuid.uuid4())
         with self._tx() as conn:
-            ex = t.executions.c
-            row = conn.execute(select(ex.arn, ex.input_hash, ex.version).where(
-                ex.function_name == snapshot.name, ex.name == exec_name)).first()
+            row = store.find_by_name(conn, snapshot.name, exec_name)
             if row is not None:
                 if row.input_hash != digest:
                     raise DurableExecutionAlreadyStarted(
@@ -215,16 +214,16 @@ class DurableService:
             now = now_ms()
             config = dict(spec.durable_config)
             timeout_s = int(config.get("ExecutionTimeout") or 86_400)
-            conn.execute(insert(t.executions).values(
+            store.add_execution(conn, dict(
                 id=exec_id, arn=arn, function_name=snapshot.name, version=spec.version, name=exec_name,
-                status=RUNNING, input_payload=text, input_hash=digest, start_ms=now,
-                timeout_at_ms=now + timeout_s * 1000, invoke_at_ms=now, in_flight=False, token=None,
-                change_seq=1, delivered_seq=0, op_seq=1, event_seq=2, failures=0, invocations=0,
+                status=RUNNING, input_payload=text, input_hash=digest, start_ms=now, end_ms=None, result=None,
+                error=None, timeout_at_ms=now + timeout_s * 1000, invoke_at_ms=now, in_flight=False, token=None,
+                change_seq=1, delivered_seq=0, op_seq=1, event_seq=2, failures=0, invocations=0, replay=None,
                 parent=parent, config=config, trace_id=trace_id,
             ))
             execution_op = {"Id": exec_id, "Type": "EXECUTION", "Status": "STARTED", "StartTimestamp": now,
                             "ExecutionDetails": {"InputPayload": text}}
-            conn.execute(insert(t.operations).values(
+            store.add_op(conn, dict(
                 execution_id=exec_id, op_id=exec_id, seq=0, type="EXECUTION", status="STARTED",
                 changed_seq=1, due_ms=None, data=execution_op, internal=None))
             store.add_events(conn, exec_id, 1, [opsm.event(None, "ExecutionStarted", now, {
@@ -299,10 +298,11 @@ class DurableService:
             if outcome.end is None:
                 response["CheckpointToken"] = values["token"] = new_token()
             values["replay"] = {"token": token, "client": client_token, "response": response}
-            store.set_execution(conn, exec_id, **values)
             if outcome.end is not None:
                 status, result, error = outcome.end
-                ended = self._end(conn, {**row, **values}, status, result, error, now)
+                ended = self._end(conn, row, status, result, error, now, values)
+            else:
+                store.set_execution(conn, exec_id, **values)
         if ended is not None:
             self._after_end(ended)
         if outcome.chained or any(op.due_ms is not None for op in ops.values()):
@@ -343,29 +343,27 @@ class DurableService:
     # ------------------------------------------------------------------ ending
 
     def _end(self, conn: Connection, row: dict[str, Any], status: str, result: str | None,
-             error: dict[str, Any] | None, now: int) -> dict[str, Any]:
-        """Finish the execution in this transaction; returns what `_after_end` needs."""
+             error: dict[str, Any] | None, now: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Finish the execution in this transaction (with `extra` column values written in the same
+        UPDATE); returns what `_after_end` needs."""
         exec_id = row["id"]
-        conn.execute(update(t.executions).where(t.executions.c.id == exec_id).values(
-            status=status, result=result, error=error, end_ms=now, timeout_at_ms=None, invoke_at_ms=None,
-            token=None))
+        row = {**row, **(extra or {})}
+        values: dict[str, Any] = {**(extra or {}), "status": status, "result": result, "error": error, "end_ms": now,
+                                  "timeout_at_ms": None, "invoke_at_ms": None, "token": None}
         op = store.load_op(conn, exec_id, exec_id)
         if op is not None:
             op.data["Status"] = status
             op.data["EndTimestamp"] = now
             op.changed = True
-            change = store.save_ops(conn, exec_id, [op], row["change_seq"])
-            store.set_execution(conn, exec_id, change_seq=change)
-        conn.execute(update(t.operations).where(t.operations.c.execution_id == exec_id,
-                                                t.operations.c.due_ms.is_not(None)).values(due_ms=None))
+            values["change_seq"] = store.save_ops(conn, exec_id, [op], row["change_seq"])
+        store.clear_due(conn, exec_id)
         kind = {"SUCCEEDED": "ExecutionSucceeded", "FAILED": "ExecutionFailed", "TIMED_OUT": "ExecutionTimedOut",
                 "STOPPED": "ExecutionStopped"}[status]
         details = ({"Result": {"Payload": result or "", "Truncated": False}} if status == "SUCCEEDED"
                    else {"Error": {"Payload": error or {}, "Truncated": False}})
-        current = conn.execute(select(t.executions.c.event_seq).where(t.executions.c.id == exec_id)).scalar_one()
-        nxt = store.add_events(conn, exec_id, current, [opsm.event(None, kind, now, details,
-                                                                   data={"Id": exec_id, "Name": row["name"]})])
-        store.set_execution(conn, exec_id, event_seq=nxt)
+        values["event_seq"] = store.add_events(conn, exec_id, row["event_seq"], [
+            opsm.event(None, kind, now, details, data={"Id": exec_id, "Name": row["name"]})])
+        store.set_execution(conn, exec_id, **values)
         return {"id": exec_id, "status": status, "result": result, "error": error, "parent": row["parent"],
                 "function": row["function_name"]}
 
@@ -604,8 +602,7 @@ class DurableService:
                         continue
                     if o.type == "CHAINED_INVOKE":
                         o.due_ms = None
-                        conn.execute(update(t.operations).where(op.execution_id == exec_id, op.op_id == op_id)
-                                     .values(due_ms=None))
+                        store.set_op(conn, exec_id, op_id, due_ms=None)
                         self._spawn(self._run_chained(exec_id, o))
                         continue
                     due = o.due_ms or now
@@ -651,10 +648,12 @@ class DurableService:
             for exec_id in ids:
                 if exec_id in self._running:
                     continue
-                conn.execute(update(t.executions).where(ex.id == exec_id).values(in_flight=True, invoke_at_ms=None))
+                store.set_execution(conn, exec_id, in_flight=True, invoke_at_ms=None)
                 self._running.add(exec_id)
                 self._spawn(self._invoke(exec_id))
-            self.metrics.suspended.set(self._count_suspended(conn))
+            if time.monotonic() - self._counted_at > 1.0:  # a COUNT over the table: at most once a second
+                self._counted_at = time.monotonic()
+                self.metrics.suspended.set(self._count_suspended(conn))
 
     # ------------------------------------------------------------------ invocations
 
@@ -745,14 +744,11 @@ class DurableService:
                 completed["Error"] = {"Payload": error, "Truncated": False}
             ev = opsm.event(None, "InvocationCompleted", now, completed, data={})
             values["event_seq"] = store.add_events(conn, exec_id, row["event_seq"], [ev])
-            row = {**row, **values}
             if status == "SUCCEEDED" and output.get("Error") is None:
                 values["failures"] = 0
-                store.set_execution(conn, exec_id, **values)
-                ended = self._end(conn, row, "SUCCEEDED", output.get("Result") or "", None, now)
+                ended = self._end(conn, row, "SUCCEEDED", output.get("Result") or "", None, now, values)
             elif status == "FAILED" and output.get("Result") is None:
-                store.set_execution(conn, exec_id, **values)
-                ended = self._end(conn, row, "FAILED", None, output.get("Error") or {}, now)
+                ended = self._end(conn, row, "FAILED", None, output.get("Error") or {}, now, values)
             elif status == "PENDING":
                 ops = store.load_ops(conn, exec_id)
                 events = self._fire_due_ops(ops, now)
@@ -767,27 +763,24 @@ class DurableService:
                 else:
                     values["failures"] = row["failures"] + 1
                     if values["failures"] >= PENDING_STRIKES:
-                        store.set_execution(conn, exec_id, **values)
                         ended = self._end(conn, row, "FAILED", None, {
                             "ErrorType": "Execution.InvalidResponse",
-                            "ErrorMessage": "The function answered PENDING with nothing to wait for."}, now)
+                            "ErrorMessage": "The function answered PENDING with nothing to wait for."}, now, values)
                     else:
                         values["invoke_at_ms"] = now
                 if ended is None:
                     store.set_execution(conn, exec_id, **values)
             elif status is not None:
-                store.set_execution(conn, exec_id, **values)
                 ended = self._end(conn, row, "FAILED", None, {
                     "ErrorType": "InvalidParameterValueException",
-                    "ErrorMessage": "The function's durable output is invalid."}, now)
+                    "ErrorMessage": "The function's durable output is invalid."}, now, values)
             else:
                 failures = row["failures"] + 1
                 values["failures"] = failures
                 if failures >= MAX_FAILED_INVOCATIONS:
-                    store.set_execution(conn, exec_id, **values)
                     ended = self._end(conn, row, "FAILED", None, error or {
                         "ErrorType": "Execution.InvalidResponse",
-                        "ErrorMessage": "The function's output is not a durable execution output."}, now)
+                        "ErrorMessage": "The function's output is not a durable execution output."}, now, values)
                 else:
                     # back-off: 1, 2, 4, 8 s (the reference waits 5 s each time)
                     values["invoke_at_ms"] = now + 1000 * 2 ** (failures - 1)
