@@ -645,24 +645,23 @@ class DurableService:
         with self._tx() as conn:
             ids = conn.execute(select(ex.id).where(ex.invoke_at_ms <= now, ex.in_flight.is_(False))
                                .order_by(ex.invoke_at_ms).limit(room)).scalars().all()
-            for exec_id in ids:
+            for exec_id in ids:  # prepared in this one transaction: one commit for the whole batch
                 if exec_id in self._running:
                     continue
-                store.set_execution(conn, exec_id, in_flight=True, invoke_at_ms=None)
+                prepared = self._prepare_in(conn, exec_id)
+                if prepared is None:
+                    continue
                 self._running.add(exec_id)
-                self._spawn(self._invoke(exec_id))
+                self._spawn(self._invoke(exec_id, prepared))
             if time.monotonic() - self._counted_at > 1.0:  # a COUNT over the table: at most once a second
                 self._counted_at = time.monotonic()
                 self.metrics.suspended.set(self._count_suspended(conn))
 
     # ------------------------------------------------------------------ invocations
 
-    async def _invoke(self, exec_id: str) -> None:
+    async def _invoke(self, exec_id: str, prepared: tuple[dict[str, Any], str, bytes]) -> None:
         """One invocation of the function for an execution (at most one at a time per execution)."""
         try:
-            prepared = self._prepare(exec_id)
-            if prepared is None:
-                return
             row, token, payload = prepared
             started = now_ms()
             outcome_error: dict[str, Any] | None = None
@@ -694,21 +693,31 @@ class DurableService:
             self._wake.set()
 
     def _prepare(self, exec_id: str) -> tuple[dict[str, Any], str, bytes] | None:
+        """Mint the invocation's token and build its event (marks the execution in flight)."""
         with self._tx() as conn:
-            row = store.load_execution(conn, exec_id)
-            if row is None or row["status"] != RUNNING:
-                if row is not None:
-                    store.set_execution(conn, exec_id, in_flight=False, invoke_at_ms=None)
-                return None
-            ops = store.load_ops(conn, exec_id)
-            now = now_ms()
-            events = self._fire_due_ops(ops, now)
-            change = store.save_ops(conn, exec_id, ops.values(), row["change_seq"])
-            nxt = store.add_events(conn, exec_id, row["event_seq"], events)
-            token = new_token()
-            store.set_execution(conn, exec_id, token=token, change_seq=change, delivered_seq=change, event_seq=nxt,
-                                in_flight=True, invoke_at_ms=None, invocations=row["invocations"] + 1, replay=None)
+            return self._prepare_in(conn, exec_id)
+
+    def _prepare_in(self, conn: Connection, exec_id: str) -> tuple[dict[str, Any], str, bytes] | None:
+        row = store.load_execution(conn, exec_id)
+        if row is None or row["status"] != RUNNING:
+            if row is not None:
+                store.set_execution(conn, exec_id, in_flight=False, invoke_at_ms=None)
+            return None
+        ops = store.load_ops(conn, exec_id)
+        now = now_ms()
+        events = self._fire_due_ops(ops, now)
+        change = store.save_ops(conn, exec_id, ops.values(), row["change_seq"])
+        nxt = store.add_events(conn, exec_id, row["event_seq"], events)
+        token = new_token()
+        store.set_execution(conn, exec_id, token=token, change_seq=change, delivered_seq=change, event_seq=nxt,
+                            in_flight=True, invoke_at_ms=None, invocations=row["invocations"] + 1, replay=None)
         ordered = sorted(ops.values(), key=lambda o: o.seq)
+        whole = {"DurableExecutionArn": row["arn"], "CheckpointToken": token,
+                 "InitialExecutionState": {"Operations": [op.data for op in ordered]}}
+        if len(ordered) <= EVENT_PAGE_OPS:
+            encoded_whole = json.dumps(whole).encode()
+            if len(encoded_whole) <= EVENT_PAGE_BYTES:
+                return row, token, encoded_whole
         page: list[dict[str, Any]] = []
         size = 0
         for op in ordered:
