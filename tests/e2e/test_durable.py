@@ -139,6 +139,16 @@ def test_approval_workflow(dlam: Any, layer_arn: str) -> None:
     assert dlam.list_durable_executions_by_function(FunctionName=name, Statuses=["FAILED"])["DurableExecutions"] == []
 
 
+def test_metrics(dserver: NimbusServer, dlam: Any, layer_arn: str) -> None:
+    name = deploy(dlam, layer_arn, WAITER)
+    assert "FunctionError" not in dlam.invoke(FunctionName=name, Payload=b'{"seconds": 1}')
+    with dserver.http() as http:
+        text = http.get("/metrics").text
+    assert f'nimbus_durable_executions_started_total{{function="{name}"}} 1.0' in text
+    assert f'nimbus_durable_executions_succeeded_total{{function="{name}"}} 1.0' in text
+    assert "nimbus_durable_timer_lateness_seconds_count" in text and "nimbus_durable_executions_suspended" in text
+
+
 def nimbus(server: NimbusServer, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "nimbus", *args], env={**os.environ, **server.cli_env(),
                                                                        "COLUMNS": "200"},
