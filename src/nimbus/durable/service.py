@@ -643,8 +643,10 @@ class DurableService:
             return
         ex = t.executions.c
         with self._tx() as conn:
-            ids = conn.execute(select(ex.id).where(ex.invoke_at_ms <= now, ex.in_flight.is_(False))
-                               .order_by(ex.invoke_at_ms).limit(room)).scalars().all()
+            due = select(ex.id).where(ex.invoke_at_ms <= now, ex.in_flight.is_(False)).order_by(ex.invoke_at_ms)
+            if conn.dialect.name != "sqlite":  # several servers on one PostgreSQL: each execution to one of them
+                due = due.with_for_update(skip_locked=True)
+            ids = conn.execute(due.limit(room)).scalars().all()
             for exec_id in ids:  # prepared in this one transaction: one commit for the whole batch
                 if exec_id in self._running:
                     continue
