@@ -29,12 +29,12 @@ ARN = "arn:aws:lambda:us-east-1:000000000000:function:flow"
 
 
 class FakeRegistry:
-    def __init__(self, durable: bool = True) -> None:
+    def __init__(self, durable: bool = True, execution_timeout: int = 60) -> None:
         spec = VersionSpec(
             function_name="flow", version="$LATEST", function_arn=ARN, runtime="python3.12", handler="index.handler",
             memory_size=128, timeout=3, environment={}, ephemeral_storage=512, architectures=("x86_64",), layers=(),
             logging_config={}, code_sha256="0" * 64, code_dir=Path("/nonexistent"), revision_id="r",
-            durable_config={"ExecutionTimeout": 60, "RetentionPeriodInDays": 1} if durable else None)
+            durable_config={"ExecutionTimeout": execution_timeout, "RetentionPeriodInDays": 1} if durable else None)
         self.snap = FunctionSnapshot("flow", ARN, None, {"$LATEST": spec}, {})
 
     def split_qualifier(self, name: str) -> tuple[str, str | None]:
