@@ -264,6 +264,8 @@ class DurableService:
         if not isinstance(token, str) or not token:
             raise invalid_token()
         updates = [] if updates is None else updates
+        if not isinstance(updates, list):
+            raise InvalidParameterValue("Updates must be a list.")
         ended: dict[str, Any] | None = None
         with self._tx() as conn:
             row = store.load_execution(conn, exec_id)
@@ -274,9 +276,10 @@ class DurableService:
                 return dict(replay["response"])
             if row["status"] != RUNNING or row["token"] is None or row["token"] != token:
                 raise invalid_token()
-            ops = store.load_ops(conn, exec_id)
-            opsm.validate_batch(ops, updates)
             now = now_ms()
+            named = {str(u.get(k)) for u in updates if isinstance(u, dict) for k in ("Id", "ParentId") if u.get(k)}
+            ops = store.load_relevant_ops(conn, exec_id, named, row["delivered_seq"], now)
+            opsm.validate_batch(ops, updates)
             events = self._fire_due_ops(ops, now)
             seq: list[int] = [int(row["op_seq"])]
 

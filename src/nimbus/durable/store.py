@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, bindparam, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, false, func, insert, or_, select, update
 
 from nimbus.durable import tables as t
 from nimbus.durable.operations import Op
@@ -39,6 +39,16 @@ def load_execution(conn: Connection, execution_id: str, lock: bool = True) -> di
 def load_ops(conn: Connection, execution_id: str) -> dict[str, Op]:
     rows = conn.execute(_OPS, {"eid": execution_id}).mappings()
     return {r["op_id"]: _op(r) for r in rows}
+
+
+def load_relevant_ops(conn: Connection, execution_id: str, ids: set[str], since_seq: int, now_ms: int) -> dict[str, Op]:
+    """The operations a checkpoint needs, without reading (and JSON-decoding) the whole execution: the ones it
+    names, those changed since `since_seq`, and those whose timer is due."""
+    o = t.operations.c
+    q = select(t.operations).where(o.execution_id == execution_id, or_(
+        o.op_id.in_(sorted(ids)) if ids else false(), o.changed_seq > since_seq, o.due_ms <= now_ms,
+    )).order_by(o.seq)
+    return {r["op_id"]: _op(r) for r in conn.execute(q).mappings()}
 
 
 def load_op(conn: Connection, execution_id: str, op_id: str) -> Op | None:
