@@ -19,6 +19,7 @@ from nimbus.control.provisioned import ProvisionedConfigs
 from nimbus.control.registry import Registry
 from nimbus.control.specs import VersionSpec
 from nimbus.control.urls import FunctionUrls
+from nimbus.durable.service import DurableService
 from nimbus.events.sources import EventSources
 from nimbus.events.sqs import QueueService
 from nimbus.events.sqs.metrics import queue_samples
@@ -54,6 +55,7 @@ class Platform:
     credentials: FunctionCredentials
     provisioned_configs: ProvisionedConfigs
     snapstart: SnapStartStates
+    durable: DurableService  # durable executions: checkpoints, timers, callbacks, re-invocation
     sqs: QueueService  # the SQS-compatible queue service (events/sqs)
     sources: EventSources  # event source mappings, Scheduler, EventBridge rules and buses (events/)
     collector: PlatformCollector  # the platform's gauges for /metrics
@@ -78,9 +80,11 @@ class Platform:
         for name in sorted({c.function_name for c in self.provisioned_configs.list()}):
             self.reconcile_provisioned(name)  # provisioned concurrency survives restarts
         await self.sources.start()  # after the async queue and the queue service it delivers to
+        await self.durable.start()
 
     async def stop(self) -> None:
         """Stop taking work, fail what is in flight cleanly, flush logs, close the database."""
+        await self.durable.stop()  # no new re-invocations; in-flight ones run again after a restart
         await self.sources.stop()  # pollers and timers first: they feed the invoker and the async queue
         await self.asyncs.stop()  # before the sandbox: deliveries in flight finish or run again after restart
         await self.observer.stop()
@@ -145,6 +149,7 @@ def build_platform(settings: Settings) -> Platform:
     asyncs = AsyncPipeline(settings, registry, queue, event_configs, invoker, observer, logstore,
                            record_sink=sources.targets.send_record, dead_letter_sink=sources.targets.send_dead_letter)
     observer.metrics.add_source(lambda: queue_samples(sqs))  # SQS queues
+    durable = DurableService(settings, engine, registry, invoker)
     live_ids = EnvironmentLiveness(sandbox.live_environment_ids)
     keys = KeyStore(settings, engine, session_alive=live_ids)
     credentials = FunctionCredentials(keys, registry)
@@ -164,7 +169,7 @@ def build_platform(settings: Settings) -> Platform:
     ))
     platform = Platform(
         settings, registry, codestore, logstore, sandbox, observer, invoker, asyncs, keys, function_urls, http_apis,
-        credentials, provisioned_configs, snapstart, sqs, sources, collector, network, platform_api,
+        credentials, provisioned_configs, snapstart, durable, sqs, sources, collector, network, platform_api,
         on_commit=[
             event_configs.invalidate,  # event-invoke configs
             asyncs.function_changed,  # a deleted function's queued events go

@@ -17,6 +17,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from nimbus.api import apigateway as apigateway_api
 from nimbus.api import auth, dashboard, errors, functions, logs
 from nimbus.api import codesigning as codesigning_api
+from nimbus.api import durable as durable_api
 from nimbus.api import eventbridge as eventbridge_api
 from nimbus.api import eventconfigs as eventconfigs_api
 from nimbus.api import keys as keys_api
@@ -96,6 +97,7 @@ def create_app(platform: Platform, forwarded_allow_ips: str | list[str] = "127.0
         *mappings_api.routes,  # event source mappings
         *scheduler_api.routes,  # EventBridge Scheduler
         *sqs_api.routes,  # SQS requests posted to a queue URL /<account>/<queue>; keep last
+        *durable_api.routes,  # durable executions: SDK data plane and control plane
     ]
     router = Starlette(
         routes=routes,

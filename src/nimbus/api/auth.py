@@ -55,6 +55,7 @@ SIGNATURE_MISMATCH = (
 BAD_TOKEN = "The security token included in the request is invalid."
 _AUTH_RE = re.compile(r"(\w+)=([^,\s]*)")
 _FUNCTION_PATH = re.compile(r"^/\d{4}-\d{2}-\d{2}/functions/([^/]+)(/[^?]*)?$")
+_DURABLE_PATH = re.compile(r"^/2025-12-01/durable-executions/arn:[^:]+:lambda:[^:]*:\d*:function:([^:/]+)[:/]")
 _INVOKE_SUFFIXES = ("/invocations", "/response-streaming-invocations")
 
 PolicyCheck = Callable[[AccessKey, str], Awaitable[bool]]
@@ -310,6 +311,8 @@ class AuthApp:
         target = _function_name(match.group(1)) if match else None
         if target is not None and target == key.function_name:
             return
+        if _durable_function(unquote(scope["path"])) == key.function_name:  # own durable executions (issue 18)
+            return
         account = self.settings.account_id
         resource = f"arn:aws:lambda:{self.settings.region}:{account}:function:{target}" if target else scope["path"]
         if (target is not None and match is not None and scope["method"] == "POST"
@@ -320,6 +323,12 @@ class AuthApp:
             f"User: {principal_arn(key, account)} is not authorized to perform this operation on resource: "
             f"{resource} because no resource-based policy allows it"
         )
+
+
+def _durable_function(path: str) -> str | None:
+    """The function of a durable-execution ARN path (`/2025-12-01/durable-executions/arn:...:function:NAME:...`)."""
+    match = _DURABLE_PATH.match(path)
+    return match.group(1) if match else None
 
 
 def _function_name(raw: str) -> str:

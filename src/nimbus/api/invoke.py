@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nimbus.api import durable as durable_api
 from nimbus.api.body import receive_body
 from nimbus.api.errors import error_parts
 from nimbus.errors import LambdaError, service_error
@@ -57,16 +58,21 @@ class InvokeApp:
             qualifier = None
             if scope["query_string"]:
                 qualifier = parse_qs(scope["query_string"].decode("latin-1")).get("Qualifier", [None])[-1]
-            outcome = await self.platform.invoker.invoke(
-                name,
-                qualifier,
-                payload,
-                invocation_type=invocation_type,
-                log_type=headers.get(b"x-amz-log-type", b"None").decode("latin-1"),
-                client_context=_text(headers.get(b"x-amz-client-context")),
-                trace_id=incoming_header(headers.get(b"x-amzn-trace-id"), headers.get(b"traceparent")),
-            )
-            status, body, out = STATUS[outcome.kind], outcome.payload, outcome_headers(outcome)
+            if self.platform.durable.is_durable(name, qualifier):  # durable functions start executions
+                answer = await durable_api.start(self.platform, name, qualifier, payload, invocation_type, headers)
+                status, body = answer.status, answer.payload
+                out = [JSON, *[(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()]]
+            else:
+                outcome = await self.platform.invoker.invoke(
+                    name,
+                    qualifier,
+                    payload,
+                    invocation_type=invocation_type,
+                    log_type=headers.get(b"x-amz-log-type", b"None").decode("latin-1"),
+                    client_context=_text(headers.get(b"x-amz-client-context")),
+                    trace_id=incoming_header(headers.get(b"x-amzn-trace-id"), headers.get(b"traceparent")),
+                )
+                status, body, out = STATUS[outcome.kind], outcome.payload, outcome_headers(outcome)
         except LambdaError as exc:
             status, body, out = _error(exc)
         except Exception as exc:

@@ -48,6 +48,12 @@ class LoggingConfigShape(Shape):
     LogGroup: str | None = None
 
 
+class DurableConfigShape(Shape):
+    ExecutionTimeout: int | None = None
+    RetentionPeriodInDays: int | None = None
+    KMSKeyArn: str | None = None
+
+
 class _ConfigFields(Shape):
     Role: str | None = None
     Handler: str | None = None
@@ -61,6 +67,7 @@ class _ConfigFields(Shape):
     EphemeralStorage: EphemeralStorageShape | None = None
     SnapStart: SnapStartShape | None = None
     LoggingConfig: LoggingConfigShape | None = None
+    DurableConfig: DurableConfigShape | None = None  # durable functions (issue 18)
     # Accepted for compatibility; this server has no VPCs, DLQs or KMS.
     VpcConfig: dict[str, Any] | None = None
     DeadLetterConfig: dict[str, Any] | None = None

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from nimbus.cli import functions, keys, project, urls
+from nimbus.cli import executions, functions, keys, project, urls
 from nimbus.cli.cost import cost
 from nimbus.cli.dev import dev
 from nimbus.cli.init import init
@@ -102,3 +102,4 @@ app.command("queues")(queues)  # SQS queues (issue 15)
 app.command("schedules")(schedules)  # EventBridge Scheduler schedules, next fire times (issue 15)
 app.add_typer(keys.app, name="keys")
 app.add_typer(urls.app, name="url")
+app.add_typer(executions.app, name="executions")  # durable executions (issue 18)

@@ -109,4 +109,6 @@ def apply_request(
                     merged.pop(key, None)
         v.check_logging(merged)
         conf["LoggingConfig"] = merged
+    if "DurableConfig" in request:  # durable functions (issue 18)
+        conf["DurableConfig"] = v.check_durable_config(request["DurableConfig"] or {}, base is None, conf)
     return conf

@@ -224,6 +224,7 @@ class RegistryCore:
             snap_start=row.version != "$LATEST" and c.get("SnapStartApplyOn") == "PublishedVersions",
             tags=dict(tags or {}),
             pending=c.get(lifecycle.KEY) == lifecycle.CREATING,
+            durable_config=c.get("DurableConfig"),
         )
 
     @staticmethod

@@ -83,6 +83,8 @@ def render_config(
             "LoggingConfig": logging_config(name, stored.get("LoggingConfig")),
         }
     )
+    if stored.get("DurableConfig"):  # durable functions (issue 18)
+        doc["DurableConfig"] = dict(stored["DurableConfig"])
     if version_state is not None and doc["SnapStart"]["OptimizationStatus"] == "On":
         override = version_state(name, version, revision_id)
         if override is not None:

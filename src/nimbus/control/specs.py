@@ -32,6 +32,7 @@ class VersionSpec:
     snap_start: bool = False  # a published version with SnapStart ApplyOn=PublishedVersions (issue 5)
     tags: dict[str, str] = field(default_factory=dict)  # the function's tags (network policy: docs/network.md)
     pending: bool = False  # State Pending (just created, issue 21): invoking it is a ResourceConflict
+    durable_config: dict[str, Any] | None = None  # DurableConfig of a durable function (issue 18)
 
     @property
     def qualified_arn(self) -> str:

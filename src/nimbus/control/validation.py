@@ -276,3 +276,30 @@ def check_alias_name(name: str) -> None:
 
 def check_alias_version(version: str) -> None:
     check_pattern(version, r"(\$LATEST|[0-9]+)", "functionVersion", max_len=1024, min_len=1)
+
+
+# Durable functions (issue 18). AWS's console defaults; the model gives only the bounds.
+DURABLE_TIMEOUT_DEFAULT = 86_400
+DURABLE_RETENTION_DEFAULT = 14
+
+
+def check_durable_config(
+    request: Mapping[str, Any], creating: bool, current: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The stored DurableConfig: bounds of the model; durability can only be turned on at creation."""
+    if not creating and not current.get("DurableConfig"):
+        raise InvalidParameterValue("DurableConfig can only be set when the function is created.")
+    merged: dict[str, Any] = {
+        "ExecutionTimeout": DURABLE_TIMEOUT_DEFAULT,
+        "RetentionPeriodInDays": DURABLE_RETENTION_DEFAULT,
+        **(current.get("DurableConfig") or {}),
+        **{k: x for k, x in request.items() if x is not None},
+    }
+    timeout, retention = merged["ExecutionTimeout"], merged["RetentionPeriodInDays"]
+    if not isinstance(timeout, int) or not 1 <= timeout <= 31_622_400:
+        raise constraint(timeout, "durableConfig.executionTimeout",
+                         "Member must have value less than or equal to 31622400 and greater than or equal to 1")
+    if not isinstance(retention, int) or not 1 <= retention <= 90:
+        raise constraint(retention, "durableConfig.retentionPeriodInDays",
+                         "Member must have value less than or equal to 90 and greater than or equal to 1")
+    return merged
