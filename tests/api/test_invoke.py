@@ -32,7 +32,8 @@ class FakeInvoker:
 
 async def call(answer: InvokeOutcome | Exception, **kw: Any) -> tuple[httpx.Response, FakeInvoker]:
     invoker = FakeInvoker(answer)
-    platform: Any = SimpleNamespace(settings=Settings(), invoker=invoker)
+    platform: Any = SimpleNamespace(settings=Settings(), invoker=invoker,
+                                    durable=SimpleNamespace(is_durable=lambda name, qualifier: False))
 
     async def not_invoke(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("the Invoke path must not fall through")

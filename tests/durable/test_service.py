@@ -71,9 +71,9 @@ class ScriptedInvoker:
         self.events.append(json.loads(payload))
         out = self.outputs.pop(0) if self.outputs else {"Status": "PENDING"}
         if isinstance(out, Exception):
-            return InvokeOutcome(200, json.dumps({"errorType": "RuntimeError", "errorMessage": str(out)}).encode(),
-                                 {"X-Amz-Function-Error": "Unhandled"})
-        return InvokeOutcome(200, json.dumps(out).encode(), {"x-amzn-RequestId": "r"})
+            return InvokeOutcome("sync", "r", "$LATEST", json.dumps({"errorType": "RuntimeError",
+                                                                     "errorMessage": str(out)}).encode(), "Unhandled")
+        return InvokeOutcome("sync", "r", "$LATEST", json.dumps(out).encode())
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
