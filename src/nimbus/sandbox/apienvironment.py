@@ -8,7 +8,11 @@ crash, memory, teardown; the pool and manager treat both alike), but the runtime
   `/response` or `/error` (a stream is passed on chunk by chunk);
 - everything the runtime and its extensions print goes through fd 1/2 into log lines; the pipe is drained
   before an answer is returned, so lines printed before responding always belong to the invocation;
-- shutdown: extensions registered for SHUTDOWN get it, and AWS's 2 s grace, before the kill.
+- shutdown: extensions registered for SHUTDOWN get it, and AWS's 2 s grace, before the kill: reason
+  `spindown` when an idle environment is reaped or a retired one ends, `timeout` when an invocation timed out;
+- telemetry (telemetry.py): the environment produces the Telemetry API's records (platform.initStart ...
+  platform.report with its durations, each line of output as a `function` record) where it knows them, and
+  delivers what is buffered before SHUTDOWN.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import socket
 import time
@@ -34,7 +39,8 @@ from nimbus.sandbox.netwiring import with_network
 from nimbus.sandbox.network import NetworkProvider
 from nimbus.sandbox.protocol import READY, RESULT, ResultFrame
 from nimbus.sandbox.runtimeapi import SHUTDOWN_GRACE_MS, ApiIdentity, RuntimeAPI, serve
-from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogSink, PlatformApi, StartFormatter
+from nimbus.sandbox.telemetry import TelemetryHub, socket_netns
+from nimbus.sandbox.types import InvokeRequest, InvokeResult, LogLine, LogSink, PlatformApi, StartFormatter
 
 # Variables extensions do not see (AWS's list: the runtime's own configuration).
 EXTENSION_HIDDEN = (
@@ -42,7 +48,9 @@ EXTENSION_HIDDEN = (
     "AWS_LAMBDA_LOG_LEVEL", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME", "NODE_PATH",
     "_NIMBUS_API_CLIENT_OPT_DIR",
 )
-GRACEFUL_REASONS = ("idle", "retire")  # kills that give extensions their SHUTDOWN event first
+# Kills that give extensions their SHUTDOWN event first, with its `shutdownReason`.
+SHUTDOWN_REASONS = {"idle": "spindown", "retire": "spindown", "timeout": "timeout", "exited": "failure"}
+TELEMETRY_DRAIN = 0.5  # seconds buffered telemetry gets to reach subscribers before SHUTDOWN is sent
 
 
 def _frame(kind: int, ok: bool, error_type: str | None = None, payload: bytes = b"") -> ResultFrame:
@@ -82,6 +90,11 @@ class ApiEnvironment(Environment):
         self._ext_waiter: asyncio.Future[None] | None = None
         self._request_id = ""
         self._shutting_down = False
+        self.telemetry = TelemetryHub(self.id)
+        self.invocations_started = 0  # events dispatched to the runtime
+        self._reported = 0
+        self._shutdown_over = False
+        self._init_t0 = 0.0
 
     # ---------------------------------------------------------------------------------------------
     # Start-up
@@ -157,7 +170,63 @@ class ApiEnvironment(Environment):
 
     async def _start(self, request_id: str) -> InvokeResult | None:
         self._request_id = request_id
+        self._init_t0 = time.perf_counter()
+        spec = self.spec
+        self.telemetry.emit("platform", "platform.initStart", {
+            "initializationType": self.init_type, "phase": "init", "functionName": spec.function_name,
+            "functionVersion": spec.version, "instanceId": self.id,
+            "instanceMaxMemory": spec.memory_size * 1024 * 1024,
+        })
         return await super()._start(request_id)
+
+    def _init_done(self, status: str, error_type: str | None = None) -> None:
+        """platform.initRuntimeDone and platform.initReport."""
+        record: dict[str, object] = {"initializationType": self.init_type, "phase": "init", "status": status}
+        if error_type:
+            record["errorType"] = error_type
+        self.telemetry.emit("platform", "platform.initRuntimeDone", record)
+        duration = round((time.perf_counter() - self._init_t0) * 1000, 3)
+        self.telemetry.emit("platform", "platform.initReport", {**record, "metrics": {"durationMs": duration}})
+        self.telemetry.end_init()
+
+    async def invoke(self, request: InvokeRequest) -> InvokeResult:
+        result = await super().invoke(request)
+        self._report(request, result)
+        return result
+
+    def _report(self, request: InvokeRequest, result: InvokeResult) -> None:
+        """platform.runtimeDone and platform.report of an invocation that ended (or never ran: INIT failed)."""
+        error_type = result.error_type
+        if result.function_error is None:
+            status = "success"
+        elif error_type in ("Sandbox.Timedout",):
+            status = "timeout"
+        elif error_type and (error_type.startswith("Runtime.") or error_type.startswith("Extension.")):
+            status = "failure"
+        else:
+            status = "error"
+        base: dict[str, object] = {"requestId": request.request_id, "status": status}
+        if status != "success" and error_type:
+            base["errorType"] = error_type
+        duration = round(result.duration_ms, 3)
+        telemetry = self.telemetry
+        if self.invocations_started > self._reported:  # the runtime got the event: it has a runtimeDone
+            telemetry.emit("platform", "platform.runtimeDone", {
+                **base, "metrics": {"durationMs": duration,
+                                    "producedBytes": len(result.payload) if status == "success" else 0}})
+        self._reported = self.invocations_started
+        metrics: dict[str, object] = {
+            "durationMs": duration, "billedDurationMs": math.ceil(result.duration_ms),
+            "memorySizeMB": self.spec.memory_size, "maxMemoryUsedMB": result.max_memory_mb,
+        }
+        if result.init_duration_ms is not None:
+            metrics["initDurationMs"] = round(result.init_duration_ms, 3)
+        telemetry.emit("platform", "platform.report", {**base, "metrics": metrics})
+
+    def _stray(self, lines: list[LogLine]) -> None:
+        # Everything the runtime (and its extensions: one pipe) writes is a `function` record.
+        self.telemetry.lines("function", lines)
+        super()._stray(lines)
 
     def _on_control(self) -> None:
         """The launcher's messages (JSON lines): the listening socket and the extensions it started, or an
@@ -205,8 +274,10 @@ class ApiEnvironment(Environment):
             return
         spec = self.spec
         identity = ApiIdentity(spec.function_name, spec.version, spec.handler, spec.function_arn, self.id)
+        # The listener was made inside the sandbox: its namespace is where subscribers' listeners are.
+        self.telemetry.set_netns(socket_netns(listener))
         self.api = RuntimeAPI(identity, self, self.settings.sync_payload_max_bytes + RESPONSE_SLACK,
-                              list(message.get("extensions", [])), self.platform_api)
+                              list(message.get("extensions", [])), self.platform_api, self.telemetry)
         for name, fd in zip(message.get("watch", []), pidfds, strict=False):
             self._ext_watch[fd] = str(name)
             self._loop.add_reader(fd, self._on_extension_exit, fd)
@@ -325,9 +396,11 @@ class ApiEnvironment(Environment):
         lines = self._take_stray()
         if lines:  # INIT's output belongs to the log stream before the first invocation, not to it
             self.log_sink(self.spec.log_group, self.log_stream, lines)
+        self._init_done("success")
         self._resolve(_frame(READY, True))
 
     def api_init_error(self, error_type: str, payload: bytes) -> None:
+        self._init_done("error", error_type)
         self._resolve(_frame(READY, False, error_type, payload))
 
     def api_result(self, ok: bool, error_type: str | None, payload: bytes) -> None:
@@ -350,6 +423,11 @@ class ApiEnvironment(Environment):
         if api.extensions_busy and not await self._extensions_idle(deadline):
             return self._timed_out(request, t0, init_ms)
         self._waiter = loop.create_future()
+        start: dict[str, object] = {"requestId": request.request_id, "version": self.spec.version}
+        if request.trace_id:
+            start["tracing"] = {"type": "X-Amzn-Trace-Id", "value": request.trace_id}
+        self.telemetry.emit("platform", "platform.start", start)
+        self.invocations_started += 1
         api.dispatch(request, deadline_ms)
         try:
             frame = await self._wait(deadline)
@@ -410,13 +488,18 @@ class ApiEnvironment(Environment):
         if self.dead:
             return
         api = self.api
-        if (reason in GRACEFUL_REASONS and not self._shutting_down and api is not None and api.initialized
-                and not self.busy and api.shutdown("spindown")):
+        if self._shutting_down and reason != "stop" and not self._shutdown_over:
+            return  # extensions have their SHUTDOWN and its grace period: the graceful kill ends it
+        shutdown_reason = SHUTDOWN_REASONS.get(reason)
+        if (shutdown_reason is not None and not self._shutting_down and api is not None and api.initialized
+                and (shutdown_reason != "spindown" or not self.busy) and api.wants_shutdown()):
             self._shutting_down = True
             self.alive = False
-            self._loop.create_task(self._graceful_kill(reason))
+            self.kill_reason = self.kill_reason or reason
+            self._loop.create_task(self._graceful_kill(reason, shutdown_reason))
             return
         super().kill(reason)
+        self.telemetry.close()
         self._drain_output()
         self._close_output()
         self._close_control()
@@ -427,10 +510,18 @@ class ApiEnvironment(Environment):
         if api is not None:
             api.close()
 
-    async def _graceful_kill(self, reason: str) -> None:
-        """SHUTDOWN was sent: give the extensions AWS's grace period to finish, then kill."""
-        self._ext_waiter = self._loop.create_future()
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-            await asyncio.wait_for(self._ext_waiter, SHUTDOWN_GRACE_MS / 1000)
-        self._ext_waiter = None
+    async def _graceful_kill(self, reason: str, shutdown_reason: str) -> None:
+        """Deliver buffered telemetry, send SHUTDOWN, give the extensions AWS's grace period, then kill."""
+        await asyncio.sleep(0)  # (the invocation that timed out reports first)
+        with contextlib.suppress(Exception):
+            await self.telemetry.drain(TELEMETRY_DRAIN)
+        api = self.api
+        if api is not None and not self.dead and api.shutdown(shutdown_reason):
+            self._ext_waiter = self._loop.create_future()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._ext_waiter, SHUTDOWN_GRACE_MS / 1000)
+            self._ext_waiter = None
+            with contextlib.suppress(Exception):
+                await self.telemetry.drain(TELEMETRY_DRAIN)
+        self._shutdown_over = True
         self.kill(reason)
