@@ -123,7 +123,8 @@ def handler(event, context):
 def make_function(lam: Any, runtime: str) -> str:
     layer = lam.publish_layer_version(
         LayerName=f"tel-{uuid.uuid4().hex[:8]}",
-        Content={"ZipFile": zip_files({"extensions/telemetry-ext": EXTENSION}, executable=("extensions/telemetry-ext",))})
+        Content={"ZipFile": zip_files({"extensions/telemetry-ext": EXTENSION},
+                                      executable=("extensions/telemetry-ext",))})
     name = f"tel-{uuid.uuid4().hex[:8]}"
     if runtime == "provided.al2023":
         code, handler = zip_files({"bootstrap": BOOTSTRAP}), "function.handler"
@@ -216,3 +217,17 @@ def test_shutdown_reason_timeout(server: NimbusServer, lam: Any, runtime: str) -
     # The next invocation gets a fresh environment.
     _, r, body = invoke(lam, name, {})
     assert "FunctionError" not in r, body
+
+
+@pytest.mark.parametrize("runtime", ["provided.al2023", RUNTIME])
+def test_shutdown_reason_failure_after_a_runtime_crash(server: NimbusServer, lam: Any, runtime: str) -> None:
+    name = make_function(lam, runtime)
+    rid, r, body = invoke(lam, name, {"crash": True})
+    error = json.loads(body)
+    assert r["FunctionError"] == "Unhandled" and error["errorType"] == "Runtime.ExitError", body
+    assert error["errorMessage"] == f"RequestId: {rid} Error: Runtime exited with error: exit status 3", error
+    line = wait_for_log(server, name, "[telemetry-ext] SHUTDOWN")
+    reason, statuses = line.split(" ", 3)[2:]
+    assert reason == "failure", line
+    assert json.loads(statuses) == ["failure"], line
+    wait_for_log(server, name, f"handling {rid}")  # output written just before the crash is kept

@@ -30,7 +30,7 @@ from pathlib import Path
 from nimbus.config import Settings
 from nimbus.control.specs import VersionSpec
 from nimbus.sandbox.apiruntimes import CUSTOM_RUNTIMES, exec_wrapper, python_client_command, runtime_command
-from nimbus.sandbox.backends import Backend, Launch
+from nimbus.sandbox.backends import Backend, Launch, describe_signal
 from nimbus.sandbox.deadlines import Deadlines
 from nimbus.sandbox.deadlines import TimedOut as _TimedOut
 from nimbus.sandbox.environ import build_environ
@@ -94,6 +94,7 @@ class ApiEnvironment(Environment):
         self.invocations_started = 0  # events dispatched to the runtime
         self._reported = 0
         self._shutdown_over = False
+        self._runtime_exit: dict[str, int] | None = None  # how the runtime ended (launcher's report)
         self._init_t0 = 0.0
 
     # ---------------------------------------------------------------------------------------------
@@ -260,6 +261,9 @@ class ApiEnvironment(Environment):
             message = {"error": {"errorType": "Runtime.Unknown", "errorMessage": "bad launcher message"}}
         listener, self._listener = self._listener, None
         pidfds, self._pidfds = self._pidfds, []
+        if "runtime_exit" in message:  # the launcher stayed the runtime's parent (extensions): it ended
+            self._on_runtime_exit(message["runtime_exit"])
+            return
         error = message.get("error")
         if error or (listener is None and self.api is None):
             if listener is not None:
@@ -316,6 +320,37 @@ class ApiEnvironment(Environment):
         doc = {"errorType": "Extension.Crash",
                "errorMessage": f"RequestId: {self._request_id} Error: extension {name} exited during INIT"}
         self._resolve(_frame(READY, False, "Extension.Crash", json.dumps(doc).encode()))
+
+    def _on_runtime_exit(self, status: dict[str, int]) -> None:
+        """The runtime process ended (its parent, the launcher, lives on with the extensions)."""
+        self._runtime_exit = status
+        self.alive = False
+        self._drain_output()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(_Died())
+        elif not self.busy:
+            self.kill("exited")
+
+    async def _exit_error(
+        self, request_id: str, init_ms: float | None = None, duration_ms: float = 0.0
+    ) -> InvokeResult:
+        status = self._runtime_exit
+        if status is None:
+            return await super()._exit_error(request_id, init_ms, duration_ms)
+        signo = status.get("signal")
+        if (self.handle is not None and self.handle.oom_killed()) or signo is not None:
+            oom = self.handle is not None and self.handle.oom_killed()
+            message = "Runtime exited with error: " + ("signal: killed" if oom else describe_signal(signo or 9))
+        elif status.get("code") == 0:
+            message = "Runtime exited without providing a reason"
+        else:
+            message = f"Runtime exited with error: exit status {status.get('code')}"
+        self.kill(self.kill_reason or "exited")  # extensions get SHUTDOWN (failure) first
+        return self._fail(
+            request_id, "Runtime.ExitError", message, duration_ms=duration_ms, init_duration_ms=init_ms,
+            extra_report={"Status": "error", "Error Type": "Runtime.ExitError"},
+        )
 
     def _unwatch(self, fd: int) -> None:
         with contextlib.suppress(OSError, ValueError):

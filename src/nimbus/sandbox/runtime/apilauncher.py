@@ -5,7 +5,9 @@ Runs inside the sandbox (stdlib only, like bootstrap.py; started with `python -I
    sandbox's own network namespace, and hands the listening fd to nimbus over the control socket
    (SCM_RIGHTS): nimbus serves the API on it, so the host's loopback is never reachable from here;
 2. starts the external extensions (executables in /opt/extensions), detached from the runtime;
-3. execs the runtime (`bootstrap`, or the managed runtime's command line) with AWS's environment.
+3. execs the runtime (`bootstrap`, or the managed runtime's command line) with AWS's environment; with
+   extensions it forks first and stays the runtime's parent, reporting its end ({"runtime_exit": {"code": N}}
+   or {"signal": N}) so that extensions outlive a crashed runtime long enough for their SHUTDOWN.
 
 Settings come from private environment variables (removed before anything else starts):
 _NIMBUS_CONTROL_FD (the control socket), _NIMBUS_API_PORT (9001; 0 outside a network namespace: any free
@@ -91,6 +93,23 @@ def start_extension(path, env):
         return True, None
 
 
+def wait_runtime(control, pid):
+    """The launcher's life after forking the runtime `pid`: report its end, then wait to be killed."""
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        doc = {"runtime_exit": {"signal": os.WTERMSIG(status)}}
+        code = 128 + os.WTERMSIG(status)
+    else:
+        code = os.WEXITSTATUS(status)
+        doc = {"runtime_exit": {"code": code}}
+    try:
+        control.sendall(json.dumps(doc).encode() + b"\n")
+        control.recv(1)  # nimbus ends the environment (SHUTDOWN to extensions first)
+    except OSError:
+        pass
+    os._exit(code)
+
+
 def main():
     control = socket.socket(fileno=int(pop("_NIMBUS_CONTROL_FD")))
     port = int(pop("_NIMBUS_API_PORT", "9001") or "9001")
@@ -144,6 +163,14 @@ def main():
     if error is not None:
         control.recv(1)  # nimbus records the error, then kills the environment
         os._exit(1)
+    if started:
+        # With extensions, stay as the runtime's parent: when the runtime dies, the sandbox's init would take
+        # every process with it, and extensions registered for SHUTDOWN must get it (reason `failure`)
+        # first. nimbus is told how the runtime ended and ends the environment after their grace period.
+        control.set_inheritable(False)
+        runtime = os.fork()
+        if runtime != 0:
+            wait_runtime(control, runtime)
     try:
         os.execve(argv[0], argv, environ)  # the control socket closes on exec (close-on-exec)
     except OSError as exc:
