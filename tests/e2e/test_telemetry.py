@@ -58,7 +58,7 @@ def call(path, body=None, headers=None, method="GET"):
 headers, _ = call("/2020-01-01/extension/register", {"events": ["INVOKE", "SHUTDOWN"]},
                   {"Lambda-Extension-Name": NAME}, "POST")
 ext_id = headers["Lambda-Extension-Identifier"]
-sub = {"schemaVersion": "2022-12-13", "types": ["platform", "function"],
+sub = {"schemaVersion": "2022-12-13", "types": ["platform", "function", "extension"],
        "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25},
        "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:4243/telemetry"}}
 for bad in ({**sub, "buffering": {"timeoutMs": 10}}, {**sub, "types": ["everything"]},
@@ -70,6 +70,7 @@ for bad in ({**sub, "buffering": {"timeoutMs": 10}}, {**sub, "types": ["everythi
         with open("/tmp/refusals.jsonl", "a") as f:
             f.write(json.dumps({"status": e.code, "body": json.loads(e.read())}) + "\n")
 _, answer = call("/2022-07-01/telemetry", sub, {"Lambda-Extension-Identifier": ext_id}, "PUT")
+print(f"[{NAME}] subscribed: {answer.decode()}", flush=True)
 while True:
     _, body = call("/2020-01-01/extension/event/next", headers={"Lambda-Extension-Identifier": ext_id})
     event = json.loads(body)
@@ -177,7 +178,10 @@ def test_telemetry_subscriber_gets_platform_and_function_events(server: NimbusSe
     assert init_start["initializationType"] == "on-demand" and init_start["phase"] == "init"
     assert init_start["functionName"] == name and init_start["functionVersion"] == "$LATEST"
     sub = next(e["record"] for e in events if e["type"] == "platform.telemetrySubscription")
-    assert sub == {"name": "telemetry-ext", "state": "Subscribed", "types": ["function", "platform"]}
+    assert sub == {"name": "telemetry-ext", "state": "Subscribed", "types": ["extension", "function", "platform"]}
+    # The extension's own output is an `extension` record (and no `function` one).
+    assert "[telemetry-ext] subscribed: OK" in [e["record"] for e in events if e["type"] == "extension"], events
+    assert not any("subscribed" in str(e["record"]) for e in events if e["type"] == "function")
     ext = next(e["record"] for e in events if e["type"] == "platform.extension")
     assert ext == {"name": "telemetry-ext", "state": "Ready", "events": ["INVOKE", "SHUTDOWN"]}
     init_report = next(e["record"] for e in events if e["type"] == "platform.initReport")

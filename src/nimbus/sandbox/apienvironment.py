@@ -34,7 +34,7 @@ from nimbus.sandbox.backends import Backend, Launch, describe_signal
 from nimbus.sandbox.deadlines import Deadlines
 from nimbus.sandbox.deadlines import TimedOut as _TimedOut
 from nimbus.sandbox.environ import build_environ
-from nimbus.sandbox.environment import RESPONSE_SLACK, Environment, _Died, _Output
+from nimbus.sandbox.environment import MAX_LINE, MAX_STRAY_BYTES, RESPONSE_SLACK, Environment, _Died, _Output
 from nimbus.sandbox.netwiring import with_network
 from nimbus.sandbox.network import NetworkProvider
 from nimbus.sandbox.protocol import READY, RESULT, ResultFrame
@@ -87,6 +87,8 @@ class ApiEnvironment(Environment):
         self._ext_watch: dict[int, str] = {}  # pidfd -> extension name, watched until it exits
         self._out_fd = -1
         self._output = _Output(self)
+        self._ext_fd = -1  # the extensions' fd 1/2
+        self._ext_partial = b""
         self._ext_waiter: asyncio.Future[None] | None = None
         self._request_id = ""
         self._shutting_down = False
@@ -100,7 +102,7 @@ class ApiEnvironment(Environment):
     # ---------------------------------------------------------------------------------------------
     # Start-up
 
-    def _launch(self, child: socket.socket, out_w: int) -> Launch:
+    def _launch(self, child: socket.socket, out_w: int, ext_w: int = -1) -> Launch:
         isolated = self.backend.task_root_inside is not None
         opt_dir = self.spec.opt_dir
         opt = "/opt" if isolated else self.backend.opt_root(opt_dir) if opt_dir is not None else ""
@@ -133,6 +135,8 @@ class ApiEnvironment(Environment):
             "_NIMBUS_EXTENSION_HIDDEN": ",".join(EXTENSION_HIDDEN),
             "_NIMBUS_EXEC_WRAPPER": exec_wrapper(self.spec.runtime, self.spec.environment) or "",
         })
+        if ext_w >= 0:
+            environ["_NIMBUS_EXTENSION_OUT_FD"] = str(ext_w)
         return Launch(
             env_id=self.id,
             interpreter=self.interpreter,
@@ -140,7 +144,7 @@ class ApiEnvironment(Environment):
             memory_mb=self.spec.memory_size,
             ephemeral_mb=self.spec.ephemeral_storage,
             environ=environ,
-            pass_fds=(child.fileno(),),
+            pass_fds=(child.fileno(), ext_w) if ext_w >= 0 else (child.fileno(),),
             stdout_fd=out_w,
             opt_dir=opt_dir,
             script="apilauncher",
@@ -150,21 +154,27 @@ class ApiEnvironment(Environment):
     async def _spawn(self) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
+        ext_r, ext_w = os.pipe()
         try:
-            launch = with_network(self._launch(child, out_w), await self._prepare_network())
+            launch = with_network(self._launch(child, out_w, ext_w), await self._prepare_network())
             self._exited = self._loop.create_future()
             self.handle = self.backend.launch(launch)
         except BaseException:
             parent.close()
             os.close(out_r)
+            os.close(ext_r)
             raise
         finally:
             child.close()
             os.close(out_w)
+            os.close(ext_w)
         self._watch_pid()
         os.set_blocking(out_r, False)
         self._out_fd = out_r
         self._loop.add_reader(out_r, self._read_output)
+        os.set_blocking(ext_r, False)
+        self._ext_fd = ext_r
+        self._loop.add_reader(ext_r, self._read_extension_output)
         parent.setblocking(False)
         self._control_sock = parent
         self._loop.add_reader(parent.fileno(), self._on_control)
@@ -225,7 +235,7 @@ class ApiEnvironment(Environment):
         telemetry.emit("platform", "platform.report", {**base, "metrics": metrics})
 
     def _stray(self, lines: list[LogLine]) -> None:
-        # Everything the runtime (and its extensions: one pipe) writes is a `function` record.
+        # Everything the runtime writes is a `function` record (extensions write to a pipe of their own).
         self.telemetry.lines("function", lines)
         super()._stray(lines)
 
@@ -389,8 +399,56 @@ class ApiEnvironment(Environment):
         else:
             self._close_output()
 
+    def _read_extension_output(self) -> None:
+        try:
+            data = os.read(self._ext_fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._extension_output(data)
+        else:
+            self._close_extension_output()
+
+    def _extension_output(self, data: bytes) -> None:
+        """Extensions' fd 1/2: lines of the function's log stream (as on AWS) and `extension` records."""
+        if self.stray_bytes > MAX_STRAY_BYTES:
+            return
+        self.stray_bytes += len(data)
+        parts = (self._ext_partial + data).split(b"\n")
+        self._ext_partial = parts.pop()[:MAX_LINE]
+        if parts:
+            now = time.time_ns() // 1_000_000
+            lines = [(now, p[:MAX_LINE].decode("utf-8", "replace")) for p in parts]
+            self.telemetry.lines("extension", lines)
+            super()._stray(lines)
+
+    def _close_extension_output(self) -> None:
+        fd = self._ext_fd
+        if fd < 0:
+            return
+        self._ext_fd = -1
+        with contextlib.suppress(OSError, ValueError):
+            self._loop.remove_reader(fd)
+        if self._ext_partial:
+            self._extension_output(b"\n")
+        os.close(fd)
+
     def _drain_output(self) -> None:
-        """Read what the pipe holds now (written before the runtime's answer was sent)."""
+        """Read what the pipes hold now (written before the runtime's answer was sent)."""
+        ext_fd = self._ext_fd
+        while ext_fd >= 0:
+            try:
+                data = os.read(ext_fd, 65536)
+            except OSError:
+                break
+            if not data:
+                self._close_extension_output()
+                break
+            self._extension_output(data)
+            if len(data) < 65536:
+                break
         fd = self._out_fd
         while fd >= 0:
             try:
@@ -537,6 +595,7 @@ class ApiEnvironment(Environment):
         self.telemetry.close()
         self._drain_output()
         self._close_output()
+        self._close_extension_output()
         self._close_control()
         self._unwatch_extensions()
         if self._server is not None:
