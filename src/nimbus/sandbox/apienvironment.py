@@ -207,6 +207,9 @@ class ApiEnvironment(Environment):
 
     def _report(self, request: InvokeRequest, result: InvokeResult) -> None:
         """platform.runtimeDone and platform.report of an invocation that ended (or never ran: INIT failed)."""
+        if not self.telemetry.active:  # (the hot path of environments nobody subscribed in)
+            self._reported = self.invocations_started
+            return
         error_type = result.error_type
         if result.function_error is None:
             status = "success"
@@ -236,7 +239,8 @@ class ApiEnvironment(Environment):
 
     def _stray(self, lines: list[LogLine]) -> None:
         # Everything the runtime writes is a `function` record (extensions write to a pipe of their own).
-        self.telemetry.lines("function", lines)
+        if self.telemetry.active:
+            self.telemetry.lines("function", lines)
         super()._stray(lines)
 
     def _on_control(self) -> None:
@@ -516,10 +520,11 @@ class ApiEnvironment(Environment):
         if api.extensions_busy and not await self._extensions_idle(deadline):
             return self._timed_out(request, t0, init_ms)
         self._waiter = loop.create_future()
-        start: dict[str, object] = {"requestId": request.request_id, "version": self.spec.version}
-        if request.trace_id:
-            start["tracing"] = {"type": "X-Amzn-Trace-Id", "value": request.trace_id}
-        self.telemetry.emit("platform", "platform.start", start)
+        if self.telemetry.active:
+            start: dict[str, object] = {"requestId": request.request_id, "version": self.spec.version}
+            if request.trace_id:
+                start["tracing"] = {"type": "X-Amzn-Trace-Id", "value": request.trace_id}
+            self.telemetry.emit("platform", "platform.start", start)
         self.invocations_started += 1
         api.dispatch(request, deadline_ms)
         try:

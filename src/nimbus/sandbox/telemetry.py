@@ -324,6 +324,11 @@ class TelemetryHub:
         self.keep_backlog = True
         self.closed = False
 
+    @property
+    def active(self) -> bool:
+        """Records are wanted: someone subscribed, or INIT is still running (records kept for subscribers)."""
+        return bool(self.subscribers) or (self.keep_backlog and not self.closed)
+
     def set_netns(self, fd: int) -> None:
         if self.netns_fd >= 0 and fd != self.netns_fd:
             os.close(self.netns_fd)
