@@ -29,6 +29,7 @@ NAME = os.path.basename(sys.argv[0])
 API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"]
 OUT = "/tmp/telemetry.jsonl"
 LOCK = threading.Lock()
+PATH = "/2020-08-15/logs" if os.environ.get("SUBSCRIBE_TO") == "logs" else "/2022-07-01/telemetry"
 
 
 class Listener(BaseHTTPRequestHandler):
@@ -64,12 +65,14 @@ sub = {"schemaVersion": "2022-12-13", "types": ["platform", "function", "extensi
 for bad in ({**sub, "buffering": {"timeoutMs": 10}}, {**sub, "types": ["everything"]},
             {**sub, "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:9001/"}}):
     try:
-        call("/2022-07-01/telemetry", bad, {"Lambda-Extension-Identifier": ext_id}, "PUT")
+        call(PATH, bad, {"Lambda-Extension-Identifier": ext_id}, "PUT")
         print(f"[{NAME}] bad subscription accepted", flush=True)
     except urllib.error.HTTPError as e:
         with open("/tmp/refusals.jsonl", "a") as f:
             f.write(json.dumps({"status": e.code, "body": json.loads(e.read())}) + "\n")
-_, answer = call("/2022-07-01/telemetry", sub, {"Lambda-Extension-Identifier": ext_id}, "PUT")
+if "logs" in PATH:
+    del sub["schemaVersion"]
+_, answer = call(PATH, sub, {"Lambda-Extension-Identifier": ext_id}, "PUT")
 print(f"[{NAME}] subscribed: {answer.decode()}", flush=True)
 while True:
     _, body = call("/2020-01-01/extension/event/next", headers={"Lambda-Extension-Identifier": ext_id})
@@ -121,7 +124,7 @@ def handler(event, context):
 '''
 
 
-def make_function(lam: Any, runtime: str) -> str:
+def make_function(lam: Any, runtime: str, environment: dict[str, str] | None = None) -> str:
     layer = lam.publish_layer_version(
         LayerName=f"tel-{uuid.uuid4().hex[:8]}",
         Content={"ZipFile": zip_files({"extensions/telemetry-ext": EXTENSION},
@@ -132,7 +135,8 @@ def make_function(lam: Any, runtime: str) -> str:
     else:
         code, handler = zip_files({"app.py": HANDLER}), "app.handler"
     lam.create_function(FunctionName=name, Runtime=runtime, Role=ROLE, Handler=handler, Timeout=2, MemorySize=256,
-                        Code={"ZipFile": code}, Layers=[layer["LayerVersionArn"]])
+                        Code={"ZipFile": code}, Layers=[layer["LayerVersionArn"]],
+                        Environment={"Variables": environment or {}})
     return name
 
 
@@ -235,3 +239,23 @@ def test_shutdown_reason_failure_after_a_runtime_crash(server: NimbusServer, lam
     assert reason == "failure", line
     assert json.loads(statuses) == ["failure"], line
     wait_for_log(server, name, f"handling {rid}")  # output written just before the crash is kept
+
+
+def test_logs_api_subscriber_gets_the_older_shapes(lam: Any) -> None:
+    name = make_function(lam, "provided.al2023", {"SUBSCRIBE_TO": "logs"})
+    first, r, body = invoke(lam, name, {})
+    assert "FunctionError" not in r, body
+    _, r, body = invoke(lam, name, {"read": True})
+    events = [e for e in (json.loads(line) for line in body.decode().splitlines() if line) if "type" in e]
+    types = [e["type"] for e in events]
+    assert not any(t.startswith("platform.init") for t in types), types  # Telemetry API only
+    assert "platform.extension" in types and "platform.logsDropped" not in types, types
+    sub = next(e["record"] for e in events if e["type"] == "platform.logsSubscription")
+    assert sub == {"name": "telemetry-ext", "state": "Subscribed", "types": ["extension", "function", "platform"]}
+    assert next(e["record"] for e in events if e["type"] == "platform.start") == {
+        "requestId": first, "version": "$LATEST"}
+    assert next(e["record"] for e in events if e["type"] == "platform.end") == {"requestId": first}
+    report = next(e["record"] for e in events if e["type"] == "platform.report")
+    assert report["requestId"] == first and set(report) == {"requestId", "metrics"}
+    assert report["metrics"]["memorySizeMB"] == 256
+    assert f"handling {first}" in [e["record"] for e in events if e["type"] == "function"]
