@@ -6,6 +6,8 @@ Run for a custom runtime (bash bootstrap) and a managed Python function."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 import uuid
 from typing import Any
@@ -16,10 +18,12 @@ from nimbus.sandbox.runtimes import available_runtimes
 from tests.conftest import ROLE, RUNTIME, NimbusServer
 from tests.e2e.test_custom_runtime import zip_files
 
-pytestmark = pytest.mark.skipif(
-    "provided.al2023" not in available_runtimes() or RUNTIME not in available_runtimes(),
-    reason="no Python interpreter to run the launcher and the extension",
-)
+pytestmark = [
+    pytest.mark.skipif("provided.al2023" not in available_runtimes() or RUNTIME not in available_runtimes(),
+                       reason="no Python interpreter to run the launcher and the extension"),
+    # sandbox.localdomain resolves in a sandbox's /etc/hosts, and delivery enters its network namespace.
+    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("bwrap"), reason="needs root and bubblewrap"),
+]
 
 EXTENSION = r'''#!/usr/bin/python3
 import json, os, sys, threading, urllib.error, urllib.request
@@ -259,3 +263,19 @@ def test_logs_api_subscriber_gets_the_older_shapes(lam: Any) -> None:
     assert report["requestId"] == first and set(report) == {"requestId", "metrics"}
     assert report["metrics"]["memorySizeMB"] == 256
     assert f"handling {first}" in [e["record"] for e in events if e["type"] == "function"]
+
+
+def test_delivery_into_a_loopback_only_sandbox(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """NIMBUS_NETWORK=none: the sandbox's namespace is its own (made by bubblewrap), not a prepared one."""
+    srv = NimbusServer(tmp_path_factory.mktemp("nimbus-none") / "data", env={"NIMBUS_NETWORK": "none"}).start()
+    try:
+        lam = srv.client("lambda")
+        name = make_function(lam, "provided.al2023")
+        first, r, body = invoke(lam, name, {})
+        assert "FunctionError" not in r, body
+        _, r, body = invoke(lam, name, {"read": True})
+        events = [json.loads(line) for line in body.decode().splitlines() if line]
+        done = [e["record"] for e in events if e.get("type") == "platform.runtimeDone"]
+        assert [d["requestId"] for d in done] == [first], events
+    finally:
+        srv.stop()
