@@ -195,3 +195,39 @@ def test_socket_netns_of_a_host_socket() -> None:
         assert os.readlink(f"/proc/self/fd/{fd}") == os.readlink("/proc/self/ns/net")
     finally:
         os.close(fd)
+
+
+async def test_subscription_routes_of_the_runtime_api() -> None:
+    from nimbus.sandbox.runtimeapi import RuntimeAPI, serve
+    from tests.sandbox.test_runtimeapi import EXT, MAX, Client, Listener, identity
+
+    hub = TelemetryHub("e1")
+    api = RuntimeAPI(identity(), Listener(), MAX, ["ext"], None, hub)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    sock.setblocking(False)
+    server = await serve(api, sock)
+    reader, writer = await asyncio.open_connection("127.0.0.1", sock.getsockname()[1])
+    c = Client(reader, writer)
+    try:
+        status, headers, _ = await c.call("POST", f"{EXT}/register", b'{"events":["SHUTDOWN"]}',
+                                          {"Lambda-Extension-Name": "ext"})
+        ext_id = headers["lambda-extension-identifier"]
+        status, _, answer = await c.call("PUT", "/2022-07-01/telemetry", body())
+        assert status == 403 and json.loads(answer)["errorType"] == "Extension.MissingExtensionIdentifier"
+        status, _, answer = await c.call("PUT", "/2022-07-01/telemetry", body(types=[]),
+                                         {"Lambda-Extension-Identifier": ext_id})
+        assert status == 400 and json.loads(answer)["errorType"] == "ValidationError"
+        status, _, answer = await c.call("PUT", "/2022-07-01/telemetry/", body(),
+                                         {"Lambda-Extension-Identifier": ext_id})
+        assert (status, answer) == (200, b"OK")
+        assert hub.subscribers and api.wants_shutdown()
+        assert [b[1] for b in hub.backlog] == ["platform.extension", "platform.telemetrySubscription"]
+        assert hub.backlog[0][2] == {"name": "ext", "state": "Ready", "events": ["SHUTDOWN"]}
+    finally:
+        c.close()
+        api.close()
+        server.close()
+        hub.close()
+        await asyncio.sleep(0.01)

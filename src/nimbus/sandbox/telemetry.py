@@ -258,7 +258,7 @@ class _Subscriber:
             try:
                 await asyncio.wait_for(self._send_once(items), SEND_TIMEOUT)
                 return
-            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as e:
+            except Exception as e:  # whatever the listener did (bad HTTP, closed, slow): never the loop's end
                 self._close()
                 if attempt == 2:
                     log.info("telemetry for %s of environment %s: %d records not delivered (%s)",
