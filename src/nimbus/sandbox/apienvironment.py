@@ -6,10 +6,13 @@ crash, memory, teardown; the pool and manager treat both alike), but the runtime
   the Runtime and Extensions APIs on it (runtimeapi.py) on the server's event loop;
 - INIT ends when the runtime and every extension have called `next`; an invocation ends with the runtime's
   `/response` or `/error` (a stream is passed on chunk by chunk);
-- everything the runtime and its extensions print goes through fd 1/2 into log lines; the pipe is drained
-  before an answer is returned, so lines printed before responding always belong to the invocation;
+- everything the runtime prints goes through fd 1/2 into log lines, and the extensions' output through a pipe
+  of its own (Telemetry API `extension` records); the pipes are drained before an answer is returned, so
+  lines printed before responding always belong to the invocation;
 - shutdown: extensions registered for SHUTDOWN get it, and AWS's 2 s grace, before the kill: reason
-  `spindown` when an idle environment is reaped or a retired one ends, `timeout` when an invocation timed out;
+  `spindown` when an idle environment is reaped or a retired one ends, `timeout` when an invocation timed out,
+  `failure` when the runtime process died (with extensions the launcher stays the runtime's parent and
+  reports its end, so the extensions outlive it);
 - telemetry (telemetry.py): the environment produces the Telemetry API's records (platform.initStart ...
   platform.report with its durations, each line of output as a `function` record) where it knows them, and
   delivers what is buffered before SHUTDOWN.
