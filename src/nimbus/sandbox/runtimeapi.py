@@ -33,6 +33,7 @@ from typing import Any, Protocol, cast
 
 import httptools
 
+from nimbus.sandbox.telemetry import LOGS_PATH, TELEMETRY_PATH, TelemetryHub
 from nimbus.sandbox.types import ASGIApp, InvokeRequest, Message, PlatformApi, Scope
 
 log = logging.getLogger(__name__)
@@ -143,8 +144,10 @@ class RuntimeAPI:
     """The Runtime and Extensions API state of one environment."""
 
     def __init__(self, identity: ApiIdentity, listener: ApiListener, max_response: int,
-                 external_extensions: list[str], platform_api: PlatformApi | None = None) -> None:
+                 external_extensions: list[str], platform_api: PlatformApi | None = None,
+                 telemetry: TelemetryHub | None = None) -> None:
         self.identity = identity
+        self.telemetry = telemetry  # the Telemetry / Logs API subscriptions (telemetry.py)
         self.platform_api = platform_api  # serves every path other than the Runtime and Extensions APIs
         self.listener = listener
         self.max_response = max_response
@@ -191,6 +194,10 @@ class RuntimeAPI:
     @property
     def extensions_busy(self) -> bool:
         return self._ext_busy > 0
+
+    def wants_shutdown(self) -> bool:
+        """Some extension is registered for SHUTDOWN and still there."""
+        return any("SHUTDOWN" in e.events and not e.gone for e in self.extensions.values())
 
     def shutdown(self, reason: str, grace_ms: int = SHUTDOWN_GRACE_MS) -> bool:
         """Send SHUTDOWN to the extensions registered for it; True when there are any (the caller waits for
@@ -281,6 +288,9 @@ class RuntimeAPI:
                     "Extension.InvalidEventType", f"Invalid event type for extension {name}: {event}")))
         ext = _Extension(name, set(events), external)
         self.extensions[ext.id] = ext
+        if self.telemetry is not None:
+            self.telemetry.emit("platform", "platform.extension", {"name": name, "state": "Ready",
+                                                                    "events": list(events)})
         reply: dict[str, str] = {
             "functionName": self.identity.function_name,
             "functionVersion": self.identity.function_version,
@@ -320,6 +330,19 @@ class RuntimeAPI:
             conn.waiting_extension = ext
         if not self.initialized:
             self._check_init()
+
+    def subscribe(self, conn: _Conn, ext_id: str, body: bytes, kind: str) -> None:
+        """`PUT /2022-07-01/telemetry` (kind "telemetry") or `PUT /2020-08-15/logs` ("logs")."""
+        ext = self._extension(conn, ext_id)
+        if ext is None:
+            return
+        if self.telemetry is None:
+            return conn.send(http_response(500, _error_body(
+                "Telemetry.Unavailable", "The Telemetry API is not available in this environment")))
+        status, answer = self.telemetry.subscribe(ext.id, ext.name, body, kind)
+        conn.send(http_response(status, answer, content_type=b"application/json" if status != 200
+                                else b"text/plain"))
+        return None
 
     def extension_error(self, conn: _Conn, ext_id: str, error_type: str, kind: str) -> None:
         ext = self._extension(conn, ext_id)
@@ -543,6 +566,9 @@ class _Conn(asyncio.Protocol):
             if rest == "init/error" and method == b"POST":
                 return lambda: api.init_error(self, self._header(b"lambda-runtime-function-error-type")
                                               or "Runtime.Unknown", self._body())
+        elif path.rstrip("/") in (TELEMETRY_PATH, LOGS_PATH) and method == b"PUT":
+            kind = "telemetry" if path.startswith(TELEMETRY_PATH) else "logs"
+            return lambda: api.subscribe(self, self._header(b"lambda-extension-identifier"), self._body(), kind)
         elif path == "/2018-06-01/ping" and method == b"GET":
             return lambda: self.send(http_response(200, b"pong", content_type=b"text/plain"))
         elif path.startswith(EXTENSION_PREFIX):

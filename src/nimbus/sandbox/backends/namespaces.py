@@ -57,7 +57,7 @@ SANDBOX_GID = 990
 ETC_FILES = {
     "passwd": "root:x:0:0:root:/root:/sbin/nologin\nsbx_user1051:x:993:990::/home/sbx_user1051:/sbin/nologin\n",
     "group": "root:x:0:\nsbx_user1051:x:990:\n",
-    "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost\n",
+    "hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.0.1\tsandbox.localdomain sandbox\n",
     "hostname": "localhost\n",
     "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
     "resolv.conf": "",

@@ -101,7 +101,8 @@ class PreparedNetwork:
     netns_path: str | None  # None: no network (unshare a loopback-only namespace as before)
     address: str | None = None  # the environment's IPv4 address inside the namespace
     resolv_conf: str = ""  # content for the sandbox's /etc/resolv.conf
-    hosts: str = "127.0.0.1\tlocalhost\n::1\tlocalhost\n"  # content for the sandbox's /etc/hosts
+    # Content for the sandbox's /etc/hosts; sandbox.localdomain is where Telemetry API listeners bind (AWS's name).
+    hosts: str = "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.0.1\tsandbox.localdomain sandbox\n"
     userns: str | None = None  # owning user namespace asked for (None: the host's)
     host_ifname: str | None = None  # the host side of its veth (egress counters)
     # True (pasta, rootless): the launcher is not in `userns` yet and must enter it before joining the namespace

@@ -60,7 +60,7 @@ REJECT = "reject with icmpx type admin-prohibited"  # fails at once (EHOSTUNREAC
 # and the host's ICMP "fragmentation needed" reaches the sandbox through NAT for path MTU discovery.
 VETH_MTU = 65520
 CREATE_CONCURRENCY = 2  # namespaces made at once (each is ~3 short processes)
-HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost\n"
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.0.1\tsandbox.localdomain sandbox\n"
 PoolKey = tuple[NetworkPolicy, str | None]
 _instances = itertools.count()  # providers made in this process (tests make several): part of every name
 

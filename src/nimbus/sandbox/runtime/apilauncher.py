@@ -5,13 +5,15 @@ Runs inside the sandbox (stdlib only, like bootstrap.py; started with `python -I
    sandbox's own network namespace, and hands the listening fd to nimbus over the control socket
    (SCM_RIGHTS): nimbus serves the API on it, so the host's loopback is never reachable from here;
 2. starts the external extensions (executables in /opt/extensions), detached from the runtime;
-3. execs the runtime (`bootstrap`, or the managed runtime's command line) with AWS's environment.
+3. execs the runtime (`bootstrap`, or the managed runtime's command line) with AWS's environment; with
+   extensions it forks first and stays the runtime's parent, reporting its end ({"runtime_exit": {"code": N}}
+   or {"signal": N}) so that extensions outlive a crashed runtime long enough for their SHUTDOWN.
 
 Settings come from private environment variables (removed before anything else starts):
 _NIMBUS_CONTROL_FD (the control socket), _NIMBUS_API_PORT (9001; 0 outside a network namespace: any free
 port, announced in AWS_LAMBDA_RUNTIME_API), _NIMBUS_RUNTIME_ARGV (the command as a JSON list; empty: look for
 a bootstrap as AWS does), _NIMBUS_EXTENSIONS_DIR, _NIMBUS_OPT_DIR, _NIMBUS_EXTENSION_HIDDEN (variables
-extensions must not see, comma-separated).
+extensions must not see, comma-separated), _NIMBUS_EXTENSION_OUT_FD (where extensions write fd 1/2).
 
 Messages to nimbus are JSON lines: {"extensions": [names], "watch": [names], "exited": [names]} (with the
 listening fd, then one pidfd per name in "watch", readable once that extension exits; "exited" ones ended
@@ -52,7 +54,7 @@ def list_extensions(directory):
     return found
 
 
-def start_extension(path, env):
+def start_extension(path, env, out_fd=-1):
     """Start `path` as a grandchild (re-parented to the sandbox's init, which reaps it) so that it outlives
     the exec into the runtime without becoming the runtime's zombie. Returns (started, pidfd): a pidfd of
     the extension (readable once it exits: nimbus watches it), or None when the kernel cannot give one or
@@ -67,6 +69,9 @@ def start_extension(path, env):
                 os.write(w, b"%d\n" % grandchild)
                 os._exit(0)
             os.set_inheritable(w, False)
+            if out_fd >= 0:  # its own output pipe: nimbus tells extension output from the function's
+                os.dup2(out_fd, 1)
+                os.dup2(out_fd, 2)
             os.chdir("/")
             os.execve(path, [path], env)
         except BaseException as exc:  # noqa: BLE001 - report any failure to start
@@ -91,6 +96,23 @@ def start_extension(path, env):
         return True, None
 
 
+def wait_runtime(control, pid):
+    """The launcher's life after forking the runtime `pid`: report its end, then wait to be killed."""
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        doc = {"runtime_exit": {"signal": os.WTERMSIG(status)}}
+        code = 128 + os.WTERMSIG(status)
+    else:
+        code = os.WEXITSTATUS(status)
+        doc = {"runtime_exit": {"code": code}}
+    try:
+        control.sendall(json.dumps(doc).encode() + b"\n")
+        control.recv(1)  # nimbus ends the environment (SHUTDOWN to extensions first)
+    except OSError:
+        pass
+    os._exit(code)
+
+
 def main():
     control = socket.socket(fileno=int(pop("_NIMBUS_CONTROL_FD")))
     port = int(pop("_NIMBUS_API_PORT", "9001") or "9001")
@@ -99,6 +121,7 @@ def main():
     opt_dir = pop("_NIMBUS_OPT_DIR")
     hidden = set(filter(None, pop("_NIMBUS_EXTENSION_HIDDEN").split(",")))
     wrapper = pop("_NIMBUS_EXEC_WRAPPER")
+    ext_out = int(pop("_NIMBUS_EXTENSION_OUT_FD", "-1") or "-1")
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -126,7 +149,7 @@ def main():
     if error is None and extensions_dir:
         ext_env = {k: v for k, v in environ.items() if k not in hidden and not k.startswith("AWS_XRAY_")}
         for path in list_extensions(extensions_dir):
-            ok, pidfd = start_extension(path, ext_env)
+            ok, pidfd = start_extension(path, ext_env, ext_out)
             if ok:
                 started.append(os.path.basename(path))
                 if pidfd == -1:
@@ -134,6 +157,8 @@ def main():
                 elif pidfd is not None:
                     watched.append((os.path.basename(path), pidfd))
 
+    if ext_out >= 0:
+        os.close(ext_out)
     doc = {"error": error} if error else {"extensions": started, "watch": [name for name, _ in watched],
                                           "exited": exited}
     message = json.dumps(doc).encode() + b"\n"
@@ -144,6 +169,14 @@ def main():
     if error is not None:
         control.recv(1)  # nimbus records the error, then kills the environment
         os._exit(1)
+    if started:
+        # With extensions, stay as the runtime's parent: when the runtime dies, the sandbox's init would take
+        # every process with it, and extensions registered for SHUTDOWN must get it (reason `failure`)
+        # first. nimbus is told how the runtime ended and ends the environment after their grace period.
+        control.set_inheritable(False)
+        runtime = os.fork()
+        if runtime != 0:
+            wait_runtime(control, runtime)
     try:
         os.execve(argv[0], argv, environ)  # the control socket closes on exec (close-on-exec)
     except OSError as exc:
