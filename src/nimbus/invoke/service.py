@@ -9,7 +9,6 @@ import binascii
 import json
 import json.scanner
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
