@@ -133,7 +133,11 @@ class FunctionUrlApp:
         return b""
 
     def _id_from_host(self, host: bytes) -> str | None:
-        name = host.rsplit(b":", 1)[0].lower() if b"]" not in host else host.lower()
+        lowered = host.lower()
+        # Checked for every request to the server (Invoke included): most hosts contain neither form.
+        if b".lambda-url." not in lowered and (self.host_suffix is None or self.host_suffix not in lowered):
+            return None
+        name = lowered.rsplit(b":", 1)[0] if b"]" not in lowered else lowered
         if self.host_suffix is not None:
             first, dot, rest = name.partition(b".")
             if dot and rest == self.host_suffix:
