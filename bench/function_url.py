@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -118,10 +119,26 @@ def main() -> None:
     interleaved(args.seconds, c, args.rounds, args.other)
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _measured(pid: int, url: str, c: int, seconds: int) -> tuple[float, float]:
+    """(req/s, server CPU µs per request) of one wrk run."""
+    before = _cpu_seconds(pid)
+    result = wrk(url, c, seconds, PAYLOAD)
+    return result.rps, (_cpu_seconds(pid) - before) / (result.rps * seconds) * 1e6
+
+
 def interleaved(seconds: int, c: int, rounds: int, other: str | None) -> None:
-    """Function URL (NONE, by path) / Invoke API (auth none) to the same function, rounds interleaved."""
-    trees = [("this", {})] + ([("other", {"PYTHONPATH": other})] if other else [])
+    """Function URL (NONE, by path) / Invoke API (auth none) to the same function, rounds interleaved: the
+    ratio of throughputs, and of the server's CPU per request (steadier on a shared machine)."""
+    trees: list[tuple[str, dict[str, str]]] = [("this", {})]
+    if other:
+        trees.append(("other", {"PYTHONPATH": other}))
     ratios: dict[str, list[float]] = {name: [] for name, _ in trees}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in trees}
     with contextlib.ExitStack() as stack:
         targets = {}
         for name, env in trees:
@@ -132,17 +149,19 @@ def interleaved(seconds: int, c: int, rounds: int, other: str | None) -> None:
             assert httpx.post(url, content=PAYLOAD).json() == {"ok": True}
             wrk(invoke, c, 2, PAYLOAD)  # warm-up: creates the environments
             wrk(url, c, 2, PAYLOAD)
-            targets[name] = (invoke, url)
+            targets[name] = (server.pid, invoke, url)
         for n in range(rounds):
-            for name, (invoke, url) in (targets.items() if n % 2 == 0 else reversed(targets.items())):
+            for name, (pid, invoke, url) in (targets.items() if n % 2 == 0 else reversed(targets.items())):
                 first, second = (invoke, url) if n % 2 == 0 else (url, invoke)
-                got = {first: wrk(first, c, seconds, PAYLOAD).rps, second: wrk(second, c, seconds, PAYLOAD).rps}
-                ratios[name].append(got[url] / got[invoke])
-                print(f"round {n + 1} {name}: invoke {got[invoke]:7.0f} req/s, function URL {got[url]:7.0f} req/s,"
-                      f" ratio {got[url] / got[invoke]:.2f}")
-    for name, values in ratios.items():
-        print(f"function URL / Invoke at c{c} ({name} tree), median of {rounds}: {statistics.median(values):.2f} "
-              "(goal >= 0.85)")
+                got = {first: _measured(pid, first, c, seconds), second: _measured(pid, second, c, seconds)}
+                ratios[name].append(got[url][0] / got[invoke][0])
+                cpu[name].append(got[invoke][1] / got[url][1])
+                print(f"round {n + 1} {name}: invoke {got[invoke][0]:7.0f} req/s {got[invoke][1]:6.1f} us CPU, "
+                      f"function URL {got[url][0]:7.0f} req/s {got[url][1]:6.1f} us CPU, ratio {ratios[name][-1]:.2f}")
+    for name in ratios:
+        print(f"function URL / Invoke at c{c} ({name} tree), median of {rounds}: throughput "
+              f"{statistics.median(ratios[name]):.2f} (goal >= 0.85), server CPU per request invoke/URL "
+              f"{statistics.median(cpu[name]):.2f}")
 
 
 if __name__ == "__main__":

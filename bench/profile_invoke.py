@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def main() -> None:
             url = f"{server.url}/lambda-url/{httpx.URL(r.json()['FunctionUrl']).host.split('.')[0]}/"
         assert httpx.post(url, content=PAYLOAD).status_code == 200
         wrk(url, args.connections, 3, PAYLOAD)  # warm-up: creates the environments
-        raw = Path(args.out).with_suffix(".txt")  # py-spy's collapsed stacks, kept beside the SVG
+        raw = Path(tempfile.mkdtemp(prefix="nimbus-profile-")) / "stacks.txt"  # py-spy's collapsed stacks
         load = threading.Thread(target=wrk, args=(url, args.connections, args.seconds + 2, PAYLOAD))
         load.start()
         common = ["--pid", str(server.pid), "--rate", str(args.rate), "--duration", str(args.seconds),
