@@ -9,13 +9,21 @@ signing and access control"): req/s at concurrency 16 for
 
 All call the same function, which returns a small constant, so the figures differ only by the HTTP surface.
 
-Run: .venv/bin/python bench/function_url.py [--seconds 10]
+Then the goal's figure (issue 16: a function URL >= 0.85 x the Invoke path to the same function): on the
+`--auth none` server, `--rounds` of wrk against the Invoke API and the public URL (by path), interleaved, and
+the median of the per-round ratios. With `--other <src>` each round also runs a server importing nimbus
+from another tree (e.g. the commit before a change), so the two trees' ratios come from the same run.
+
+Run: .venv/bin/python bench/function_url.py [--seconds 10] [--rounds 3] [--other /path/to/other/src]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -59,7 +67,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--other", help="another tree's src/ directory, measured in the same rounds")
+    parser.add_argument("--goal-only", action="store_true", help="only the interleaved URL/Invoke rounds")
     args = parser.parse_args()
+    if args.goal_only:
+        interleaved(args.seconds, args.connections, args.rounds, args.other)
+        return
     c, secs = args.connections, args.seconds
     rows: list[tuple[str, WrkResult]] = []
 
@@ -101,6 +115,53 @@ def main() -> None:
         print(f"{name:34} {r.rps:10.0f} {r.p50_ms:8.3f}ms {r.p99_ms:8.3f}ms {r.non2xx:8d} {r.rps / base:8.2f}")
     signed = rows[1][1].rps
     print(f"function URL (NONE, path) / invoke API (SigV4), same server: {rows[2][1].rps / signed:.2f}")
+    print()
+    interleaved(args.seconds, c, args.rounds, args.other)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _measured(pid: int, url: str, c: int, seconds: int) -> tuple[float, float]:
+    """(req/s, server CPU µs per request) of one wrk run."""
+    before = _cpu_seconds(pid)
+    result = wrk(url, c, seconds, PAYLOAD)
+    return result.rps, (_cpu_seconds(pid) - before) / (result.rps * seconds) * 1e6
+
+
+def interleaved(seconds: int, c: int, rounds: int, other: str | None) -> None:
+    """Function URL (NONE, by path) / Invoke API (auth none) to the same function, rounds interleaved: the
+    ratio of throughputs, and of the server's CPU per request (steadier on a shared machine)."""
+    trees: list[tuple[str, dict[str, str]]] = [("this", {})]
+    if other:
+        trees.append(("other", {"PYTHONPATH": other}))
+    ratios: dict[str, list[float]] = {name: [] for name, _ in trees}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in trees}
+    with contextlib.ExitStack() as stack:
+        targets = {}
+        for name, env in trees:
+            server = stack.enter_context(nimbus_server({"NIMBUS_IDLE_TIMEOUT": "600", **env}))
+            with httpx.Client(base_url=server.url, timeout=60) as http:
+                public_id, _ = setup(http)
+            invoke, url = f"{server.url}/2015-03-31/functions/fn/invocations", f"{server.url}/lambda-url/{public_id}/"
+            assert httpx.post(url, content=PAYLOAD).json() == {"ok": True}
+            wrk(invoke, c, 2, PAYLOAD)  # warm-up: creates the environments
+            wrk(url, c, 2, PAYLOAD)
+            targets[name] = (server.pid, invoke, url)
+        for n in range(rounds):
+            for name, (pid, invoke, url) in (targets.items() if n % 2 == 0 else reversed(targets.items())):
+                first, second = (invoke, url) if n % 2 == 0 else (url, invoke)
+                got = {first: _measured(pid, first, c, seconds), second: _measured(pid, second, c, seconds)}
+                ratios[name].append(got[url][0] / got[invoke][0])
+                cpu[name].append(got[invoke][1] / got[url][1])
+                print(f"round {n + 1} {name}: invoke {got[invoke][0]:7.0f} req/s {got[invoke][1]:6.1f} us CPU, "
+                      f"function URL {got[url][0]:7.0f} req/s {got[url][1]:6.1f} us CPU, ratio {ratios[name][-1]:.2f}")
+    for name in ratios:
+        print(f"function URL / Invoke at c{c} ({name} tree), median of {rounds}: throughput "
+              f"{statistics.median(ratios[name]):.2f} (goal >= 0.85), server CPU per request invoke/URL "
+              f"{statistics.median(cpu[name]):.2f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def _zip() -> bytes:
     return buf.getvalue()
 
 
-async def _run(calls: int) -> float:
+async def _run(calls: int, target: str = "invoke") -> float:
     from nimbus.api.app import create_app
     from nimbus.config import Settings
     from nimbus.platform import build_platform
@@ -60,8 +61,15 @@ async def _run(calls: int) -> float:
     platform.registry.create_function(
         {"FunctionName": "echo", "Role": "arn:aws:iam::000000000000:role/r", "Runtime": runtime,
          "Handler": "app.handler", "MemorySize": 1769}, _zip())
-    scope = {"type": "http", "method": "POST", "path": "/2015-03-31/functions/echo/invocations",
-             "raw_path": b"/2015-03-31/functions/echo/invocations", "query_string": b"", "root_path": "",
+    path = "/2015-03-31/functions/echo/invocations"
+    if target == "url":  # a public function URL (AuthType NONE) by path prefix: payload 2.0 in and out
+        created = platform.function_urls.create("echo", None, {"AuthType": "NONE"})
+        platform.registry.add_permission("echo", None, {
+            "StatementId": "public", "Action": "lambda:InvokeFunctionUrl", "Principal": "*",
+            "FunctionUrlAuthType": "NONE"})
+        path = f"/lambda-url/{created['FunctionUrl'].split('//')[1].split('.')[0]}/"
+    scope = {"type": "http", "method": "POST", "path": path,
+             "raw_path": path.encode(), "query_string": b"", "root_path": "",
              "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
                          (b"content-length", str(len(PAYLOAD)).encode())],
              "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 9000), "scheme": "http", "http_version": "1.1",
@@ -95,9 +103,9 @@ def _available() -> list[str]:
     return list(available_runtimes())
 
 
-def _measure(src: str, calls: int) -> float:
+def _measure(src: str, calls: int, target: str = "invoke") -> float:
     env = {**os.environ, "PYTHONPATH": src}
-    out = subprocess.run([sys.executable, __file__, "--worker", "--calls", str(calls)], env=env,
+    out = subprocess.run([sys.executable, __file__, "--worker", "--calls", str(calls), "--target", target], env=env,
                          capture_output=True, text=True, check=True).stdout
     return float(out.strip().splitlines()[-1])
 
@@ -108,19 +116,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--worker", action="store_true")
+    parser.add_argument("--target", choices=["invoke", "url"], default="invoke",
+                        help="the Invoke API, or a public function URL (payload 2.0) to the same function")
     args = parser.parse_args()
     if args.worker:
-        print(f"{asyncio.run(_run(args.calls)):.3f}")
+        async def worker() -> None:
+            try:
+                print(f"{await _run(args.calls, args.target):.3f}", flush=True)
+            except BaseException:
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)  # the platform's background tasks need not wind down for a figure
+
+        asyncio.run(worker())
         return
     if not args.other:
-        print(f"this tree: {_measure(HERE, args.calls):.1f} us CPU per Invoke")
+        print(f"this tree: {_measure(HERE, args.calls, args.target):.1f} us CPU per {args.target}")
         return
     ratios = []
     for n in range(args.rounds):
         order = [("this", HERE), ("other", args.other)]
         if n % 2:
             order.reverse()
-        got = {name: _measure(src, args.calls) for name, src in order}
+        got = {name: _measure(src, args.calls, args.target) for name, src in order}
         ratios.append(got["this"] / got["other"])
         print(f"round {n + 1}: this {got['this']:6.1f} us, other {got['other']:6.1f} us CPU per Invoke")
     print(f"CPU per Invoke, this/other, median of {args.rounds}: {statistics.median(ratios):.3f} "

@@ -14,6 +14,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # curl: the bash + curl custom runtimes and extensions of the Runtime API tests (issue 6).
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# wrk: the HTTP load generator of the benchmarks under bench/ (issue 16).
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 # Outbound network of environments (issue 14, docs/network.md): ip (iproute2) and nft (nftables) for the rootful
 # veth provider, pasta (passt) for rootless hosts.
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)

@@ -47,3 +47,22 @@ def test_stream_prelude() -> None:
                      b"body")
     assert _prelude(prelude[:10]) is None  # need more bytes to tell
     assert _prelude(b"plain text") is False
+
+
+def test_inference_without_parsing_keeps_every_shape() -> None:
+    # Answers that cannot be {statusCode, ...} are passed through unparsed; one whose key is spelled with a
+    # JSON escape, or that merely mentions statusCode in a value, is still parsed and judged as before.
+    assert to_http_response(b'{"ok": true}') == (200, [(b"content-type", b"application/json")], b'{"ok": true}')
+    assert to_http_response(b"") == (200, [(b"content-type", b"application/json")], b"")
+    escaped = b'{"\\u0073tatusCode": 201, "body": "made"}'
+    assert to_http_response(escaped)[0::2] == (201, b"made")
+    mention = b'{"note": "statusCode"}'
+    assert to_http_response(mention) == (200, [(b"content-type", b"application/json")], mention)
+
+
+def test_request_context_time_is_common_log_format() -> None:
+    from nimbus.api.urls import _clf_time
+
+    assert _clf_time(1_796_405_700) == "04/Dec/2026:17:35:00 +0000"
+    assert _clf_time(1_796_405_701) == "04/Dec/2026:17:35:01 +0000"
+    assert _clf_time(0) == "01/Jan/1970:00:00:00 +0000"

@@ -4,15 +4,11 @@ invocation's own id)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-
-def new_request_id() -> str:
-    """A request id for an API answer (a random UUID, as AWS's)."""
-    return str(uuid.uuid4())
+from nimbus.ids import new_request_id as new_request_id  # a random UUID, as AWS's request ids
 
 
 def request_id_header() -> dict[str, str]:

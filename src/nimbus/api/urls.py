@@ -16,9 +16,7 @@ import base64
 import binascii
 import json
 import logging
-import os
 import time
-import uuid
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -36,6 +34,7 @@ from nimbus.config import Settings
 from nimbus.control.keys import AccessKey, KeyStore
 from nimbus.control.urls import FunctionUrls, UrlTarget, host_suffix
 from nimbus.errors import LambdaError, RequestTooLarge, TooManyRequests
+from nimbus.ids import new_request_id, random_hex
 from nimbus.platform import Platform
 
 log = logging.getLogger("nimbus.api.urls")
@@ -43,6 +42,8 @@ log = logging.getLogger("nimbus.api.urls")
 PATH_PREFIX = "/lambda-url/"
 TRUSTED_PROXIES = ("127.0.0.1", "::1")  # whose X-Forwarded-For names the caller (uvicorn's default trust)
 _TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/xml", "application/ld+json")
+# One encoder for every event (json.dumps with arguments builds a new JSONEncoder per call).
+_encode_event = json.JSONEncoder(separators=(",", ":")).encode
 
 # ------------------------------------------------------------------------------------------ config API
 
@@ -139,7 +140,11 @@ class FunctionUrlApp:
         return b""
 
     def _id_from_host(self, host: bytes) -> str | None:
-        name = host.rsplit(b":", 1)[0].lower() if b"]" not in host else host.lower()
+        lowered = host.lower()
+        # Checked for every request to the server (Invoke included): most hosts contain neither form.
+        if b".lambda-url." not in lowered and (self.host_suffix is None or self.host_suffix not in lowered):
+            return None
+        name = lowered.rsplit(b":", 1)[0] if b"]" not in lowered else lowered
         if self.host_suffix is not None:
             first, dot, rest = name.partition(b".")
             if dot and rest == self.host_suffix:
@@ -163,7 +168,7 @@ class FunctionUrlApp:
             path = "/" + rest
         else:
             url_id = self._id_from_host(self._host(scope)) or ""
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         try:
             status, headers, body = await self._serve(url_id, path, raw_path, scope, receive, request_id, send)
         except Exception:
@@ -202,7 +207,7 @@ class FunctionUrlApp:
         elif not target.public:
             return _message(403, "Forbidden")
         event = self._event(target, scope, headers, path, raw_path, body, request_id, caller)
-        payload = json.dumps(event, separators=(",", ":")).encode()
+        payload = _encode_event(event).encode()
         if target.invoke_mode == "RESPONSE_STREAM":
             extra = _cors_headers(target.cors, origin) if target.cors is not None and origin is not None else []
             try:
@@ -216,7 +221,8 @@ class FunctionUrlApp:
                 return -1, [], b""
             return _internal_error()
         try:
-            outcome = await self.platform.invoker.invoke(target.function_name, target.qualifier, payload)
+            outcome = await self.platform.invoker.invoke(target.function_name, target.qualifier, payload,
+                                                         payload_is_json=True)
         except TooManyRequests:
             return _message(429, "Rate Exceeded.")
         except RequestTooLarge:
@@ -252,7 +258,7 @@ def payload_v2(settings: Settings, scope: Scope, headers: dict[str, str], path: 
     server = scope.get("server") or ("", 0)
     headers.setdefault("x-forwarded-port", str(server[1] if server else ""))
     headers.setdefault("x-amzn-trace-id",
-                       f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()}")
+                       f"Root=1-{int(time.time()):08x}-{random_hex.take(24)}")
     raw_query = scope.get("query_string", b"").decode("latin-1")
     now = time.time()
     domain = headers.get("host", "").rsplit(":", 1)[0] if "host" in headers else ""
@@ -285,7 +291,7 @@ def payload_v2(settings: Settings, scope: Scope, headers: dict[str, str], path: 
         "requestId": request_id,
         "routeKey": route_key,
         "stage": stage,
-        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+        "time": _clf_time(int(now)),
         "timeEpoch": int(now * 1000),
     }
     if caller is not None:
@@ -317,6 +323,17 @@ def payload_v2(settings: Settings, scope: Scope, headers: dict[str, str], path: 
     return event
 
 
+_last_clf: tuple[int, str] = (0, "")
+
+
+def _clf_time(second: int) -> str:
+    """`requestContext.time` (`04/Dec/2026:17:40:00 +0000`), formatted once per second."""
+    global _last_clf
+    if _last_clf[0] != second:
+        _last_clf = (second, time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second)))
+    return _last_clf[1]
+
+
 def _header_dict(scope: Scope) -> dict[str, str]:
     """Request headers, names lower-case, repeated headers comma-joined (payload 2.0)."""
     out: dict[str, str] = {}
@@ -343,6 +360,9 @@ def _query_parameters(raw_query: str) -> dict[str, str]:
 def to_http_response(payload: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """The HTTP response for a function's answer: `{statusCode, headers, cookies, body, isBase64Encoded}`, or,
     for any other JSON (AWS's inference rule), 200 with that JSON as an application/json body."""
+    if b"statusCode" not in payload and b"\\u" not in payload:
+        # Not parsed: without the key (and no escapes that could spell it) it cannot be {statusCode, ...}.
+        return 200, [(b"content-type", b"application/json")], payload
     try:
         doc = json.loads(payload) if payload else None
     except ValueError:

@@ -9,7 +9,6 @@ import binascii
 import json
 import json.scanner
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from nimbus.errors import (
     TooManyRequests,
     ValidationError,
 )
+from nimbus.ids import new_request_id as _new_request_id
+from nimbus.ids import new_trace_id as _new_trace_id
 from nimbus.invoke import router
 from nimbus.invoke.concurrency import Concurrency
 from nimbus.invoke.queue import EventQueue, NewEvent
@@ -124,12 +125,14 @@ class Invoker:
         trace_id: str | None = None,
         on_chunk: Callable[[bytes], None] | None = None,
         on_admitted: Callable[[str, str], None] | None = None,
+        payload_is_json: bool = False,
     ) -> InvokeOutcome:
         """Invoke `function` (name or ARN) and say what came of it.
 
         Response streaming (invoke/streaming.py): with `on_chunk` the function's output goes there as it is
         produced (the outcome's payload is then empty, or the error document); `on_admitted(executed
-        version, request id)` is called once the invocation is admitted, before it runs."""
+        version, request id)` is called once the invocation is admitted, before it runs. `payload_is_json`: the
+        caller serialized the payload itself (a function URL's event), so it is not parsed again to check it."""
         if invocation_type not in INVOCATION_TYPES:
             raise ValidationError(
                 f"1 validation error detected: Value '{invocation_type}' at 'invocationType' failed to "
@@ -149,7 +152,8 @@ class Invoker:
             raise RequestTooLarge(
                 f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
             )
-        _check_json(payload)
+        if not payload_is_json:
+            _check_json(payload)
         context_json = _decode_client_context(client_context) if client_context else None
 
         name, arn_qualifier = self._registry.split_qualifier(function, qualifier, "$LATEST")
@@ -297,40 +301,3 @@ def _decode_client_context(value: str | None) -> str | None:
     if len(value) > 3583:
         raise InvalidParameterValue("Client context must be at most 3583 bytes, base64-encoded.")
     return text
-
-
-class _RandomHex:
-    """Hex digits from the OS's CSPRNG, fetched a few kilobytes at a time: `uuid.uuid4()` makes one
-    getrandom() syscall per id, and ids are minted three times per invocation."""
-
-    __slots__ = ("_hex", "_pos")
-
-    def __init__(self) -> None:
-        self._hex = ""
-        self._pos = 0
-
-    def take(self, n: int) -> str:
-        pos = self._pos
-        end = pos + n
-        if end > len(self._hex):
-            self._hex = os.urandom(2048).hex()
-            pos, end = 0, n
-        self._pos = end
-        return self._hex[pos:end]
-
-
-_random_hex = _RandomHex()
-_VARIANT = "89ab"  # RFC 4122 variant: the top two bits of the clock_seq_hi byte are 10
-
-
-def _new_request_id() -> str:
-    """A random (version 4) UUID in its canonical text form, as Lambda's request ids are."""
-    h = _random_hex.take(31)  # 122 random bits, plus 2 more for the variant digit
-    return f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{_VARIANT[int(h[15], 16) & 3]}{h[16:19]}-{h[19:31]}"
-
-
-def _new_trace_id() -> str:
-    h = _random_hex.take(40)
-    return f"Root=1-{int(time.time()):08x}-{h[:24]};Parent={h[24:]};Sampled=0"
-
-

@@ -15,6 +15,7 @@ from nimbus.api.sqs import wire
 from nimbus.api.sqs.operations import Call, dispatch
 from nimbus.errors import UnknownOperation
 from nimbus.events.sqs.errors import InternalError, InvalidParameterValue, SqsError
+from nimbus.ids import new_request_id
 
 log = logging.getLogger("nimbus.api.sqs")
 
@@ -33,7 +34,7 @@ def claims(request: Request) -> bool:
 
 async def handle(request: Request) -> Response:
     """Serve one SQS request in the protocol it came in."""
-    request_id = wire.new_request_id()
+    request_id = new_request_id()
     target = request.headers.get("x-amz-target")
     is_json = target is not None
     match = QUEUE_PATH.match(request.url.path)

@@ -11,7 +11,6 @@ protocol's shape), and a result (JSON-shaped) or an `SqsError` is written back i
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
@@ -195,5 +194,3 @@ def xml_reply(action: str, result: dict[str, Any], request_id: str) -> bytes:
             f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>").encode()
 
 
-def new_request_id() -> str:
-    return str(uuid.uuid4())
