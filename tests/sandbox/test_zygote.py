@@ -15,14 +15,17 @@ import pytest
 from nimbus.config import Settings
 from nimbus.sandbox.backends import BackendUnavailable
 from nimbus.sandbox.manager import SandboxManager
+from nimbus.sandbox.types import EnvironHook
 
 from .conftest import Sink, make_request, make_spec, namespaces_skip_reason, write_code
 
 
-async def started(isolation: str, sink: Sink, **settings: object) -> SandboxManager:
+async def started(isolation: str, sink: Sink, environ_hook: EnvironHook | None = None,
+                  **settings: object) -> SandboxManager:
     """A manager whose Python versions fork from post-INIT snapshots (the opt-in)."""
     settings.setdefault("zygote_snapshots", True)
-    manager = SandboxManager(Settings(isolation=isolation, **settings), sink)  # type: ignore[arg-type]
+    manager = SandboxManager(Settings(isolation=isolation, **settings), sink,  # type: ignore[arg-type]
+                             environ_hook=environ_hook)
     await manager.start()
     return manager
 
