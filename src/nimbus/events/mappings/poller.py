@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from nimbus.errors import LambdaError, ResourceNotFound, TooManyRequests
 from nimbus.events.mappings.service import Mapping
 from nimbus.events.pattern import Pattern, compile_pattern
+from nimbus.invoke.service import InvokeOutcome
 
 log = logging.getLogger("nimbus.events.mappings")
 
@@ -47,7 +48,7 @@ class Invoke(Protocol):
     """`Invoker.invoke`'s signature, the part the poller uses."""
 
     async def __call__(self, function: str, qualifier: str | None, payload: bytes,
-                       invocation_type: str = ...) -> Any: ...
+                       invocation_type: str = ...) -> InvokeOutcome: ...
 
 
 @dataclass
@@ -269,7 +270,7 @@ class SqsPoller:
             self._backoff_until = time.monotonic() + 1.0
             self.on_batch(m.function_name, len(keep), False)
             return
-        if outcome.headers.get("X-Amz-Function-Error"):
+        if outcome.function_error is not None:
             self.stats.failed_batches += 1
             self.on_batch(m.function_name, len(keep), False)
             return  # the whole batch comes back after the visibility timeout
