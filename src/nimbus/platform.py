@@ -13,6 +13,7 @@ from nimbus.control.codestore import CodeStore
 from nimbus.control.credentials import EnvironmentLiveness, FunctionCredentials
 from nimbus.control.db import make_engine, migrate
 from nimbus.control.eventconfigs import EventConfigs
+from nimbus.control.images import ImageStore
 from nimbus.control.keys import KeyStore
 from nimbus.control.provisioned import ProvisionedConfigs
 from nimbus.control.registry import Registry
@@ -51,6 +52,7 @@ class Platform:
     collector: PlatformCollector  # the platform's gauges for /metrics
     network: NetworkProvider  # environments' network namespaces (sandbox/network)
     platform_api: PlatformApi  # the API app as environments reach it at 127.0.0.1:9001 (bound by create_app)
+    images: ImageStore | None = None  # container images of PackageType Image functions (issue 19)
     # Registry subscribers, called after a change to a function commits: `on_commit` in the committing thread
     # (cache invalidation, database clean-up: thread-safe, quick), then `on_loop` on the serving event loop
     # (they touch state the loop owns: routes, environments, provisioned targets).
@@ -66,6 +68,8 @@ class Platform:
         await self.observer.start()
         await self.asyncs.start()
         self.snapstart.start(self.registry)  # SnapStart versions: Pending until their snapshot is made
+        if self.images is not None:
+            self.images.resume()  # image pulls a previous server left Pending
         for name in sorted({c.function_name for c in self.provisioned_configs.list()}):
             self.reconcile_provisioned(name)  # provisioned concurrency survives restarts
 
@@ -77,6 +81,8 @@ class Platform:
         await self.network.stop()  # after the sandbox: no environment uses a namespace any more
         await self.logstore.stop()
         self._loop = None
+        if self.images is not None:
+            self.images.close()
         self.registry.close()
 
     def reconcile_provisioned(self, function_name: str) -> None:
@@ -122,7 +128,8 @@ def build_platform(settings: Settings) -> Platform:
         format_start=lambda spec, lines: platformlog.start_lines(spec, lines) if platformlog.is_json(spec) else lines,
     )
     snapstart = SnapStartStates(sandbox)
-    registry = Registry(settings, engine, codestore, version_state=snapstart.state)
+    images = ImageStore(settings, engine)
+    registry = Registry(settings, engine, codestore, version_state=snapstart.state, images=images)
     observer = Observer(settings, engine, provisioned=sandbox.provisioned_stats, log_sink=logstore.append)
     queue = make_queue(engine, settings.async_queue_synchronous)
     invoker = Invoker(settings, registry, sandbox, observer, queue)
@@ -146,7 +153,7 @@ def build_platform(settings: Settings) -> Platform:
     ))
     platform = Platform(
         settings, registry, codestore, logstore, sandbox, observer, invoker, asyncs, keys, function_urls,
-        credentials, provisioned_configs, snapstart, collector, network, platform_api,
+        credentials, provisioned_configs, snapstart, collector, network, platform_api, images=images,
         on_commit=[
             event_configs.invalidate,  # event-invoke configs
             asyncs.function_changed,  # a deleted function's queued events go

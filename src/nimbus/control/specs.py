@@ -9,6 +9,18 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
+class ImageRun:
+    """How a PackageType Image function starts (issue 19): its unpacked image (the environment's read-only
+    root), the command line (ENTRYPOINT + CMD after ImageConfig's overrides), WORKDIR and the image's ENV."""
+
+    rootfs: Path
+    argv: tuple[str, ...]
+    workdir: str
+    environ: dict[str, str]
+    failed_marker: Path  # exists (with the reason) when the image's pull failed
+
+
+@dataclass(frozen=True, slots=True)
 class VersionSpec:
     """Everything needed to run one version (or `$LATEST`) of a function."""
 
@@ -31,6 +43,7 @@ class VersionSpec:
     opt_dir: Path | None = None  # the function's layers merged (control/layertree.py), mounted at /opt
     snap_start: bool = False  # a published version with SnapStart ApplyOn=PublishedVersions (issue 5)
     tags: dict[str, str] = field(default_factory=dict)  # the function's tags (network policy: docs/network.md)
+    image: ImageRun | None = None  # a container-image function (runtime is then the custom runtime's)
 
     @property
     def qualified_arn(self) -> str:
