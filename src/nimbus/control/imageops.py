@@ -74,9 +74,10 @@ class ImageOps(RegistryCore):
             s.add(latest)
             s.flush()
             deployments.record(s, name, "CreateFunction", LATEST, image.digest_hex)
-            self.image_store.ensure(image)
             result = self._publish(s, fn, latest, None) if request.get("Publish") else latest
-            return self._config(result, None)
+            doc = self._config(result, None)
+        self.image_store.ensure(image)  # after the commit: the pull's own writes must not wait on ours
+        return doc
 
     def _publish(self, s: Session, fn: FunctionRow, latest: VersionRow, description: str | None) -> VersionRow:
         """Registry's (publishing is the same for both package types)."""
@@ -111,9 +112,10 @@ class ImageOps(RegistryCore):
             latest.revision_id = new_revision()
             latest.last_modified = lambda_timestamp()
             deployments.record(s, name, "UpdateFunctionCode", LATEST, image.digest_hex)
-            self.image_store.ensure(image)
             result = self._publish(s, fn, latest, None) if request.get("Publish") else latest
-            return self._config(result, None)
+            doc = self._config(result, None)
+        self.image_store.ensure(image)
+        return doc
 
     def is_image_function(self, name: str) -> bool:
         with Session(self.engine) as s:

@@ -483,8 +483,9 @@ class NamespacesBackend(Backend):
         there (CAP_SYS_CHROOT, dropped before anything of the image runs: runtime/apilauncher.py)."""
         assert launch.image_root is not None
         root = IMAGE_ROOT
-        resolv = launch.resolv_conf if launch.resolv_conf is not None else str(self.etc_dir / "resolv.conf")
-        hosts = launch.hosts if launch.hosts is not None else str(self.etc_dir / "hosts")
+        resolv = (self._etc_file("resolv.conf", launch.resolv_conf) if launch.resolv_conf is not None
+                  else str(self.etc_dir / "resolv.conf"))
+        hosts = self._etc_file("hosts", launch.hosts) if launch.hosts is not None else str(self.etc_dir / "hosts")
         return [
             "--cap-add", "CAP_SYS_CHROOT",
             *ro_bind(str(self.runtime_files.root), "/var/runtime"),
