@@ -216,7 +216,9 @@ def test_image_that_starts_awslambdaric_itself(lam: Any, registry: Registry, tmp
     layer = Layer()
     ric = vendored_awslambdaric()
     extension_modules = [name for name in ric if name.endswith(".so")]
-    site = Path(sys.modules["awslambdaric"].__file__ or "").parent.parent
+    import awslambdaric
+
+    site = Path(awslambdaric.__file__ or "").parent.parent
     for inside, host in sorted(host_files([python, *(str(site / m) for m in extension_modules)]).items()):
         if inside.startswith(str(site).lstrip("/")):
             continue
@@ -268,3 +270,25 @@ def test_unpacked_images_are_shared_between_functions(lam: Any, base_image: str,
     assert lam.get_function_configuration(FunctionName=second)["CodeSha256"] == sha
     trees = [p for p in os.listdir(images_server.data_dir / "images" / "rootfs") if p == sha]
     assert trees == [sha]
+
+
+def test_image_that_cannot_be_unpacked_leaves_the_function_failed_and_nothing_half_stored(
+    lam: Any, registry: Registry, base_layer: bytes, tmp_path: Path, images_server: NimbusServer
+) -> None:
+    evil = Layer()
+    evil.add_bytes("../escape", b"outside the image\n")
+    reference = publish(registry, tmp_path, "lambda/evil", "v1", [base_layer, evil.finish()],
+                        base_image_config("evil"))
+    name = f"img-{uuid.uuid4().hex[:10]}"
+    lam.create_function(FunctionName=name, Role=ROLE, PackageType="Image", Code={"ImageUri": reference})
+    with pytest.raises(Exception):  # noqa: B017 - the waiter gives up on State Failed
+        lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    conf = lam.get_function_configuration(FunctionName=name)
+    assert conf["State"] == "Failed" and conf["StateReasonCode"] == "InvalidImage", conf
+    assert "leaves the image" in conf["StateReason"] and conf["LastUpdateStatus"] == "Failed"
+    with pytest.raises(ClientError) as err:
+        lam.invoke(FunctionName=name, Payload=b"{}")
+    assert err.value.response["Error"]["Code"] == "ResourceNotReadyException"
+    images = images_server.data_dir / "images"
+    assert not (images / "rootfs" / conf["CodeSha256"]).exists()
+    assert not [p for p in os.listdir(images) if p.startswith(".pull-")]  # the staging area is gone
