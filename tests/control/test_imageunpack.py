@@ -77,3 +77,15 @@ def test_mount_points_exist_for_the_sandbox(tmp_path: Path) -> None:
         assert (root / name).is_dir()
     assert (root / "etc/resolv.conf").is_file() and not (root / "etc/resolv.conf").is_symlink()
     assert (root / "etc/hosts").is_file()
+
+
+def test_gzip_layers_unpack_like_plain_ones(tmp_path: Path) -> None:
+    import gzip
+
+    plain = layer(tmp_path, "plain", [("file", "app/main", "print('hi')\n"), ("sym", "app/link", "main")])
+    packed = tmp_path / "packed.tar.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    root = tmp_path / "root"
+    root.mkdir()
+    assert apply_layer(packed, str(root)) == len("print('hi')\n")
+    assert (root / "app/link").read_text() == "print('hi')\n"

@@ -243,7 +243,9 @@ class ImageStore:
     def _pull_into(self, digest_hex: str, resolved_uri: str, work: Path) -> int:
         layout = work / "oci"
         host = resolved_uri.split("/", 1)[0]
+        t0 = time.monotonic()
         self._skopeo("copy", "--quiet", f"docker://{resolved_uri}", f"oci:{layout}:image", host=host, timeout=None)
+        copied = time.monotonic()
         index = json.loads((layout / "index.json").read_text())
         manifest = json.loads(_blob(layout, index["manifests"][0]["digest"]).read_text())
         tree = work / "rootfs"
@@ -257,6 +259,7 @@ class ImageStore:
             size += apply_layer(path, str(tree))
             path.unlink()  # the layout is only a staging area: free its space as we go
         prepare_mount_points(str(tree))
+        log.info("image %s: pulled in %.1f s, unpacked in %.1f s", resolved_uri, copied - t0, time.monotonic() - copied)
         os.chmod(tree, 0o755)
         target = self.rootfs(digest_hex)
         try:
