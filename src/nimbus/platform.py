@@ -13,6 +13,7 @@ from nimbus.control.codestore import CodeStore
 from nimbus.control.credentials import EnvironmentLiveness, FunctionCredentials
 from nimbus.control.db import make_engine, migrate
 from nimbus.control.eventconfigs import EventConfigs
+from nimbus.control.garbage import CodeCollector
 from nimbus.control.images import ImageStore
 from nimbus.control.keys import KeyStore
 from nimbus.control.provisioned import ProvisionedConfigs
@@ -53,6 +54,7 @@ class Platform:
     network: NetworkProvider  # environments' network namespaces (sandbox/network)
     platform_api: PlatformApi  # the API app as environments reach it at 127.0.0.1:9001 (bound by create_app)
     images: ImageStore | None = None  # container images of PackageType Image functions (issue 19)
+    garbage: CodeCollector | None = None  # unused zip blobs, trees and images (issue 19)
     # Registry subscribers, called after a change to a function commits: `on_commit` in the committing thread
     # (cache invalidation, database clean-up: thread-safe, quick), then `on_loop` on the serving event loop
     # (they touch state the loop owns: routes, environments, provisioned targets).
@@ -70,6 +72,8 @@ class Platform:
         self.snapstart.start(self.registry)  # SnapStart versions: Pending until their snapshot is made
         if self.images is not None:
             self.images.resume()  # image pulls a previous server left Pending
+        if self.garbage is not None:
+            self.garbage.start()
         for name in sorted({c.function_name for c in self.provisioned_configs.list()}):
             self.reconcile_provisioned(name)  # provisioned concurrency survives restarts
 
@@ -81,6 +85,8 @@ class Platform:
         await self.network.stop()  # after the sandbox: no environment uses a namespace any more
         await self.logstore.stop()
         self._loop = None
+        if self.garbage is not None:
+            self.garbage.stop()
         if self.images is not None:
             self.images.close()
         self.registry.close()
@@ -154,6 +160,7 @@ def build_platform(settings: Settings) -> Platform:
     platform = Platform(
         settings, registry, codestore, logstore, sandbox, observer, invoker, asyncs, keys, function_urls,
         credentials, provisioned_configs, snapstart, collector, network, platform_api, images=images,
+        garbage=CodeCollector(engine, codestore, images, settings.code_gc_interval, settings.code_gc_min_age),
         on_commit=[
             event_configs.invalidate,  # event-invoke configs
             asyncs.function_changed,  # a deleted function's queued events go
