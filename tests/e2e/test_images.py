@@ -292,3 +292,18 @@ def test_image_that_cannot_be_unpacked_leaves_the_function_failed_and_nothing_ha
     images = images_server.data_dir / "images"
     assert not (images / "rootfs" / conf["CodeSha256"]).exists()
     assert not [p for p in os.listdir(images) if p.startswith(".pull-")]  # the staging area is gone
+
+
+def test_cli_deploys_an_image_and_waits_until_it_is_active(images_server: NimbusServer, base_image: str,
+                                                           lam: Any) -> None:
+    import subprocess
+
+    name = f"img-cli-{uuid.uuid4().hex[:8]}"
+    out = subprocess.run(
+        [sys.executable, "-m", "nimbus", "deploy", "--name", name, "--image", base_image, "--env", "GREETING=cli"],
+        env={**os.environ, **images_server.cli_env(), "COLUMNS": "200"}, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"function:{name}" in out.stdout and "sha256:" in out.stderr
+    assert lam.get_function_configuration(FunctionName=name)["State"] == "Active"
+    assert invoke(lam, name, {})["greeting"] == "cli"

@@ -6,6 +6,7 @@ import base64
 import io
 import os
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -65,9 +66,14 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 
 def deploy(
-    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Directory with the code")],
-    name: Annotated[str, typer.Option("--name", "-n", help="Function name")],
-    handler: Annotated[str, typer.Option("--handler", help="e.g. app.handler")],
+    directory: Annotated[
+        Path | None, typer.Argument(exists=True, file_okay=False, help="Directory with the code")
+    ] = None,
+    name: Annotated[str, typer.Option("--name", "-n", help="Function name")] = "",
+    handler: Annotated[str | None, typer.Option("--handler", help="e.g. app.handler")] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Container image URI (registry/repo:tag) instead of DIRECTORY")
+    ] = None,
     runtime: Annotated[
         str | None, typer.Option("--runtime", help="Runtime id [default: the newest Python the server has]")
     ] = None,
@@ -78,8 +84,16 @@ def deploy(
     publish: Annotated[bool, typer.Option("--publish", help="Publish a version")] = False,
     endpoint: Endpoint = None,
 ) -> None:
-    """Zip DIRECTORY and create the function, or update it if it exists; prints its ARN."""
+    """Zip DIRECTORY (or take the container image --image) and create the function, or update it if it
+    exists; prints its ARN."""
     client = LambdaClient(endpoint)
+    if not name:
+        raise typer.BadParameter("a function name is required", param_hint="--name")
+    if image is not None:
+        deploy_image(client, name, image, memory, timeout, env, role, publish)
+        return
+    if directory is None or not handler:
+        raise typer.BadParameter("DIRECTORY and --handler are required without --image")
     code = zip_directory(directory)
     config: dict[str, Any] = {"Runtime": runtime or default_runtime(client), "Handler": handler, "Role": role}
     if memory is not None:
@@ -108,6 +122,51 @@ def deploy(
     except ApiError as exc:
         raise fail(exc) from None
     err.print(f"{action} [bold]{name}[/] ({len(code)} bytes, version {result.get('Version')})")
+    console.print(result["FunctionArn"], highlight=False)
+
+
+def deploy_image(client: LambdaClient, name: str, image: str, memory: int | None, timeout: int | None,
+                 env: list[str] | None, role: str, publish: bool) -> None:
+    """`deploy --image`: create or update a PackageType Image function, then wait (with a spinner) while the
+    server pulls and unpacks the image (the function is Pending meanwhile)."""
+    config: dict[str, Any] = {"Role": role}
+    if memory is not None:
+        config["MemorySize"] = memory
+    if timeout is not None:
+        config["Timeout"] = timeout
+    if env is not None:
+        config["Environment"] = {"Variables": parse_env(env)}
+    try:
+        try:
+            client.json("GET", f"{FN}/{name}/configuration")
+            exists = True
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            exists = False
+        if exists:
+            client.json("PUT", f"{FN}/{name}/configuration", json=config)
+            result = client.json("PUT", f"{FN}/{name}/code", json={"ImageUri": image, "Publish": publish})
+            action = "updated"
+        else:
+            body = {"FunctionName": name, "PackageType": "Image", "Code": {"ImageUri": image}, "Publish": publish,
+                    **config}
+            result = client.json("POST", FN, json=body)
+            action = "created"
+        started = time.monotonic()
+        with err.status(f"pulling and unpacking {escape(image)} ...") as status:
+            while result.get("State") == "Pending" or result.get("LastUpdateStatus") == "InProgress":
+                time.sleep(0.5)
+                status.update(f"pulling and unpacking {escape(image)} ... {time.monotonic() - started:.0f} s")
+                result = client.json("GET", f"{FN}/{name}/configuration")
+    except ApiError as exc:
+        raise fail(exc) from None
+    if result.get("State") == "Failed":
+        err.print(f"[bold red]error:[/] {escape(str(result.get('StateReasonCode')))}: "
+                  f"{escape(str(result.get('StateReason')))}", highlight=False)
+        raise typer.Exit(1)
+    err.print(f"{action} [bold]{name}[/] (image {escape(image)} = sha256:{result.get('CodeSha256')}, "
+              f"version {result.get('Version')})")
     console.print(result["FunctionArn"], highlight=False)
 
 
