@@ -307,3 +307,29 @@ def test_cli_deploys_an_image_and_waits_until_it_is_active(images_server: Nimbus
     assert f"function:{name}" in out.stdout and "sha256:" in out.stderr
     assert lam.get_function_configuration(FunctionName=name)["State"] == "Active"
     assert invoke(lam, name, {})["greeting"] == "cli"
+
+
+def test_cli_uploads_an_oci_layout_tarball(images_server: NimbusServer, base_layer: bytes, lam: Any,
+                                           tmp_path: Path) -> None:
+    import subprocess
+    import tarfile
+
+    layout = tmp_path / "layout"
+    write_layout(layout, [base_layer, base_image_layer("tarball")], base_image_config("tarball"))
+    archive = tmp_path / "app.tar"
+    with tarfile.open(archive, "w") as tar:
+        for entry in sorted(layout.rglob("*")):
+            tar.add(entry, arcname=str(entry.relative_to(layout)), recursive=False)
+    name = f"img-tar-{uuid.uuid4().hex[:8]}"
+    out = subprocess.run(
+        [sys.executable, "-m", "nimbus", "deploy", "--name", name, "--image", str(archive)],
+        env={**os.environ, **images_server.cli_env(), "COLUMNS": "200"}, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    conf = lam.get_function(FunctionName=name)
+    assert conf["Code"]["ImageUri"].startswith("nimbus.local/uploads@sha256:")
+    assert invoke(lam, name, {})["image_var"] == "tarball"
+    with pytest.raises(ClientError) as err:  # a digest nobody uploaded
+        lam.create_function(FunctionName=f"{name}-x", Role=ROLE, PackageType="Image",
+                            Code={"ImageUri": "nimbus.local/uploads@sha256:" + "0" * 64})
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValueException"

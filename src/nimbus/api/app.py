@@ -16,6 +16,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from nimbus.api import auth, dashboard, errors, functions, logs
 from nimbus.api import eventconfigs as eventconfigs_api
+from nimbus.api import images as images_api
 from nimbus.api import keys as keys_api
 from nimbus.api import layers as layers_api
 from nimbus.api import metrics as metrics_api
@@ -80,6 +81,7 @@ def create_app(platform: Platform, forwarded_allow_ips: str | list[str] = "127.0
         *metrics_api.routes,  # /metrics, /nimbus/v1/cost
         *dashboard.routes,  # /dashboard
         *provisioned_api.routes,  # provisioned concurrency configs
+        *images_api.routes,  # image tarball uploads (issue 19)
     ]
     router = Starlette(
         routes=routes,

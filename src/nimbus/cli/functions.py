@@ -137,6 +137,10 @@ def deploy_image(client: LambdaClient, name: str, image: str, memory: int | None
     if env is not None:
         config["Environment"] = {"Variables": parse_env(env)}
     try:
+        if Path(image).is_file():  # a tarball (docker save / an OCI layout): uploaded, then deployed by digest
+            with err.status(f"uploading {escape(image)} ..."):
+                image = str(client.json("POST", "/nimbus/v1/images", content=Path(image).read_bytes(),
+                                        headers={"Content-Type": "application/x-tar"})["ImageUri"])
         try:
             client.json("GET", f"{FN}/{name}/configuration")
             exists = True

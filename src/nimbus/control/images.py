@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -45,6 +46,8 @@ IMAGE_URI_RE = re.compile(
     r"^(?P<registry>[a-zA-Z0-9.-]+(?::[0-9]+)?)/(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*)"
     r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
+LOCAL_REGISTRY = "nimbus.local"  # images uploaded as tarballs: nimbus.local/uploads@sha256:<hex>
+ARCHIVE_MAX_CHECK = 1 << 20
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
 ARCH = {"x86_64": "amd64", "arm64": "arm64"}
@@ -143,6 +146,8 @@ class ImageStore:
         image's configuration. Raises InvalidParameterValue when the image is missing or unreachable."""
         match = parse_uri(uri)
         host, repository = match["registry"], f"{match['registry']}/{match['repository']}"
+        if host == LOCAL_REGISTRY:
+            return self._local(uri, match["digest"])
         reference = f"{repository}@{match['digest']}" if match["digest"] else f"{repository}:{match['tag'] or 'latest'}"
         try:
             raw = self._skopeo("inspect", "--raw", f"docker://{reference}", host=host)
@@ -169,6 +174,65 @@ class ImageStore:
             ) from None
         return ResolvedImage(uri, f"{repository}@{digest}", digest.removeprefix("sha256:"),
                              dict(config.get("config") or {}))
+
+    def _local(self, uri: str, digest: str | None) -> ResolvedImage:
+        """An image uploaded as a tarball (import_archive), named by its digest."""
+        row = None
+        if digest:
+            with Session(self.engine) as s:
+                row = s.get(ContainerImageRow, digest.removeprefix("sha256:"))
+        if row is None or row.config is None or not self.rootfs(row.digest).is_dir():
+            raise InvalidParameterValue(f"Source image {uri} does not exist. Provide a valid source image "
+                                        f"(upload it again: POST /nimbus/v1/images, or nimbus deploy --image FILE).")
+        return ResolvedImage(uri, row.resolved_uri, row.digest, dict(row.config))
+
+    def import_archive(self, archive: Path) -> ResolvedImage:
+        """Unpack an uploaded image tarball (`docker save`'s docker-archive, or an OCI layout as a tar) and
+        return it as `nimbus.local/uploads@sha256:<hex>` (ready at once: no Pending phase)."""
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                names = {n.lstrip("./") for n in tar.getnames()}
+        except (tarfile.TarError, OSError, EOFError):
+            raise InvalidParameterValue("The uploaded image is not a tar archive (docker save or an OCI layout)."
+                                        ) from None
+        if "oci-layout" in names:
+            source = f"oci-archive:{archive}"
+        elif "manifest.json" in names:
+            source = f"docker-archive:{archive}"
+        else:
+            raise InvalidParameterValue("The uploaded archive holds neither an OCI layout (oci-layout, index.json) "
+                                        "nor a docker-archive (manifest.json).")
+        work = Path(tempfile.mkdtemp(prefix=".import-", dir=self.root))
+        try:
+            layout = work / "oci"
+            try:
+                self._skopeo("copy", "--quiet", source, f"oci:{layout}:image", host="", timeout=None)
+                index = json.loads((layout / "index.json").read_text())
+                manifest_digest = str(index["manifests"][0]["digest"])
+                manifest = json.loads(_blob(layout, manifest_digest).read_text())
+                config = json.loads(_blob(layout, manifest["config"]["digest"]).read_text())
+            except (_Unavailable, ValueError, KeyError, OSError) as e:
+                raise InvalidParameterValue(f"The uploaded image cannot be read: {e}") from None
+            digest_hex = manifest_digest.removeprefix("sha256:")
+            resolved = f"{LOCAL_REGISTRY}/uploads@{manifest_digest}"
+            size = 0
+            if not self.rootfs(digest_hex).is_dir():
+                try:
+                    size = self._unpack_layout(layout, manifest, digest_hex, work)
+                except (UnpackError, OSError) as e:
+                    raise InvalidParameterValue(f"The uploaded image cannot be unpacked: {e}") from None
+            now = int(time.time() * 1000)
+            with Session(self.engine) as s, s.begin():
+                row = s.get(ContainerImageRow, digest_hex)
+                if row is None:
+                    s.add(ContainerImageRow(digest=digest_hex, resolved_uri=resolved, state="Active", reason=None,
+                                            reason_code=None, size_bytes=size, created_ms=now,
+                                            config=dict(config.get("config") or {})))
+                else:
+                    row.state, row.config = "Active", dict(config.get("config") or {})
+            return ResolvedImage(resolved, resolved, digest_hex, dict(config.get("config") or {}))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     # -------------------------------------------------------------------------------------------- pulls
 
@@ -248,6 +312,12 @@ class ImageStore:
         copied = time.monotonic()
         index = json.loads((layout / "index.json").read_text())
         manifest = json.loads(_blob(layout, index["manifests"][0]["digest"]).read_text())
+        return self._unpack_layout(layout, manifest, digest_hex, work, copied - t0)
+
+    def _unpack_layout(self, layout: Path, manifest: dict[str, Any], digest_hex: str, work: Path,
+                       pulled: float = 0.0) -> int:
+        """Apply the manifest's layers from an OCI layout into the digest's tree (renamed into place at the end)."""
+        copied = time.monotonic()
         tree = work / "rootfs"
         tree.mkdir(mode=0o755)
         size = 0
@@ -259,7 +329,7 @@ class ImageStore:
             size += apply_layer(path, str(tree))
             path.unlink()  # the layout is only a staging area: free its space as we go
         prepare_mount_points(str(tree))
-        log.info("image %s: pulled in %.1f s, unpacked in %.1f s", resolved_uri, copied - t0, time.monotonic() - copied)
+        log.info("image %s: pulled in %.1f s, unpacked in %.1f s", digest_hex, pulled, time.monotonic() - copied)
         os.chmod(tree, 0o755)
         target = self.rootfs(digest_hex)
         try:

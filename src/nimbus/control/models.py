@@ -272,3 +272,4 @@ class ContainerImageRow(Base):
     reason_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # unpacked
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # uploaded images' own config

@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("reason_code", sa.String(length=64), nullable=True),
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
+        sa.Column("config", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("digest"),
     )
 
