@@ -96,6 +96,12 @@ class ImageStore:
         self.rootfs_dir.mkdir(parents=True, exist_ok=True)
         for d in (self.root, self.rootfs_dir):
             os.chmod(d, 0o755)
+        for stale in self.root.glob(".*"):  # staging areas of a server that died mid-pull or mid-upload
+            if stale.name.startswith((".pull-", ".import-", ".upload-")):
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink(missing_ok=True)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nimbus-image-pull")
         self._pulling: set[str] = set()
         self._lock = threading.Lock()
