@@ -333,3 +333,30 @@ def test_cli_uploads_an_oci_layout_tarball(images_server: NimbusServer, base_lay
         lam.create_function(FunctionName=f"{name}-x", Role=ROLE, PackageType="Image",
                             Code={"ImageUri": "nimbus.local/uploads@sha256:" + "0" * 64})
     assert err.value.response["Error"]["Code"] == "InvalidParameterValueException"
+
+
+def test_a_pull_interrupted_by_a_kill_resumes_after_restart(
+    registry: Registry, base_layer: bytes, tmp_path: Path
+) -> None:
+    import signal
+
+    filler = Layer()
+    filler.add_bytes("data/filler", os.urandom(96 << 20))  # long enough a pull to kill the server during it
+    reference = publish(registry, tmp_path, "lambda/resume", "v1",
+                        [base_layer, filler.finish(), base_image_layer("resumed")], base_image_config("resumed"))
+    data = tmp_path / "data"
+    env = {"NIMBUS_REGISTRY_INSECURE": registry.host}
+    first = NimbusServer(data, env=env).start()
+    name = f"img-{uuid.uuid4().hex[:8]}"
+    created = first.client("lambda").create_function(FunctionName=name, Role=ROLE, PackageType="Image",
+                                                     Code={"ImageUri": reference})
+    first.stop(signal.SIGKILL)
+    second = NimbusServer(data, env=env).start()
+    try:
+        lam2 = second.client("lambda")
+        lam2.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+        assert lam2.get_function_configuration(FunctionName=name)["CodeSha256"] == created["CodeSha256"]
+        assert invoke(lam2, name, {})["image_var"] == "resumed"
+        assert not [p for p in os.listdir(data / "images") if p.startswith(".pull-")]
+    finally:
+        second.stop()
