@@ -30,6 +30,7 @@ def test_image_functions_need_no_runtime_and_keep_image_config(tmp_path: object)
     ({"Runtime": RUNTIME}, "Runtime is not supported"),
     ({"Handler": "app.handler"}, "Handler is not supported"),
     ({"Layers": ["arn:aws:lambda:us-east-1:000000000000:layer:x:1"]}, "Layers are not supported"),
+    ({"SnapStart": {"ApplyOn": "PublishedVersions"}}, "SnapStart is not supported"),
 ])
 def test_image_functions_refuse_zip_only_fields(extra: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidParameterValue, match=message):

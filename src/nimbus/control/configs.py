@@ -74,6 +74,8 @@ def apply_image_request(
                                         "the image's ENTRYPOINT and CMD (or ImageConfig) say how it starts.")
     if request.get("Layers"):
         raise InvalidParameterValue("Layers are not supported for functions with PackageType Image.")
+    if ((request.get("SnapStart") or {}).get("ApplyOn") or "None") != "None":
+        raise InvalidParameterValue("SnapStart is not supported for functions with PackageType Image.")
     if "ImageConfig" in request:
         incoming = dict(request["ImageConfig"] or {})
         image_config: dict[str, Any] = {}
