@@ -360,3 +360,20 @@ def test_a_pull_interrupted_by_a_kill_resumes_after_restart(
         assert not [p for p in os.listdir(data / "images") if p.startswith(".pull-")]
     finally:
         second.stop()
+
+
+def test_docker_archive_upload(images_server: NimbusServer, base_layer: bytes, lam: Any, tmp_path: Path) -> None:
+    import subprocess
+
+    layout = tmp_path / "layout"
+    write_layout(layout, [base_layer, base_image_layer("docker-save")], base_image_config("docker-save"))
+    archive = tmp_path / "saved.tar"  # what `docker save` writes
+    subprocess.run([str(ocibuild.SKOPEO), "copy", "--quiet", f"oci:{layout}", f"docker-archive:{archive}:app:v1"],
+                   check=True, capture_output=True, timeout=120)
+    with images_server.http() as http:
+        r = http.post("/nimbus/v1/images", content=archive.read_bytes(), headers={"Content-Type": "application/x-tar"})
+        assert r.status_code == 201, r.text
+        bad = http.post("/nimbus/v1/images", content=b"not a tarball at all")
+    assert bad.status_code == 400 and bad.headers["x-amzn-errortype"] == "InvalidParameterValueException"
+    name = create(lam, r.json()["ImageUri"])
+    assert invoke(lam, name, {})["image_var"] == "docker-save"
