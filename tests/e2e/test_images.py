@@ -377,3 +377,14 @@ def test_docker_archive_upload(images_server: NimbusServer, base_layer: bytes, l
     assert bad.status_code == 400 and bad.headers["x-amzn-errortype"] == "InvalidParameterValueException"
     name = create(lam, r.json()["ImageUri"])
     assert invoke(lam, name, {})["image_var"] == "docker-save"
+
+
+def test_package_types_do_not_mix_on_update(lam: Any, base_image: str) -> None:
+    from tests.conftest import make_zip
+
+    name = create(lam, base_image)
+    with pytest.raises(ClientError) as err:
+        lam.update_function_code(FunctionName=name, ZipFile=make_zip({"bootstrap": "#!/bin/sh\n"}))
+    assert err.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert "provide ImageUri" in err.value.response["Error"]["Message"]
+    assert lam.get_function_configuration(FunctionName=name)["PackageType"] == "Image"

@@ -130,7 +130,9 @@ class Registry(ImageOps, AliasOps, AccountOps, PolicyOps, LayerOps):
     def update_function_code(self, function_name: str, request: dict[str, Any],
                              zip_bytes: bytes | None) -> dict[str, Any]:
         name = self._unqualified(function_name)
-        if request.get("ImageUri") or (zip_bytes is None and self.is_image_function(name)):
+        if request.get("ImageUri") or self.is_image_function(name):
+            if zip_bytes is not None and self.is_image_function(name):
+                raise InvalidParameterValue("Please provide ImageUri when updating a function with packageType Image.")
             return self.update_image_code(name, request)
         if zip_bytes is None:
             raise InvalidParameterValue("Please provide a source for function code: ZipFile "
