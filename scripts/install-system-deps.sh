@@ -21,6 +21,10 @@ command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v pasta >/dev/null 2>&1 || missing+=(passt)
+# Container-image functions (issue 19, docs/images.md): skopeo pulls images; the tests run a CNCF distribution
+# registry (docker-registry) on loopback.
+command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 for tool in make g++ cmake autoconf automake libtool; do
   command -v "$tool" >/dev/null 2>&1 || { [ "$tool" = libtool ] && command -v libtoolize >/dev/null 2>&1; } || missing+=("$tool")
 done

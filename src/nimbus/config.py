@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     node_ric_dir: Path | None = None  # AWS's aws-lambda-ric installations (default: scripts/install-node-ric.sh's)
     node_runtimes_dir: Path | None = None  # Node.js majors the host lacks (default: install-node-ric.sh's)
 
+    # Container-image functions (issue 19, docs/images.md)
+    registry_insecure: str = ""  # registries (host[:port], comma-separated) reached without TLS checks (plain HTTP)
+    registry_auth_file: Path | None = None  # containers-auth.json with registry credentials (skopeo's --authfile)
+    code_gc_interval: float = 3600.0  # seconds between collections of unused zip blobs, trees and images (0: off)
+    code_gc_min_age: float = 3600.0  # seconds an unreferenced item is kept (uploads commit their row after storing)
+
 
 def runtime_override(runtime: str) -> str | None:
     """`NIMBUS_RUNTIME_<ID>`: the interpreter or executable configured for one runtime id (a family of names

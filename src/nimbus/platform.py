@@ -13,7 +13,9 @@ from nimbus.control.codestore import CodeStore
 from nimbus.control.credentials import EnvironmentLiveness, FunctionCredentials
 from nimbus.control.db import make_engine, migrate
 from nimbus.control.eventconfigs import EventConfigs
+from nimbus.control.garbage import CodeCollector
 from nimbus.control.httpapis import HttpApis
+from nimbus.control.images import ImageStore
 from nimbus.control.keys import KeyStore
 from nimbus.control.provisioned import ProvisionedConfigs
 from nimbus.control.registry import Registry
@@ -61,6 +63,8 @@ class Platform:
     collector: PlatformCollector  # the platform's gauges for /metrics
     network: NetworkProvider  # environments' network namespaces (sandbox/network)
     platform_api: PlatformApi  # the API app as environments reach it at 127.0.0.1:9001 (bound by create_app)
+    images: ImageStore | None = None  # container images of PackageType Image functions (issue 19)
+    garbage: CodeCollector | None = None  # unused zip blobs, trees and images (issue 19)
     # Registry subscribers, called after a change to a function commits: `on_commit` in the committing thread
     # (cache invalidation, database clean-up: thread-safe, quick), then `on_loop` on the serving event loop
     # (they touch state the loop owns: routes, environments, provisioned targets).
@@ -77,6 +81,10 @@ class Platform:
         await self.observer.start()
         await self.asyncs.start()
         self.snapstart.start(self.registry)  # SnapStart versions: Pending until their snapshot is made
+        if self.images is not None:
+            self.images.resume()  # image pulls a previous server left Pending
+        if self.garbage is not None:
+            self.garbage.start()
         for name in sorted({c.function_name for c in self.provisioned_configs.list()}):
             self.reconcile_provisioned(name)  # provisioned concurrency survives restarts
         await self.sources.start()  # after the async queue and the queue service it delivers to
@@ -93,6 +101,10 @@ class Platform:
         await self.logstore.stop()
         await self.sqs.stop()  # after every producer (destinations, pollers) has stopped
         self._loop = None
+        if self.garbage is not None:
+            self.garbage.stop()
+        if self.images is not None:
+            self.images.close()
         self.registry.close()
 
     def reconcile_provisioned(self, function_name: str) -> None:
@@ -138,7 +150,8 @@ def build_platform(settings: Settings) -> Platform:
         format_start=lambda spec, lines: platformlog.start_lines(spec, lines) if platformlog.is_json(spec) else lines,
     )
     snapstart = SnapStartStates(sandbox)
-    registry = Registry(settings, engine, codestore, version_state=snapstart.state)
+    images = ImageStore(settings, engine)
+    registry = Registry(settings, engine, codestore, version_state=snapstart.state, images=images)
     observer = Observer(settings, engine, provisioned=sandbox.provisioned_stats, log_sink=logstore.append)
     queue = make_queue(engine, settings.async_queue_synchronous)
     invoker = Invoker(settings, registry, sandbox, observer, queue)
@@ -170,6 +183,8 @@ def build_platform(settings: Settings) -> Platform:
     platform = Platform(
         settings, registry, codestore, logstore, sandbox, observer, invoker, asyncs, keys, function_urls, http_apis,
         credentials, provisioned_configs, snapstart, durable, sqs, sources, collector, network, platform_api,
+        images=images,
+        garbage=CodeCollector(engine, codestore, images, settings.code_gc_interval, settings.code_gc_min_age),
         on_commit=[
             event_configs.invalidate,  # event-invoke configs
             asyncs.function_changed,  # a deleted function's queued events go

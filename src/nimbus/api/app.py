@@ -20,6 +20,7 @@ from nimbus.api import codesigning as codesigning_api
 from nimbus.api import durable as durable_api
 from nimbus.api import eventbridge as eventbridge_api
 from nimbus.api import eventconfigs as eventconfigs_api
+from nimbus.api import images as images_api
 from nimbus.api import keys as keys_api
 from nimbus.api import layers as layers_api
 from nimbus.api import mappings as mappings_api
@@ -98,6 +99,7 @@ def create_app(platform: Platform, forwarded_allow_ips: str | list[str] = "127.0
         *scheduler_api.routes,  # EventBridge Scheduler
         *sqs_api.routes,  # SQS requests posted to a queue URL /<account>/<queue>; keep last
         *durable_api.routes,  # durable executions: SDK data plane and control plane
+        *images_api.routes,  # image tarball uploads
     ]
     router = Starlette(
         routes=routes,

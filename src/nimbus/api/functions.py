@@ -106,7 +106,8 @@ async def get_function(request: Request) -> Response:
     result = await _call(reg.get_function, request.path_params["name"], _qualifier(request),
                          _public_base(request))
     # A link anyone holding it can use for 10 minutes, like AWS's presigned S3 URL.
-    result["Code"]["Location"] = sign_code_location(request.app.state.platform.keys, result["Code"]["Location"])
+    if "Location" in result["Code"]:  # (Image functions have none: their code is in a registry)
+        result["Code"]["Location"] = sign_code_location(request.app.state.platform.keys, result["Code"]["Location"])
     return _json(result)
 
 

@@ -54,7 +54,14 @@ class DurableConfigShape(Shape):
     KMSKeyArn: str | None = None
 
 
+class ImageConfigShape(Shape):
+    EntryPoint: list[str] | None = None
+    Command: list[str] | None = None
+    WorkingDirectory: str | None = None
+
+
 class _ConfigFields(Shape):
+    ImageConfig: ImageConfigShape | None = None
     Role: str | None = None
     Handler: str | None = None
     Description: str | None = None

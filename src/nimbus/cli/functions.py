@@ -71,6 +71,10 @@ def deploy(
     name: Annotated[str | None, typer.Option("--name", "-n", help="Function name (one function, no project "
                                              "file)")] = None,
     handler: Annotated[str | None, typer.Option("--handler", help="e.g. app.handler")] = None,
+    image: Annotated[
+        str | None, typer.Option("--image", help="Container image URI (registry/repo:tag) or tarball instead of "
+                                 "DIRECTORY")
+    ] = None,
     runtime: Annotated[
         str | None, typer.Option("--runtime", help="Runtime id [default: the newest Python the server has]")
     ] = None,
@@ -90,7 +94,11 @@ def deploy(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan only")] = False,
 ) -> None:
     """Deploy a project (serverless.yml / SAM template.yaml in DIRECTORY): print the plan, then apply it.
-    With --name and --handler: zip DIRECTORY into one function (created or updated) and print its ARN."""
+    With --name and --handler: zip DIRECTORY into one function (created or updated) and print its ARN; with
+    --name and --image: a container-image function from a registry URI or an image tarball."""
+    if name is not None and image is not None:
+        deploy_image(LambdaClient(endpoint), name, image, memory, timeout, env, role, publish)
+        return
     if name is None:
         from nimbus.cli.project import deploy_project
 
@@ -99,6 +107,13 @@ def deploy(
     if handler is None:
         raise typer.BadParameter("deploying one function (--name) needs --handler", param_hint="--handler")
     client = LambdaClient(endpoint)
+    if not name:
+        raise typer.BadParameter("a function name is required", param_hint="--name")
+    if image is not None:
+        deploy_image(client, name, image, memory, timeout, env, role, publish)
+        return
+    if directory is None or not handler:
+        raise typer.BadParameter("DIRECTORY and --handler are required without --image")
     code = zip_directory(directory)
     config: dict[str, Any] = {"Runtime": runtime or default_runtime(client), "Handler": handler, "Role": role}
     if memory is not None:
@@ -144,6 +159,55 @@ def wait_settled(client: LambdaClient, name: str, timeout: float = 300.0) -> Non
         if time.monotonic() > deadline:
             raise ApiError(409, "ResourceConflictException", f"{name} is still {conf.get('State')}")
         time.sleep(0.05)
+
+
+def deploy_image(client: LambdaClient, name: str, image: str, memory: int | None, timeout: int | None,
+                 env: list[str] | None, role: str, publish: bool) -> None:
+    """`deploy --image`: create or update a PackageType Image function, then wait (with a spinner) while the
+    server pulls and unpacks the image (the function is Pending meanwhile)."""
+    config: dict[str, Any] = {"Role": role}
+    if memory is not None:
+        config["MemorySize"] = memory
+    if timeout is not None:
+        config["Timeout"] = timeout
+    if env is not None:
+        config["Environment"] = {"Variables": parse_env(env)}
+    try:
+        if Path(image).is_file():  # a tarball (docker save / an OCI layout): uploaded, then deployed by digest
+            with err.status(f"uploading {escape(image)} ..."):
+                image = str(client.json("POST", "/nimbus/v1/images", content=Path(image).read_bytes(),
+                                        headers={"Content-Type": "application/x-tar"})["ImageUri"])
+        try:
+            client.json("GET", f"{FN}/{name}/configuration")
+            exists = True
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            exists = False
+        if exists:
+            client.json("PUT", f"{FN}/{name}/configuration", json=config)
+            result = client.json("PUT", f"{FN}/{name}/code", json={"ImageUri": image, "Publish": publish})
+            action = "updated"
+        else:
+            body = {"FunctionName": name, "PackageType": "Image", "Code": {"ImageUri": image}, "Publish": publish,
+                    **config}
+            result = client.json("POST", FN, json=body)
+            action = "created"
+        started = time.monotonic()
+        with err.status(f"pulling and unpacking {escape(image)} ...") as status:
+            while result.get("State") == "Pending" or result.get("LastUpdateStatus") == "InProgress":
+                time.sleep(0.5)
+                status.update(f"pulling and unpacking {escape(image)} ... {time.monotonic() - started:.0f} s")
+                result = client.json("GET", f"{FN}/{name}/configuration")
+    except ApiError as exc:
+        raise fail(exc) from None
+    if result.get("State") == "Failed":
+        err.print(f"[bold red]error:[/] {escape(str(result.get('StateReasonCode')))}: "
+                  f"{escape(str(result.get('StateReason')))}", highlight=False)
+        raise typer.Exit(1)
+    err.print(f"{action} [bold]{name}[/] (image {escape(image)} = sha256:{result.get('CodeSha256')}, "
+              f"version {result.get('Version')})")
+    console.print(result["FunctionArn"], highlight=False)
 
 
 def invoke(

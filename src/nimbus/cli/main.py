@@ -49,6 +49,13 @@ def server(
     network_dns: Annotated[
         str | None, typer.Option(help="Nameservers for functions (default: the host's) [NIMBUS_NETWORK_DNS]")
     ] = None,
+    registry_insecure: Annotated[
+        str | None, typer.Option(help="Image registries reached over plain HTTP / without TLS checks, "
+                                 "host:port comma-separated [NIMBUS_REGISTRY_INSECURE]")
+    ] = None,
+    registry_auth_file: Annotated[
+        Path | None, typer.Option(help="containers-auth.json with registry credentials [NIMBUS_REGISTRY_AUTH_FILE]")
+    ] = None,
 ) -> None:
     """Start the whole platform in one process on embedded defaults."""
     import pydantic
@@ -72,6 +79,8 @@ def server(
             "network": network,
             "network_deny": network_deny,
             "network_dns": network_dns,
+            "registry_insecure": registry_insecure,
+            "registry_auth_file": registry_auth_file,
         }.items()
         if v is not None
     }

@@ -45,14 +45,69 @@ def apply_request(
         conf["Runtime"] = request["Runtime"]
     if "Handler" in request:
         conf["Handler"] = request["Handler"]
-    if request.get("PackageType", "Zip") != "Zip":
-        raise InvalidParameterValue("PackageType Image is not supported by this server; use Zip.")
+    if base is None:
+        conf["PackageType"] = request.get("PackageType") or "Zip"
+        if conf["PackageType"] not in ("Zip", "Image"):
+            raise v.constraint(conf["PackageType"], "packageType", "Member must satisfy enum value set: [Zip, Image]")
+    if conf.get("PackageType") == "Image":  # container images (issue 19): ImageConfig instead of these
+        return apply_image_request(request, conf, settings, resolve_layers, creating=base is None)
+    if "ImageConfig" in request:
+        raise InvalidParameterValue("ImageConfig is only supported for functions with PackageType Image.")
     if not conf.get("Runtime") or not conf.get("Handler"):
         raise InvalidParameterValue(
             "Runtime and Handler are mandatory parameters for functions created with deployment packages."
         )
     if "Handler" in request or "Runtime" in request:
         v.check_handler(conf["Handler"], conf["Runtime"])
+    return apply_common(request, conf, settings, resolve_layers, creating=base is None)
+
+
+def apply_image_request(
+    request: dict[str, Any],
+    conf: dict[str, Any],
+    settings: Settings,
+    resolve_layers: Callable[[list[str]], dict[str, dict[str, Any]]] | None,
+    creating: bool = False,
+) -> dict[str, Any]:
+    """apply_request for a PackageType Image function: no runtime, handler or layers (as on AWS: the image
+    holds them), and ImageConfig's overrides of the image's ENTRYPOINT, CMD and WORKDIR."""
+    for key, what in (("Runtime", "Runtime"), ("Handler", "Handler")):
+        if request.get(key):
+            raise InvalidParameterValue(f"{what} is not supported for functions with PackageType Image: "
+                                        "the image's ENTRYPOINT and CMD (or ImageConfig) say how it starts.")
+    if request.get("Layers"):
+        raise InvalidParameterValue("Layers are not supported for functions with PackageType Image.")
+    if ((request.get("SnapStart") or {}).get("ApplyOn") or "None") != "None":
+        raise InvalidParameterValue("SnapStart is not supported for functions with PackageType Image.")
+    if "ImageConfig" in request:
+        incoming = dict(request["ImageConfig"] or {})
+        image_config: dict[str, Any] = {}
+        for key in ("EntryPoint", "Command"):
+            if incoming.get(key) is not None:
+                values = [str(x) for x in incoming[key]]
+                if len(values) > 1500:
+                    raise v.constraint(values, f"imageConfig.{key[0].lower()}{key[1:]}",
+                                       "Member must have length less than or equal to 1500")
+                image_config[key] = values
+        if incoming.get("WorkingDirectory") is not None:
+            workdir = str(incoming["WorkingDirectory"])
+            if len(workdir) > 1000:
+                raise v.constraint(workdir, "imageConfig.workingDirectory",
+                                   "Member must have length less than or equal to 1000")
+            image_config["WorkingDirectory"] = workdir
+        conf["ImageConfig"] = image_config
+    return apply_common({k: x for k, x in request.items() if k != "Layers"}, conf, settings, resolve_layers,
+                        creating=creating)
+
+
+def apply_common(
+    request: dict[str, Any],
+    conf: dict[str, Any],
+    settings: Settings,
+    resolve_layers: Callable[[list[str]], dict[str, dict[str, Any]]] | None,
+    creating: bool = False,
+) -> dict[str, Any]:
+    """The fields Zip and Image functions share (`creating`: CreateFunction rather than an update)."""
     if "Description" in request:
         v.check_description(request["Description"])
         conf["Description"] = request["Description"]
@@ -110,5 +165,5 @@ def apply_request(
         v.check_logging(merged)
         conf["LoggingConfig"] = merged
     if "DurableConfig" in request:  # durable functions (issue 18)
-        conf["DurableConfig"] = v.check_durable_config(request["DurableConfig"] or {}, base is None, conf)
+        conf["DurableConfig"] = v.check_durable_config(request["DurableConfig"] or {}, creating, conf)
     return conf

@@ -22,6 +22,7 @@ from nimbus.control.arn import NAME_RE, FunctionLocator, function_arn, is_versio
 from nimbus.control.codestore import CodeStore
 from nimbus.control.configs import ENVIRONMENT_GIVEN
 from nimbus.control.documents import VersionState, logging_config, render_config
+from nimbus.control.images import ImageStore
 from nimbus.control.layertree import opt_dir as layer_opt_dir
 from nimbus.control.models import AliasRow, FunctionRow, VersionRow
 from nimbus.control.specs import AliasSpec, FunctionSnapshot, VersionSpec
@@ -76,8 +77,9 @@ class RegistryCore:
     """State and helpers shared by every control-plane operation. Thread-safe."""
 
     def __init__(self, settings: Settings, engine: Engine, codestore: CodeStore,
-                 version_state: VersionState | None = None) -> None:
+                 version_state: VersionState | None = None, images: ImageStore | None = None) -> None:
         self.settings = settings
+        self.images = images  # container images of PackageType Image functions (control/imageops.py)
         self._version_state = version_state  # SnapStart versions: Pending/Failed until their snapshot is ready
         self.engine = engine
         self.codestore = codestore

@@ -282,3 +282,21 @@ class FunctionSettingsRow(Base):
     )
     code_signing_config_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     recursive_loop: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+# --- Container images (issue 19; migration 0019_container_images) ----------------------------------------
+
+
+class ContainerImageRow(Base):
+    """One image manifest digest used by an Image function: its pull state (see control/images.py)."""
+
+    __tablename__ = "container_images"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex of the manifest's sha256
+    resolved_uri: Mapped[str] = mapped_column(String(1024))  # <registry>/<repository>@sha256:<hex>
+    state: Mapped[str] = mapped_column(String(16))  # Pending | Active | Failed
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # unpacked
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # uploaded images' own config

@@ -24,6 +24,7 @@ from nimbus.control.codestore import CodeBlob
 from nimbus.control.configs import apply_request
 from nimbus.control.core import LATEST, ONLY_LATEST, new_revision, page_of, version_sort_key
 from nimbus.control.documents import lambda_timestamp
+from nimbus.control.imageops import ImageOps
 from nimbus.control.layers import LayerOps
 from nimbus.control.models import AliasRow, FunctionRow, FunctionSettingsRow, VersionRow
 from nimbus.control.permissions import PolicyOps
@@ -37,7 +38,7 @@ __all__ = ["LATEST", "ONLY_LATEST", "Registry", "new_revision"]
 PAGE_MAX = 50
 
 
-class Registry(AliasOps, AccountOps, PolicyOps, LayerOps, CodeSigningOps, RecursionOps):
+class Registry(ImageOps, AliasOps, AccountOps, PolicyOps, LayerOps, CodeSigningOps, RecursionOps):
     """All control-plane state and operations. Thread-safe; API handlers call it from worker threads."""
 
     def create_function(self, request: dict[str, Any], zip_bytes: bytes | None) -> dict[str, Any]:
@@ -46,6 +47,8 @@ class Registry(AliasOps, AccountOps, PolicyOps, LayerOps, CodeSigningOps, Recurs
         config = apply_request(request, self.settings, None, self.resolve_layers)
         tags = dict(request.get("Tags") or {})
         v.check_tags(tags)
+        if config.get("PackageType") == "Image":
+            return self.create_image_function(name, request, config, tags)
         if zip_bytes is None:
             raise InvalidParameterValue("Please provide a source for function code: Code.ZipFile "
                                         "(S3 and image sources are not supported by this server).")
@@ -94,7 +97,7 @@ class Registry(AliasOps, AccountOps, PolicyOps, LayerOps, CodeSigningOps, Recurs
             fn = self._function(s, name)
             out: dict[str, Any] = {
                 "Configuration": self._config(row, arn_q),
-                "Code": self._code(row.code_sha256, base_url),
+                "Code": self._code_for(row, base_url),
             }
             if fn.tags:
                 out["Tags"] = dict(fn.tags)
@@ -131,6 +134,10 @@ class Registry(AliasOps, AccountOps, PolicyOps, LayerOps, CodeSigningOps, Recurs
     def update_function_code(self, function_name: str, request: dict[str, Any],
                              zip_bytes: bytes | None) -> dict[str, Any]:
         name = self._unqualified(function_name)
+        if request.get("ImageUri") or self.is_image_function(name):
+            if zip_bytes is not None and self.is_image_function(name):
+                raise InvalidParameterValue("Please provide ImageUri when updating a function with packageType Image.")
+            return self.update_image_code(name, request)
         if zip_bytes is None:
             raise InvalidParameterValue("Please provide a source for function code: ZipFile "
                                         "(S3 and image sources are not supported by this server).")

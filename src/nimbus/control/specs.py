@@ -9,6 +9,18 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
+class ImageRun:
+    """How a PackageType Image function starts (issue 19): its unpacked image (the environment's read-only
+    root), the command line (ENTRYPOINT + CMD after ImageConfig's overrides), WORKDIR and the image's ENV."""
+
+    rootfs: Path
+    argv: tuple[str, ...]
+    workdir: str
+    environ: dict[str, str]
+    failed_marker: Path  # exists (with the reason) when the image's pull failed
+
+
+@dataclass(frozen=True, slots=True)
 class VersionSpec:
     """Everything needed to run one version (or `$LATEST`) of a function."""
 
@@ -33,6 +45,7 @@ class VersionSpec:
     tags: dict[str, str] = field(default_factory=dict)  # the function's tags (network policy: docs/network.md)
     pending: bool = False  # State Pending (just created, issue 21): invoking it is a ResourceConflict
     durable_config: dict[str, Any] | None = None  # DurableConfig of a durable function (issue 18)
+    image: ImageRun | None = None  # a container-image function (runtime is then the custom runtime's)
 
     @property
     def qualified_arn(self) -> str:

@@ -38,6 +38,7 @@ from nimbus.sandbox.deadlines import Deadlines
 from nimbus.sandbox.deadlines import TimedOut as _TimedOut
 from nimbus.sandbox.environ import build_environ
 from nimbus.sandbox.environment import MAX_LINE, MAX_STRAY_BYTES, RESPONSE_SLACK, Environment, _Died, _Output
+from nimbus.sandbox.imageenv import IMAGE_ROOT, check_ready, image_environ
 from nimbus.sandbox.netwiring import with_network
 from nimbus.sandbox.network import NetworkProvider
 from nimbus.sandbox.protocol import READY, RESULT, ResultFrame
@@ -106,6 +107,8 @@ class ApiEnvironment(Environment):
     # Start-up
 
     def _launch(self, child: socket.socket, out_w: int, ext_w: int = -1) -> Launch:
+        if self.spec.image is not None:
+            return self._image_launch(child, out_w)
         isolated = self.backend.task_root_inside is not None
         opt_dir = self.spec.opt_dir
         opt = "/opt" if isolated else self.backend.opt_root(opt_dir) if opt_dir is not None else ""
@@ -152,6 +155,31 @@ class ApiEnvironment(Environment):
             opt_dir=opt_dir,
             script="apilauncher",
             ro_binds=command.binds,
+        )
+
+    def _image_launch(self, child: socket.socket, out_w: int) -> Launch:
+        """A container image's launch: its tree as the root, its command line, its environment."""
+        image = check_ready(self.spec, self.backend.task_root_inside is not None)
+        lambda_env = build_environ(self.spec, self.settings, self.backend, self.log_stream, self.interpreter)
+        environ = image_environ(image, self.spec.environment, lambda_env)
+        environ["AWS_LAMBDA_INITIALIZATION_TYPE"] = self.init_type
+        if self.environ_hook is not None:
+            environ.update(self.environ_hook(self.id))
+        environ.update({
+            "_NIMBUS_CONTROL_FD": str(child.fileno()),
+            "_NIMBUS_API_PORT": "9001",
+            "_NIMBUS_RUNTIME_ARGV": json.dumps(list(image.argv)),
+            "_NIMBUS_EXTENSIONS_DIR": "/opt/extensions",
+            "_NIMBUS_OPT_DIR": "/opt",
+            "_NIMBUS_EXTENSION_HIDDEN": ",".join(EXTENSION_HIDDEN),
+            "_NIMBUS_EXEC_WRAPPER": "",
+            "_NIMBUS_CHROOT": IMAGE_ROOT,
+            "_NIMBUS_CHDIR": image.workdir,
+        })
+        return Launch(
+            env_id=self.id, interpreter=self.interpreter, code_dir=image.rootfs, memory_mb=self.spec.memory_size,
+            ephemeral_mb=self.spec.ephemeral_storage, environ=environ, pass_fds=(child.fileno(),),
+            stdout_fd=out_w, script="apilauncher", image_root=image.rootfs,
         )
 
     async def _spawn(self) -> None:

@@ -22,6 +22,7 @@ from nimbus.sandbox.backends import Backend, BackendUnavailable
 from nimbus.sandbox.backends.chooser import choose
 from nimbus.sandbox.deadlines import Deadlines
 from nimbus.sandbox.environment import Environment, error_result
+from nimbus.sandbox.imageenv import check_ready
 from nimbus.sandbox.network import NetworkProvider
 from nimbus.sandbox.pool import Pool
 from nimbus.sandbox.provisioned import Provisioner
@@ -214,6 +215,8 @@ class SandboxManager:
         hook = self.environ_hook
         # Managed Python with external extensions in its layers, or with an exec wrapper: the launcher of the
         # Runtime API environment starts them.
+        if spec.image is not None:  # a container image (issue 19): refused here until it is unpacked
+            check_ready(spec, self._backend.task_root_inside is not None)
         if is_api_runtime(spec.runtime) or has_extensions(spec.opt_dir) or exec_wrapper(spec.runtime,
                                                                                          spec.environment):
             return ApiEnvironment(

@@ -45,6 +45,9 @@ class Launch:
     netns_userns: str | None = None  # the user namespace to enter first (rootless: it owns `netns`)
     resolv_conf: str | None = None
     hosts: str | None = None
+    # A container image's unpacked tree (issue 19): mounted read-only for the launcher to chroot into
+    # (sandbox/imageenv.py); /var/task and /opt are then the image's own
+    image_root: Path | None = None
 
 
 _GO_SIGNAL_NAMES = {

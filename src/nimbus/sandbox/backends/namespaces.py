@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from nimbus.config import Settings
@@ -45,6 +46,7 @@ from nimbus.sandbox.backends import (
 )
 from nimbus.sandbox.backends.runtime_files import RuntimeFiles
 from nimbus.sandbox.cgroups import MB, Cgroup, CgroupError, CgroupManager
+from nimbus.sandbox.imageenv import IMAGE_ROOT
 from nimbus.sandbox.runtimes import python_prefix
 from nimbus.sandbox.seccomp import SeccompUnavailable, bpf_fd, deny_list_bpf, zygote_filters
 
@@ -509,6 +511,10 @@ class NamespacesBackend(Backend):
             argv += ["--ro-bind", self._etc_file("resolv.conf", launch.resolv_conf), "/etc/resolv.conf"]
         if launch.hosts is not None:
             argv += ["--ro-bind", self._etc_file("hosts", launch.hosts), "/etc/hosts"]
+        if launch.image_root is not None:
+            return [*argv, *self._image_args(launch, ro_bind), "--seccomp", str(seccomp_fd), "--",
+                    str(launch.interpreter), "-I", "-S",
+                    "/var/runtime/" + self.runtime_files.script(launch.interpreter, "/var/runtime", launch.script)]
         return [
             *argv,
             "--perms",
@@ -535,6 +541,27 @@ class NamespacesBackend(Backend):
             "-I",
             "-S",
             "/var/runtime/" + self.runtime_files.script(launch.interpreter, "/var/runtime", launch.script),
+        ]
+
+    def _image_args(self, launch: Launch, ro_bind: Callable[[str, str], tuple[str, ...]]) -> list[str]:
+        """A container image's mounts (issue 19): its tree read-only at IMAGE_ROOT with fresh /proc and /dev,
+        a size-limited /tmp and the sandbox's resolv.conf and hosts inside it; the launcher alone may chroot
+        there (CAP_SYS_CHROOT, dropped before anything of the image runs: runtime/apilauncher.py)."""
+        assert launch.image_root is not None
+        root = IMAGE_ROOT
+        resolv = (self._etc_file("resolv.conf", launch.resolv_conf) if launch.resolv_conf is not None
+                  else str(self.etc_dir / "resolv.conf"))
+        hosts = self._etc_file("hosts", launch.hosts) if launch.hosts is not None else str(self.etc_dir / "hosts")
+        return [
+            "--cap-add", "CAP_SYS_CHROOT",
+            *ro_bind(str(self.runtime_files.root), "/var/runtime"),
+            *ro_bind(str(launch.image_root), root),
+            "--proc", f"{root}/proc", "--dev", f"{root}/dev",
+            "--perms", "1777", "--size", str(DEV_SHM_MB * MB), "--tmpfs", f"{root}/dev/shm",
+            "--perms", "1777", "--size", str(launch.ephemeral_mb * MB), "--tmpfs", f"{root}/tmp",
+            "--ro-bind", resolv, f"{root}/etc/resolv.conf", "--ro-bind", hosts, f"{root}/etc/hosts",
+            "--remount-ro", "/", "--remount-ro", "/dev", "--remount-ro", f"{root}/dev",
+            "--chdir", "/",
         ]
 
     def _etc_file(self, name: str, content: str) -> str:

@@ -113,6 +113,32 @@ def wait_runtime(control, pid):
     os._exit(code)
 
 
+def enter_image(root, workdir):
+    """A container image (nimbus issue 19): make its tree the root, go to its WORKDIR, and give up the one
+    capability the sandbox kept for this (ambient: nothing exec'd from now on gets it back)."""
+    import ctypes  # before the chroot: it loads a library of the host
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    os.chroot(root)
+    os.chdir("/")
+    libc.prctl(47, 4, 0, 0, 0)  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+    try:
+        os.chdir(workdir)
+    except OSError as exc:
+        return {"errorType": "Runtime.InvalidWorkingDirectory",
+                "errorMessage": f"chdir {workdir}: {(exc.strerror or str(exc)).lower()}"}
+    return None
+
+
+def which(name, path):
+    """`name` found on PATH as exec does (a container's ENTRYPOINT may be a bare command)."""
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return name
+
+
 def main():
     control = socket.socket(fileno=int(pop("_NIMBUS_CONTROL_FD")))
     port = int(pop("_NIMBUS_API_PORT", "9001") or "9001")
@@ -131,6 +157,12 @@ def main():
         environ["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{listener.getsockname()[1]}"
 
     error = None
+    root = pop("_NIMBUS_CHROOT")
+    workdir = pop("_NIMBUS_CHDIR") or "/"
+    if root:
+        error = enter_image(root, workdir)
+        if error is None and argv and "/" not in argv[0]:
+            argv = [which(argv[0], environ.get("PATH", "")), *argv[1:]]
     if not argv:
         argv, message = find_bootstrap(environ.get("LAMBDA_TASK_ROOT", "/var/task"), opt_dir)
         if argv is None:
