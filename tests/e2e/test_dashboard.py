@@ -99,6 +99,15 @@ def test_dashboard_live_in_a_real_browser(srv: NimbusServer, playwright_browser:
     lam.get_waiter("function_updated_v2").wait(FunctionName=orders)
     lam.publish_version(FunctionName=orders)
     lam.put_function_concurrency(FunctionName=orders, ReservedConcurrentExecutions=20)
+    # Event sources of `orders` (issue 15): a queue mapping and a schedule on its alias.
+    sqs = srv.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"orders-in-{suffix}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    lam.create_event_source_mapping(EventSourceArn=queue_arn, FunctionName=orders, BatchSize=5)
+    orders_arn = lam.get_function_configuration(FunctionName=orders)["FunctionArn"]
+    srv.client("scheduler").create_schedule(
+        Name=f"nightly-{suffix}", ScheduleExpression="cron(0 3 * * ? *)", FlexibleTimeWindow={"Mode": "OFF"},
+        Target={"Arn": f"{orders_arn}:live", "RoleArn": "arn:aws:iam::000000000000:role/scheduler"})
     legacy = f"legacy-{suffix}"  # switched off with reserved concurrency 0: every call is throttled
     deploy(lam, legacy, MemorySize=512)
     lam.put_function_concurrency(FunctionName=legacy, ReservedConcurrentExecutions=0)
@@ -140,6 +149,10 @@ def test_dashboard_live_in_a_real_browser(srv: NimbusServer, playwright_browser:
         assert page.locator("#fn-deployments tr.deployment").count() == 4  # create, publish, update, publish
         assert akid in page.inner_text("#fn-deployments")
         page.wait_for_selector("#fn-concurrency >> text=20 reserved")
+        page.wait_for_selector("#fn-sources tr.event-source")
+        sources = page.inner_text("#fn-sources")
+        assert page.locator("#fn-sources tr.event-source").count() == 2
+        assert queue_arn in sources and f"nightly-{suffix}" in sources and "cron(0 3 * * ? *)" in sources
         page.wait_for_selector("#fn-invocations tr.invocation", timeout=30_000)
         page.wait_for_selector("#fn-invocations >> text=error", timeout=30_000)
         page.wait_for_selector("#fn-logs >> text=REPORT RequestId", timeout=30_000)

@@ -234,6 +234,7 @@ async def function_detail(request: Request) -> Response:
     start, end = month_range(None)
     detail["costHourly"] = await asyncio.to_thread(observer.meter.hourly, name, start, end)
     detail["asyncQueue"] = await async_queue_state(platform, name)
+    detail["eventSources"] = await platform.sources.of_function(name)
     return JSONResponse(detail)
 
 

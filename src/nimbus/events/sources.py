@@ -52,6 +52,20 @@ class EventSources:
         await self.pollers.stop()
         await self.timers.stop()
 
+    async def of_function(self, name: str) -> dict[str, list[dict[str, Any]]]:
+        """What sends events to the function `name`: its event source mappings, the schedules and the rules
+        whose target it is (any of its versions or aliases). For the dashboard's function page."""
+        arn = f"arn:aws:lambda:{self.settings.region}:{self.settings.account_id}:function:{name}"
+        mappings = (await self.mappings.list_mappings(None, name, None, 100))["EventSourceMappings"]
+        schedules = [s for s in await self.scheduler.overview()
+                     if s["Target"] == arn or str(s["Target"]).startswith(arn + ":")]
+        return {
+            "mappings": [{k: m.get(k) for k in ("UUID", "EventSourceArn", "State", "BatchSize", "FunctionArn")}
+                         for m in mappings],
+            "schedules": schedules,
+            "rules": await self.bus.rules_targeting(arn),
+        }
+
     def _visibility(self, mapping: Mapping) -> int | None:
         """window + function timeout + 30 s when that exceeds the queue's visibility timeout (Lambda's rule)."""
         queue = self.queues.get_queue_by_arn(mapping.queue_arn)

@@ -146,6 +146,7 @@ async function renderFunction(name) {
         <div><h2>Versions</h2><table id="fn-versions"></table></div>
         <div><h2>Aliases</h2><table id="fn-aliases"></table></div>
       </div>
+      <h2>Event sources</h2><table id="fn-sources"></table>
       <h2>Deployment history</h2><table id="fn-deployments"></table>
       <h2>Recent invocations</h2><table id="fn-invocations"></table>
       <div id="fn-invocation" hidden><h2>Invocation <code id="fn-invocation-id"></code> <a href="#" id="fn-invocation-close" class="muted">close</a></h2>
@@ -202,6 +203,13 @@ async function renderFunction(name) {
     d.versions.map(v => `<tr><td>${esc(v.Version)}</td><td><code>${esc((v.CodeSha256 || "").slice(0, 16))}…</code></td><td>${esc(v.Description)}</td><td>${esc(v.LastModified)}</td></tr>`).join("");
   $("#fn-aliases").innerHTML = `<tr><th>Alias</th><th>Version</th><th>Weights</th></tr>` +
     (d.aliases.length ? d.aliases.map(a => `<tr><td>${esc(a.Name)}</td><td>${esc(a.FunctionVersion)}</td><td>${esc(weights(a))}</td></tr>`).join("") : `<tr><td colspan="3" class="muted">none</td></tr>`);
+  const src = d.eventSources || {mappings: [], schedules: [], rules: []};
+  const srcRows = [
+    ...src.mappings.map(m => `<tr class="event-source"><td>queue mapping</td><td><code>${esc(m.EventSourceArn)}</code></td><td>${esc(m.State)} · batch ${esc(m.BatchSize)}</td><td><code>${esc(m.UUID)}</code></td></tr>`),
+    ...src.schedules.map(x => `<tr class="event-source"><td>schedule</td><td><code>${esc(x.GroupName)}/${esc(x.Name)}</code></td><td>${esc(x.State)} · ${esc(x.ScheduleExpression)}</td><td>${x.NextFireTime ? "next " + new Date(x.NextFireTime * 1000).toLocaleString() : "–"}</td></tr>`),
+    ...src.rules.map(r => `<tr class="event-source"><td>EventBridge rule</td><td><code>${esc(r.EventBusName)}/${esc(r.Name)}</code></td><td>${esc(r.State)} · ${esc(r.ScheduleExpression || "pattern")}</td><td><code>${esc(r.Target)}</code></td></tr>`)];
+  $("#fn-sources").innerHTML = `<tr><th>Kind</th><th>Source</th><th>State</th><th></th></tr>` +
+    (srcRows.length ? srcRows.join("") : `<tr><td colspan="4" class="muted">none (invoked directly)</td></tr>`);
   $("#fn-deployments").innerHTML = `<tr><th>When</th><th>What</th><th>Version</th><th>Code SHA-256</th><th>Who</th></tr>` +
     d.deployments.map(x => `<tr class="deployment"><td>${new Date(x.time).toLocaleString()}</td><td>${esc(x.action)}</td><td>${esc(x.version)}</td><td><code>${esc(x.codeSha256.slice(0, 16))}…</code></td><td>${esc(x.actor)}</td></tr>`).join("");
   await refreshLogs(name);

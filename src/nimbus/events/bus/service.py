@@ -388,6 +388,25 @@ class EventBus:
         self._rules = None
         return {"FailedEntryCount": len(failed), "FailedEntries": failed}
 
+    async def rules_targeting(self, function_arn: str) -> list[dict[str, Any]]:
+        """The rules, on every bus, with a target that is the function `function_arn` (unqualified; a target
+        naming one of its versions or aliases counts): what the dashboard shows as its event sources."""
+
+        def read() -> list[dict[str, Any]]:
+            with self.engine.connect() as conn:
+                return [dict(d) for d in conn.execute(select(RULES.c.doc).order_by(RULES.c.name)).scalars()]
+
+        out = []
+        for doc in await asyncio.to_thread(read):
+            for target in doc.get("Targets", []):
+                arn = str(target.get("Arn", ""))
+                if arn == function_arn or arn.startswith(function_arn + ":"):
+                    out.append({"Name": doc.get("Name"), "EventBusName": doc.get("EventBusName", DEFAULT_BUS),
+                                "State": doc.get("State"), "ScheduleExpression": doc.get("ScheduleExpression"),
+                                "EventPattern": doc.get("EventPattern"), "Target": arn})
+                    break
+        return out
+
     async def list_targets(self, r: dict[str, Any]) -> dict[str, Any]:
         bus = self.bus_name(r.get("EventBusName"))
 
