@@ -49,15 +49,14 @@ def test_stream_prelude() -> None:
     assert _prelude(b"plain text") is False
 
 
-def test_inference_without_parsing_keeps_every_shape() -> None:
-    # Answers that cannot be {statusCode, ...} are passed through unparsed; one whose key is spelled with a
-    # JSON escape, or that merely mentions statusCode in a value, is still parsed and judged as before.
-    assert to_http_response(b'{"ok": true}') == (200, [(b"content-type", b"application/json")], b'{"ok": true}')
-    assert to_http_response(b"") == (200, [(b"content-type", b"application/json")], b"")
+def test_inference_judges_every_shape() -> None:
+    # Every answer is parsed: AWS re-serialises JSON compactly, and a key spelled with a JSON escape, or a
+    # value that merely mentions statusCode, is judged as JSON like any other.
+    assert to_http_response(b'{"ok": true}') == (200, [(b"content-type", b"application/json")], b'{"ok":true}')
     escaped = b'{"\\u0073tatusCode": 201, "body": "made"}'
     assert to_http_response(escaped)[0::2] == (201, b"made")
     mention = b'{"note": "statusCode"}'
-    assert to_http_response(mention) == (200, [(b"content-type", b"application/json")], mention)
+    assert to_http_response(mention) == (200, [(b"content-type", b"application/json")], b'{"note":"statusCode"}')
 
 
 def test_request_context_time_is_common_log_format() -> None:

@@ -360,9 +360,6 @@ def _query_parameters(raw_query: str) -> dict[str, str]:
 def to_http_response(payload: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """The HTTP response for a function's answer: `{statusCode, headers, cookies, body, isBase64Encoded}`, or,
     for any other JSON (AWS's inference rule), 200 with that JSON as an application/json body."""
-    if b"statusCode" not in payload and b"\\u" not in payload:
-        # Not parsed: without the key (and no escapes that could spell it) it cannot be {statusCode, ...}.
-        return 200, [(b"content-type", b"application/json")], payload
     try:
         doc = json.loads(payload) if payload else None
     except ValueError:
