@@ -162,7 +162,8 @@ class RegistryCore:
         with Session(self.engine) as s:
             rows = s.scalars(select(VersionRow).where(VersionRow.function_name == name)).all()
             for row in rows:
-                if row.config.get(lifecycle.KEY):
+                # (an image function's code is its image, pulled and unpacked by the image store)
+                if row.config.get(lifecycle.KEY) and row.config.get("PackageType", "Zip") == "Zip":
                     self.codestore.unpacked(row.code_sha256)
         with self._write(name) as s:
             for row in s.scalars(select(VersionRow).where(VersionRow.function_name == name)).all():
