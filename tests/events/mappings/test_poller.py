@@ -4,13 +4,13 @@ the backlog within MaximumConcurrency and reserved concurrency (fake queue and i
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from nimbus.events.mappings.poller import SqsPoller, failed_items
 from nimbus.events.mappings.service import Mapping
+from nimbus.invoke.service import InvokeOutcome
 
 IDS = ["a", "b", "c"]
 
@@ -70,12 +70,12 @@ class FakeInvoke:
         self.peak = 0
 
     async def __call__(self, function: str, qualifier: str | None, payload: bytes,
-                       invocation_type: str = "RequestResponse") -> Any:
+                       invocation_type: str = "RequestResponse") -> InvokeOutcome:
         self.running += 1
         self.peak = max(self.peak, self.running)
         await asyncio.sleep(0.02)
         self.running -= 1
-        return SimpleNamespace(headers={}, payload=b"")
+        return InvokeOutcome("sync", "r", "$LATEST", b"")
 
 
 def mapping(max_concurrency: int | None) -> Mapping:
