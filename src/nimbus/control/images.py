@@ -37,6 +37,7 @@ from nimbus.control.imageunpack import UnpackError, apply_layer, prepare_mount_p
 from nimbus.control.models import ContainerImageRow
 from nimbus.errors import InvalidParameterValue
 
+SETPRIV = shutil.which("setpriv")  # util-linux: ties a child to the thread that started it
 log = logging.getLogger("nimbus.images")
 
 SKOPEO = "skopeo"
@@ -133,6 +134,12 @@ class ImageStore:
         if self.settings.registry_auth_file:
             argv.append(f"--{'src-' if args[0] == 'copy' else ''}authfile={self.settings.registry_auth_file}")
         argv += args[1:]
+        if shutil.which(argv[0]) is None:
+            raise _Unavailable("skopeo is not installed on this server (scripts/install-system-deps.sh)")
+        if SETPRIV is not None:
+            # skopeo dies with the server (a kill -9 included) instead of writing on into a staging area the
+            # next server removes at start.
+            argv = [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
         try:
             proc = subprocess.run(argv, capture_output=True, timeout=timeout,
                                   env={**os.environ, "HOME": str(self.root)})
