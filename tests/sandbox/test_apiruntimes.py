@@ -78,9 +78,10 @@ def test_node_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     apiruntimes.node_ric_dir.cache_clear()
     try:
         inside = runtime_command("nodejs24.x", isolated=True)
-        assert inside.argv[0] == str(node) and inside.argv[-1] == f"{NODE_RIC_INSIDE}/index.mjs"
+        # node's prefix is mounted at a fixed place (its host path may be under /tmp, hidden by the sandbox's)
+        assert inside.argv[0] == "/var/lang/node/bin/node" and inside.argv[-1] == f"{NODE_RIC_INSIDE}/index.mjs"
         # The RIC is mounted, and so is node's prefix (not under /usr).
-        assert set(inside.binds) == {(str(ric), NODE_RIC_INSIDE), (str(tmp_path / "prefix"), str(tmp_path / "prefix"))}
+        assert set(inside.binds) == {(str(ric), NODE_RIC_INSIDE), (str(tmp_path / "prefix"), "/var/lang/node")}
         assert inside.environ["NODE_PATH"].endswith("/var/runtime:/var/task")
         outside = runtime_command("nodejs24.x", isolated=False)
         assert outside.argv[-1] == f"{ric}/index.mjs" and outside.binds == ()

@@ -46,10 +46,14 @@ class RuntimeCommand:
 ENTRYPOINT = Path(__file__).resolve().parent / "runtime" / "lambda-entrypoint.sh"
 
 
+NODE_PREFIX_INSIDE = "/var/lang/node"  # where a node installed outside /usr is mounted (its host path may be
+# under /tmp, which the sandbox's own /tmp hides)
+
+
 def _prefix_bind(executable: Path) -> tuple[tuple[str, str], ...]:
     """Sandboxes see /usr; an executable installed elsewhere needs its installation prefix mounted."""
     prefix = executable.parent.parent
-    return () if str(prefix).startswith("/usr") else ((str(prefix), str(prefix)),)
+    return () if str(prefix).startswith("/usr") else ((str(prefix), NODE_PREFIX_INSIDE),)
 
 
 def _esm_layer_binds(runtime: str, opt_dir: Path | None) -> tuple[tuple[str, str], ...]:
@@ -73,14 +77,15 @@ def runtime_command(runtime: str, isolated: bool, opt_dir: Path | None = None) -
         if node is None or ric is None:
             raise FileNotFoundError(unavailable_reason(runtime))
         ric_path = NODE_RIC_INSIDE if isolated else str(ric)
+        prefix = _prefix_bind(node) if isolated else ()
+        node_path = Path(NODE_PREFIX_INSIDE) / "bin" / node.name if prefix else node
         return RuntimeCommand(
-            argv=(str(node), "--expose-gc", "--max-http-header-size", "81920", f"{ric_path}/index.mjs"),
-            binds=((str(ric), NODE_RIC_INSIDE), *_prefix_bind(node), *_esm_layer_binds(runtime, opt_dir))
-            if isolated else (),
+            argv=(str(node_path), "--expose-gc", "--max-http-header-size", "81920", f"{ric_path}/index.mjs"),
+            binds=((str(ric), NODE_RIC_INSIDE), *prefix, *_esm_layer_binds(runtime, opt_dir)) if isolated else (),
             environ={
                 # After the layers' directories (build_environ puts them first), as on AWS.
                 "NODE_PATH": f"{ric_path}/node_modules:/var/runtime:/var/task",
-                "PATH": f"{node.parent}:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
+                "PATH": f"{node_path.parent}:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
             },
         )
     if runtime.startswith("provided") and isolated:
