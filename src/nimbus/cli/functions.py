@@ -106,32 +106,15 @@ def deploy(
         return
     if handler is None:
         raise typer.BadParameter("deploying one function (--name) needs --handler", param_hint="--handler")
-    client = LambdaClient(endpoint)
     if not name:
         raise typer.BadParameter("a function name is required", param_hint="--name")
-    if image is not None:
-        deploy_image(client, name, image, memory, timeout, env, role, publish)
-        return
-    if directory is None or not handler:
-        raise typer.BadParameter("DIRECTORY and --handler are required without --image")
+    client = LambdaClient(endpoint)
     code = zip_directory(directory)
-    config: dict[str, Any] = {"Runtime": runtime or default_runtime(client), "Handler": handler, "Role": role}
-    if memory is not None:
-        config["MemorySize"] = memory
-    if timeout is not None:
-        config["Timeout"] = timeout
-    if env is not None:
-        config["Environment"] = {"Variables": parse_env(env)}
+    config = {"Runtime": runtime or default_runtime(client), "Handler": handler,
+              **_shared_config(role, memory, timeout, env)}
     zipped = base64.b64encode(code).decode()
     try:
-        try:
-            client.json("GET", f"{FN}/{name}/configuration")
-            exists = True
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            exists = False
-        if exists:
+        if _exists(client, name):
             wait_settled(client, name)
             client.json("PUT", f"{FN}/{name}/configuration", json=config)
             wait_settled(client, name)
@@ -146,6 +129,28 @@ def deploy(
         raise fail(exc) from None
     err.print(f"{action} [bold]{name}[/] ({len(code)} bytes, version {result.get('Version')})")
     console.print(result["FunctionArn"], highlight=False)
+
+
+def _shared_config(role: str, memory: int | None, timeout: int | None, env: list[str] | None) -> dict[str, Any]:
+    """The configuration `deploy` sets for zip and image functions alike."""
+    config: dict[str, Any] = {"Role": role}
+    if memory is not None:
+        config["MemorySize"] = memory
+    if timeout is not None:
+        config["Timeout"] = timeout
+    if env is not None:
+        config["Environment"] = {"Variables": parse_env(env)}
+    return config
+
+
+def _exists(client: LambdaClient, name: str) -> bool:
+    try:
+        client.json("GET", f"{FN}/{name}/configuration")
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        return False
+    return True
 
 
 def wait_settled(client: LambdaClient, name: str, timeout: float = 300.0) -> None:
@@ -165,27 +170,16 @@ def deploy_image(client: LambdaClient, name: str, image: str, memory: int | None
                  env: list[str] | None, role: str, publish: bool) -> None:
     """`deploy --image`: create or update a PackageType Image function, then wait (with a spinner) while the
     server pulls and unpacks the image (the function is Pending meanwhile)."""
-    config: dict[str, Any] = {"Role": role}
-    if memory is not None:
-        config["MemorySize"] = memory
-    if timeout is not None:
-        config["Timeout"] = timeout
-    if env is not None:
-        config["Environment"] = {"Variables": parse_env(env)}
+    config = _shared_config(role, memory, timeout, env)
     try:
         if Path(image).is_file():  # a tarball (docker save / an OCI layout): uploaded, then deployed by digest
             with err.status(f"uploading {escape(image)} ..."):
                 image = str(client.json("POST", "/nimbus/v1/images", content=Path(image).read_bytes(),
                                         headers={"Content-Type": "application/x-tar"})["ImageUri"])
-        try:
-            client.json("GET", f"{FN}/{name}/configuration")
-            exists = True
-        except ApiError as exc:
-            if exc.status != 404:
-                raise
-            exists = False
-        if exists:
+        if _exists(client, name):
+            wait_settled(client, name)
             client.json("PUT", f"{FN}/{name}/configuration", json=config)
+            wait_settled(client, name)  # (a second change while one is InProgress is a ResourceConflict)
             result = client.json("PUT", f"{FN}/{name}/code", json={"ImageUri": image, "Publish": publish})
             action = "updated"
         else:
